@@ -1,0 +1,201 @@
+"""The `qcompile` command: compile (default), inspect, verify, bench, train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from qcompile.errors import QCompileError
+
+console = Console()
+
+
+class DefaultCompileGroup(click.Group):
+    """`qcompile model.onnx ...` means `qcompile compile model.onnx ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["compile", *args]
+        return super().parse_args(ctx, args)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    sys.exit(1)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_layer_table(rows, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("layer", "op", "W/A bits", "kernel", "weight bytes", "binary ops", "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        op = r.op_before if r.op_after == r.op_before else f"{r.op_before} -> {r.op_after}"
+        size = _human(r.bytes_before) if r.bytes_after == r.bytes_before else (
+            f"{_human(r.bytes_before)} -> {_human(r.bytes_after)} ({r.bytes_before / max(r.bytes_after, 1):.1f}x)"
+        )
+        ops = f"{r.binary_ops:,}" if r.binary_ops else ""
+        table.add_row(r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, r.note)
+    console.print(table)
+
+
+def print_parity(report) -> None:
+    for o in report.outputs:
+        top1 = "" if o.top1_agreement is None else f", top-1 agreement {o.top1_agreement:.2%} ({o.differing_top1} differ)"
+        mark = "[green]ok[/]" if o.passed else "[red]MISMATCH[/]"
+        console.print(
+            f"  {mark} output {o.name!r} {o.shape}: max |error| {o.max_abs_error:.3g} "
+            f"(relative {o.rel_error:.3g}, bound {report.rtol:g}){top1}",
+            highlight=False,
+        )
+    if report.first_divergence is not None:
+        d = report.first_divergence
+        console.print(
+            f"  first divergence: tensor {d.tensor!r} (reference node {d.reference_node!r}, compiled node "
+            f"{d.compiled_node!r}), max |error| {d.max_abs_error:.3g}",
+            highlight=False,
+        )
+    verdict = "[bold green]PARITY OK[/]" if report.passed else "[bold red]PARITY FAILED[/]"
+    console.print(f"{verdict} on inputs {report.inputs}", highlight=False)
+
+
+@click.group(cls=DefaultCompileGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qcompile")
+def main() -> None:
+    """Compile 1-3 bit QONNX models into fast onnxruntime custom ops, and verify them.
+
+    \b
+    qcompile model.onnx --wbits 1           compile (same as `qcompile compile ...`)
+    qcompile inspect model.onnx             per-layer table, no compiling
+    qcompile verify ref.onnx model.q.onnx   parity check
+    qcompile bench model.q.onnx --vs ref.onnx
+    qcompile train --model convnet ...      train and export a low-bit model
+    """
+
+
+BITS = click.IntRange(1, 4)
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--wbits", type=BITS, help="Weight bit width (default: what the model holds).")
+@click.option("--abits", type=BITS, help="Activation bit width (default: what the model holds).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.q.onnx")
+@click.option("--inputs", type=click.Path(exists=True, dir_okay=False), help=".npz of inputs for the parity check")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check.")
+def compile_command(model, wbits, abits, output, inputs, no_verify) -> None:
+    """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
+    from qcompile.compiler import compile as compile_model
+
+    try:
+        result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
+                               parity_inputs=inputs)
+    except QCompileError as exc:
+        _fail(exc)
+    print_layer_table(result.rows, f"{model} (W{result.wbits or '?'}/A{result.abits or '?'})")
+    console.print(
+        f"file size: {_human(result.input_bytes)} -> {_human(result.output_bytes)} "
+        f"({result.input_bytes / max(result.output_bytes, 1):.1f}x smaller)",
+        highlight=False,
+    )
+    if result.parity is not None:
+        print_parity(result.parity)
+    if result.output_path is not None:
+        console.print(f"wrote {result.output_path}", highlight=False)
+    else:
+        console.print("[red]not written:[/] the compiled model failed the parity check", highlight=False)
+        sys.exit(1)
+
+
+@main.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+def inspect_command(model) -> None:
+    """Print what each layer of MODEL holds and what it would compile to."""
+    from qcompile.compiler import inspect
+
+    try:
+        rows, wbits, abits = inspect(model)
+    except QCompileError as exc:
+        _fail(exc)
+    print_layer_table(rows, f"{model} (W{wbits or 'mixed/fp32'}/A{abits or 'mixed/fp32'})")
+
+
+@main.command("verify")
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("compiled", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--inputs", type=click.Path(exists=True, dir_okay=False), help=".npz of inputs (default: seeded random)")
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True, help="Batch of random inputs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+def verify_command(reference, compiled, inputs, batch, seed, json_path) -> None:
+    """Run REFERENCE and COMPILED on the same inputs; exit 1 on a mismatch."""
+    from qcompile.modelio import save_atomic  # noqa: F401  (keeps import errors out of the hot path)
+    from qcompile.verify import verify
+
+    try:
+        report = verify(reference, compiled, inputs, batch=batch, seed=seed)
+    except QCompileError as exc:
+        _fail(exc)
+    except ValueError as exc:
+        _fail(exc)
+    print_parity(report)
+    if json_path is not None:
+        json_path.write_text(report.to_json())
+        console.print(f"wrote {json_path}", highlight=False)
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command("bench")
+@click.argument("compiled", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--vs", "reference", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The model to compare with (the reference or float model).")
+@click.option("--threads", type=click.IntRange(1), multiple=True, default=(1,), show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--repeats", type=click.IntRange(3), default=30, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the numbers here.")
+def bench_command(compiled, reference, threads, batch, repeats, json_path) -> None:
+    """Time COMPILED against --vs side by side (alternating runs, medians)."""
+    from qcompile.bench import bench_models
+
+    try:
+        results = bench_models(compiled, reference, threads=threads, batch=batch, repeats=repeats)
+    except QCompileError as exc:
+        _fail(exc)
+    for r in results:
+        console.print(
+            f"{r['threads']} thread(s), batch {r['batch']}: compiled {r['compiled_ms']:.3f} ms, "
+            f"reference {r['reference_ms']:.3f} ms (medians of {r['repeats']}) -> "
+            f"[bold]{r['speedup']:.2f}x[/] faster; file {r['reference_bytes'] / max(r['compiled_bytes'], 1):.1f}x smaller",
+            highlight=False,
+        )
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2))
+        console.print(f"wrote {json_path}", highlight=False)
+
+
+def _register_train() -> None:
+    try:
+        from qcompile.train.cli import train
+    except ImportError as exc:  # torch missing: everything but training still works
+        @main.command("train", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def train(args) -> None:  # noqa: ARG001
+            """Train a low-bit model (needs torch)."""
+            _fail(QCompileError(f"training needs PyTorch: {exc}"))
+        return
+    main.add_command(train, "train")
+
+
+_register_train()

@@ -1,0 +1,208 @@
+"""compile(): bit-width checks, the pass pipeline, the per-layer table, parity on the spot."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from qcompile.analysis import Layer, analyze_model
+from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
+from qcompile.modelio import load_proto, save_atomic
+from qcompile.passes import CompileOptions, run_pipeline
+from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS, const_array
+from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
+from qcompile.verify import VerifyReport, verify
+
+SUPPORTED_WBITS = (1,)
+SUPPORTED_ABITS = (1,)
+
+
+@dataclass
+class LayerRow:
+    """One line of the compile table."""
+
+    name: str
+    op_before: str
+    op_after: str
+    wbits: str
+    abits: str
+    kernel: str
+    bytes_before: int
+    bytes_after: int
+    binary_ops: int | None  # +-1 multiply-adds per sample, for lowered layers with known shapes
+    note: str = ""
+
+
+@dataclass
+class CompileResult:
+    model: onnx.ModelProto
+    rows: list[LayerRow]
+    wbits: int | None
+    abits: int | None
+    output_path: Path | None = None
+    input_bytes: int = 0
+    output_bytes: int = 0
+    parity: VerifyReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _bits_text(bits: int | None) -> str:
+    return "fp32" if bits is None else str(bits)
+
+
+def _single(values: set[int], what: str, flag: str) -> int | None:
+    if len(values) > 1:
+        return None  # mixed widths: each layer is lowered or kept float on its own
+    return next(iter(values), None)
+
+
+def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) -> tuple[int | None, int | None]:
+    """Detect the model's weight/activation bit widths; refuse a request the model contradicts."""
+    quantized = [layer for layer in layers if layer.quantized]
+    if not quantized:
+        raise QCompileError(
+            "the model has no quantized Conv/Gemm/MatMul layer (no BipolarQuant or Quant on their weights "
+            "or inputs); export it with quantizers (qcompile train, or Brevitas export_qonnx)"
+        )
+    for flag, requested, supported, attr in (
+        ("--wbits", wbits, SUPPORTED_WBITS, "weight"),
+        ("--abits", abits, SUPPORTED_ABITS, "input"),
+    ):
+        if requested is None:
+            continue
+        for layer in quantized:
+            info = getattr(layer, attr)
+            if info.bits is not None and info.bits != requested:
+                what = info.describe() if attr == "weight" else f"{info.bits}-bit ({info.source})"
+                raise BitWidthError(
+                    f"{flag} {requested}, but layer {layer.name!r} ({layer.op_type}) has {attr}s that are "
+                    f"{what}; pass {flag} {info.bits} or leave {flag} out to use what the model holds"
+                )
+        if not any(getattr(layer, attr).bits == requested for layer in quantized):
+            found = sorted({getattr(layer, attr).bits for layer in quantized if getattr(layer, attr).bits})
+            raise BitWidthError(
+                f"{flag} {requested}, but no layer of the model has {requested}-bit {attr}s "
+                f"(found: {', '.join(map(str, found)) or 'none, all fp32'})"
+            )
+        if requested not in supported:
+            raise UnsupportedError(
+                f"{flag} {requested}: {requested}-bit {attr}s are not supported by this version "
+                f"(supported: {', '.join(map(str, supported))})"
+            )
+    wset = {layer.weight.bits for layer in quantized if layer.weight.bits is not None}
+    aset = {layer.input.bits for layer in quantized if layer.input.bits is not None}
+    return wbits or _single(wset, "weight", "--wbits"), abits or _single(aset, "input", "--abits")
+
+
+def _shape_model(proto: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Tensor shapes of the reference, with QONNX quantizers seen as Identity (they keep shape)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for node in copy.graph.node:
+        if node.domain == QONNX_DOMAIN and node.op_type in ("BipolarQuant", *QONNX_QUANT_OPS):
+            del node.input[1:]
+            node.op_type, node.domain = "Identity", ""
+            del node.attribute[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(copy)
+    except Exception:  # shape inference is only used for the ops column; never fail a compile on it
+        return {}
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    return shapes
+
+
+def _packed_bytes(node: ir.Node) -> int:
+    return sum(int(const_array(v).nbytes) for v in node.inputs[1:4] if v is not None and const_array(v) is not None)
+
+
+def _binary_ops(layer: Layer, out_shape: list[int | None] | None) -> int | None:
+    values = layer.weight.values
+    if values is None or not out_shape or any(d is None for d in out_shape[1:]):
+        return None
+    per_output = int(np.prod(values.shape[1:]))  # Cg*KH*KW for conv, K for dense
+    return per_output * int(np.prod(out_shape[1:]))
+
+
+def layer_rows(reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None) -> list[LayerRow]:
+    """The table: one row per conv/dense layer, before -> after."""
+    lowered = {}
+    if compiled is not None:
+        lowered = {
+            n.metadata_props[LAYER_KEY]: n
+            for n in compiled.graph
+            if n.domain == QCOMPILE_DOMAIN and LAYER_KEY in n.metadata_props
+        }
+    shapes = _shape_model(reference)
+    rows = []
+    for layer in layers:
+        node = lowered.get(layer.name)
+        kernel = "x".join(map(str, layer.kernel)) if layer.kernel else "dense"
+        if node is not None:
+            folded = node.metadata_props.get(FOLDED_KEY, "")
+            after = node.op_type + (f" (+{folded.replace(',', ', +')})" if folded else "")
+            out_shape = shapes.get(layer.node.outputs[0].name)
+            rows.append(
+                LayerRow(layer.name, layer.op_type, after, _bits_text(layer.weight.bits), _bits_text(layer.input.bits),
+                         kernel, layer.float_weight_bytes, _packed_bytes(node), _binary_ops(layer, out_shape))
+            )
+        else:
+            note = layer.reason if compiled is not None or not layer.target else f"-> {layer.target}"
+            rows.append(
+                LayerRow(layer.name, layer.op_type, layer.op_type, _bits_text(layer.weight.bits),
+                         _bits_text(layer.input.bits), kernel, layer.float_weight_bytes,
+                         layer.float_weight_bytes, None, "stays float: " + note if compiled is not None else note)
+            )
+    return rows
+
+
+def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
+    """The table without compiling: what each layer holds and what it would lower to."""
+    proto = model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    layers = analyze_model(ir.serde.deserialize_model(proto))
+    wset = {la.weight.bits for la in layers if la.weight.bits is not None}
+    aset = {la.input.bits for la in layers if la.input.bits is not None}
+    return layer_rows(proto, layers, None), _single(wset, "", ""), _single(aset, "", "")
+
+
+def default_output_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(p.stem + ".q.onnx")
+
+
+def compile(  # noqa: A001 - the package's verb
+    model: str | os.PathLike | onnx.ModelProto,
+    output: str | os.PathLike | None = None,
+    *,
+    wbits: int | None = None,
+    abits: int | None = None,
+    check_parity: bool = True,
+    parity_inputs: dict[str, np.ndarray] | str | None = None,
+) -> CompileResult:
+    """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given."""
+    proto = model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    layers = analyze_model(ir.serde.deserialize_model(proto))
+    wbits, abits = check_bit_widths(layers, wbits, abits)
+    compiled_ir = run_pipeline(ir.serde.deserialize_model(proto), CompileOptions(wbits, abits))
+    compiled = ir.serde.serialize_model(compiled_ir)
+    result = CompileResult(compiled, layer_rows(proto, layers, compiled_ir), wbits, abits)
+    result.input_bytes = proto.ByteSize()
+    result.output_bytes = compiled.ByteSize()
+    if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):
+        reasons = "; ".join(f"{r.name}: {r.note}" for r in result.rows if r.note)
+        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
+    if check_parity:
+        result.parity = verify(proto, compiled, parity_inputs)
+    if output is None and not isinstance(model, onnx.ModelProto):
+        output = default_output_path(model)
+    if output is not None and (result.parity is None or result.parity.passed):
+        # a model that fails parity is not written: nothing a user could mistake for a good one
+        result.output_path = save_atomic(compiled, output)
+    return result

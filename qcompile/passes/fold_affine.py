@@ -1,0 +1,128 @@
+"""Fold a per-channel affine that follows an XnorConv / XnorGemm into the op's scale and bias.
+
+  XnorOp(.., s, b) -> BatchNormalization(gamma, beta, mean, var, eps)
+        => XnorOp(.., s*k, b*k + (beta - mean*k)),  k = gamma / sqrt(var + eps)
+  XnorOp -> Mul(c) => XnorOp(.., s*c, b*c);   XnorOp -> Add(c) => XnorOp(.., s, b + c)
+
+Only a per-output-channel constant folds (scalar, [M], [M,1,1] or [1,M,1,1] for conv outputs);
+the result differs from the reference only by float rounding (k is computed in float64 once).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import pattern
+from onnxscript.rewriter._basics import MatchResult
+
+from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr
+from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
+
+XNOR_OPS = ("XnorConv", "XnorGemm")
+
+
+def _per_channel(c: np.ndarray | None, m: int, conv: bool) -> np.ndarray | None:
+    """c as a float64 [M] vector if it broadcasts per output channel, else None."""
+    if c is None:
+        return None
+    shape = tuple(c.shape)
+    ok = c.size == 1 or (
+        c.size == m
+        and (shape in ((m,), (1, m)) if not conv else shape in ((m, 1, 1), (1, m, 1, 1)))
+    )
+    return np.broadcast_to(c.astype(np.float64).reshape(-1), (m,)) if ok else None
+
+
+class _FoldIntoXnor(pattern.RewriteRuleClassBase):
+    """Base: match XnorOp(xp, w, s, b) -> <affine op>; subclasses give the affine's (k, t)."""
+
+    def __init__(self, xnor_op: str, affine_op: str):
+        super().__init__(name=f"Fold{affine_op}Into{xnor_op}")
+        self.xnor_op, self.affine_op = xnor_op, affine_op
+
+    def _xnor(self, op, xp, w, s, b):
+        return getattr(op, self.xnor_op)(
+            xp, w, s, b, _domain=QCOMPILE_DOMAIN, _allow_other_attributes=True, _outputs=["xo"]
+        )
+
+    def coefficients(self, node: ir.Node, m: int) -> tuple[np.ndarray, np.ndarray] | str:
+        """(k, t) with affine(y) = y*k + t per channel, or a reason it does not fold."""
+        raise NotImplementedError
+
+    def check(self, context, xo, s, b, out, **_) -> MatchResult:
+        result = MatchResult()
+        if len(xo.uses()) != 1 or xo.is_graph_output():
+            return result.fail("the Xnor output has other users; folding would change them")
+        scale, bias = const_array(s), const_array(b)
+        if scale is None or bias is None:
+            return result.fail("scale/bias are not constant")
+        coeffs = self.coefficients(out.producer(), scale.size)
+        if isinstance(coeffs, str):
+            return result.fail(coeffs)
+        return result
+
+    def rewrite(self, op, xp, w, s, b, xo, out, **_):
+        old = xo.producer()
+        scale, bias = const_array(s).astype(np.float64), const_array(b).astype(np.float64)
+        k, t = self.coefficients(out.producer(), scale.size)
+        new_scale = (scale * k).astype(np.float32)
+        new_bias = (bias * k + t).astype(np.float32)
+        layer = old.metadata_props.get(LAYER_KEY, old.name or "xnor")
+        y = getattr(op, self.xnor_op)(
+            xp,
+            w,
+            op.initializer(ir.tensor(new_scale), f"{layer}/scale_{self.affine_op}"),
+            op.initializer(ir.tensor(new_bias), f"{layer}/bias_{self.affine_op}"),
+            _domain=QCOMPILE_DOMAIN,
+            **{name: attr for name, attr in old.attributes.items()},
+        )
+        node = y.producer()
+        node.name = old.name
+        node.metadata_props.update(old.metadata_props)
+        folded = old.metadata_props.get(FOLDED_KEY, "")
+        node.metadata_props[FOLDED_KEY] = f"{folded},{self.affine_op}".lstrip(",")
+        return y
+
+
+class FoldBatchNorm(_FoldIntoXnor):
+    def pattern(self, op, xp, w, s, b, gamma, beta, mean, var):
+        return op.BatchNormalization(
+            self._xnor(op, xp, w, s, b), gamma, beta, mean, var,
+            _allow_other_attributes=True, _outputs=["out"],
+        )
+
+    def coefficients(self, node, m):
+        if int_attr(node, "training_mode", 0):
+            return "BatchNormalization is in training mode"
+        gamma, beta, mean, var = (const_array(v) for v in node.inputs[1:5])
+        if any(a is None or a.size != m for a in (gamma, beta, mean, var)):
+            return "BatchNormalization parameters are not constant [M] vectors"
+        eps = float_attr(node, "epsilon", 1e-5)
+        k = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + np.float64(np.float32(eps)))
+        return k, beta.astype(np.float64) - mean.astype(np.float64) * k
+
+
+class FoldMul(_FoldIntoXnor):
+    def pattern(self, op, xp, w, s, b, c):
+        return op.Mul(self._xnor(op, xp, w, s, b), c, _outputs=["out"])
+
+    def coefficients(self, node, m):
+        k = _per_channel(const_array(node.inputs[1]), m, self.xnor_op == "XnorConv")
+        return "Mul operand is not a per-channel constant" if k is None else (k, np.zeros(m))
+
+
+class FoldAdd(_FoldIntoXnor):
+    def pattern(self, op, xp, w, s, b, c):
+        return op.Add(self._xnor(op, xp, w, s, b), c, _outputs=["out"])
+
+    def coefficients(self, node, m):
+        t = _per_channel(const_array(node.inputs[1]), m, self.xnor_op == "XnorConv")
+        return "Add operand is not a per-channel constant" if t is None else (np.ones(m), t)
+
+
+def affine_folding_rules() -> pattern.RewriteRuleSet:
+    rules = []
+    for xnor_op in XNOR_OPS:
+        for cls, affine in ((FoldBatchNorm, "BatchNormalization"), (FoldMul, "Mul"), (FoldAdd, "Add")):
+            rules.append(cls.rule(xnor_op, affine))
+    return pattern.RewriteRuleSet(rules, commute=True)

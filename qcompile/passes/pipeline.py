@@ -1,0 +1,53 @@
+"""The compile pipeline: the order of the passes and why each sits where it does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_ir as ir
+
+from qcompile.passes._consts import QCOMPILE_DOMAIN
+from qcompile.passes.cleanup import cleanup_pass
+from qcompile.passes.fold_affine import affine_folding_rules
+from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
+from qcompile.passes.lower_binary import binary_lowering_rules
+from qcompile.passes.rewrite import RewriteRulesPass
+
+
+@dataclass
+class CompileOptions:
+    """What the user asked for; None means "as the model says"."""
+
+    wbits: int | None = None
+    abits: int | None = None
+
+
+def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManager:
+    del options  # bit widths are checked before the pipeline (compiler.check_bit_widths)
+    return ir.passes.PassManager(
+        [
+            # 1. Normalise first so the patterns below see initializers, not Constant/Identity chains.
+            cleanup_pass(),
+            # 2. Weight quantizers become plain constants holding the exact quantized values; the
+            #    lowering rules classify layers by those values (binary = +-alpha per channel).
+            FoldWeightQuantizersPass(),
+            # 3. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
+            #    stay in place for any float consumer; dead ones go in the final cleanup).
+            RewriteRulesPass("lower-binary-layers", binary_lowering_rules),
+            # 4. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
+            #    after lowering, because only then is the op's output transform there to fold into.
+            RewriteRulesPass("fold-affine-into-xnor", affine_folding_rules),
+            # 5. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
+            cleanup_pass(),
+        ],
+        steps=1,
+    )
+
+
+def run_pipeline(model: ir.Model, options: CompileOptions | None = None) -> ir.Model:
+    model.opset_imports.setdefault(QCOMPILE_DOMAIN, 1)
+    result = build_pipeline(options)(model)
+    out = result.model
+    if not any(n.domain == QCOMPILE_DOMAIN for n in out.graph):
+        out.opset_imports.pop(QCOMPILE_DOMAIN, None)
+    return out

@@ -1,0 +1,196 @@
+"""Parity validator: run a reference and a compiled model on the same inputs and compare.
+
+Tolerance: binary and integer parts are computed exactly in both models, so differences come only
+from float rounding of the parts the compiler re-associated (BatchNorm, conv bias and alpha folded
+into one per-channel multiply-add, computed once in float64 and rounded to float32). Each folded
+layer adds a few float32 ulps relative to the layer's output magnitude, and float layers after it
+(a classifier summing thousands of terms) carry that forward. The default bound is
+|compiled - reference| <= RTOL * max|reference| per output, with RTOL = 1e-4: two orders of magnitude
+above what rounding produces (about 1e-6 on the models in tests/), and far below the effect of a
+single flipped binary activation. Classification outputs must also agree on top-1 for every input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+
+from qcompile.modelio import load_proto
+
+RTOL = 1e-4
+
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+@dataclass
+class OutputParity:
+    name: str
+    shape: list[int]
+    max_abs_error: float
+    max_abs_reference: float
+    rel_error: float  # max_abs_error / max|reference|
+    top1_agreement: float | None  # fraction of rows with the same argmax, for [N, classes] outputs
+    differing_top1: int | None
+    passed: bool
+
+
+@dataclass
+class Divergence:
+    tensor: str
+    reference_node: str
+    compiled_node: str
+    max_abs_error: float
+    rel_error: float
+
+
+@dataclass
+class VerifyReport:
+    passed: bool
+    outputs: list[OutputParity]
+    inputs: dict[str, list[int]]
+    rtol: float
+    first_divergence: Divergence | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _as_proto(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
+    return model if isinstance(model, onnx.ModelProto) else load_proto(model)
+
+
+def random_inputs(model: onnx.ModelProto, batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs with the model's shapes; symbolic or unknown dims become `batch` (first) or 1."""
+    rng = np.random.default_rng(seed)
+    initializers = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for inp in model.graph.input:
+        if inp.name in initializers:
+            continue
+        ttype = inp.type.tensor_type
+        dims = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if i == 0 else 1)
+            for i, d in enumerate(ttype.shape.dim)
+        ]
+        dtype = _NP_TYPES.get(ttype.elem_type)
+        if dtype is None:
+            raise ValueError(f"input {inp.name!r}: element type {ttype.elem_type} is not supported")
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(dims).astype(dtype)
+        else:
+            feeds[inp.name] = rng.integers(0, 2, dims).astype(dtype)
+    return feeds
+
+
+def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _compare(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> OutputParity:
+    if ref.shape != out.shape:
+        return OutputParity(name, list(ref.shape), float("inf"), 0.0, float("inf"), None, None, False)
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    err = float(np.max(np.abs(ref64 - out64))) if ref.size else 0.0
+    scale = float(np.max(np.abs(ref64))) if ref.size else 0.0
+    rel = err / scale if scale > 0 else err
+    agree = differing = None
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        same = np.argmax(ref, axis=1) == np.argmax(out, axis=1)
+        agree, differing = float(np.mean(same)), int(np.sum(~same))
+    passed = err <= rtol * scale + 1e-30 and (differing in (None, 0))
+    return OutputParity(name, list(ref.shape), err, scale, rel, agree, differing, passed)
+
+
+def _session(model: onnx.ModelProto, threads: int | None):
+    from qcompile.runtime import InferenceSession
+
+    return InferenceSession(model.SerializeToString(), threads=threads)
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    extended = onnx.ModelProto()
+    extended.CopyFrom(model)
+    present = {o.name for o in extended.graph.output}
+    for name in names:
+        if name not in present:
+            extended.graph.output.append(onnx.ValueInfoProto(name=name))
+    return extended
+
+
+def _float_tensors_in_order(model: onnx.ModelProto) -> dict[str, str]:
+    """Every node output in graph order -> the name of the node producing it."""
+    return {o: (n.name or n.op_type) for n in model.graph.node for o in n.output if o}
+
+
+def find_divergence(
+    ref: onnx.ModelProto, comp: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, threads: int | None
+) -> Divergence | None:
+    """The first tensor (in the reference's order) that both graphs compute and that differs.
+
+    Compiled ops keep the names of the reference tensors they replace, so every tensor name the
+    two graphs share is a point where their values must agree.
+    """
+    ref_tensors = _float_tensors_in_order(ref)
+    comp_tensors = _float_tensors_in_order(comp)
+    shared = [t for t in ref_tensors if t in comp_tensors]
+    if not shared:
+        return None
+    ref_vals = dict(zip(shared, _session(_with_outputs(ref, shared), threads).run(shared, feeds)))
+    comp_vals = dict(zip(shared, _session(_with_outputs(comp, shared), threads).run(shared, feeds)))
+    for t in shared:
+        r, c = np.asarray(ref_vals[t]), np.asarray(comp_vals[t])
+        if not np.issubdtype(r.dtype, np.floating) and r.dtype == c.dtype:
+            if not np.array_equal(r, c):
+                return Divergence(t, ref_tensors[t], comp_tensors[t], float("nan"), float("nan"))
+            continue
+        parity = _compare(t, r, c, rtol)
+        if parity.max_abs_error > rtol * parity.max_abs_reference + 1e-30:
+            return Divergence(t, ref_tensors[t], comp_tensors[t], parity.max_abs_error, parity.rel_error)
+    return None
+
+
+def verify(
+    reference: onnx.ModelProto | str | os.PathLike,
+    compiled: onnx.ModelProto | str | os.PathLike,
+    inputs: dict[str, np.ndarray] | str | os.PathLike | None = None,
+    *,
+    batch: int = 8,
+    seed: int = 0,
+    rtol: float = RTOL,
+    threads: int | None = None,
+) -> VerifyReport:
+    """Run both models on the same inputs; report per-output error, top-1 agreement, first divergence."""
+    ref, comp = _as_proto(reference), _as_proto(compiled)
+    if inputs is None:
+        feeds = random_inputs(ref, batch=batch, seed=seed)
+    elif isinstance(inputs, dict):
+        feeds = inputs
+    else:
+        feeds = load_inputs(inputs)
+    ref_sess, comp_sess = _session(ref, threads), _session(comp, threads)
+    ref_names = [o.name for o in ref_sess.get_outputs()]
+    comp_names = [o.name for o in comp_sess.get_outputs()]
+    if ref_names != comp_names:
+        raise ValueError(f"expected the compiled model to have outputs {ref_names}, got {comp_names}")
+    ref_out = ref_sess.run(None, feeds)
+    comp_out = comp_sess.run(None, feeds)
+    outputs = [_compare(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out)]
+    passed = all(o.passed for o in outputs)
+    report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol)
+    if not passed:
+        report.first_divergence = find_divergence(ref, comp, feeds, rtol, threads)
+    return report
