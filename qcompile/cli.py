@@ -12,7 +12,8 @@ from rich.table import Table
 
 from qcompile.errors import QCompileError
 
-console = Console()
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 class DefaultCompileGroup(click.Group):
@@ -199,3 +200,7 @@ def _register_train() -> None:
 
 
 _register_train()
+
+
+if __name__ == "__main__":
+    main()

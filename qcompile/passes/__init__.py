@@ -1,7 +1,5 @@
-"""Compiler passes. Each module holds one pass or one family of rewrite rules; `pipeline` orders them."""
+"""Compiler passes. Each module holds one pass or one family of rewrite rules; `pipeline` orders them.
 
-from __future__ import annotations
-
-from qcompile.passes.pipeline import CompileOptions, build_pipeline, run_pipeline
-
-__all__ = ["CompileOptions", "build_pipeline", "run_pipeline"]
+Import from the modules (e.g. `qcompile.passes.pipeline`); this package imports nothing so that
+`qcompile.analysis` can use the small helpers here without an import cycle.
+"""

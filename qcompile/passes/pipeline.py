@@ -31,6 +31,8 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             # 2. Weight quantizers become plain constants holding the exact quantized values; the
             #    lowering rules classify layers by those values (binary = +-alpha per channel).
             FoldWeightQuantizersPass(),
+            #    ...and what was computed from them (a Transpose before MatMul) is folded too.
+            cleanup_pass(),
             # 3. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             RewriteRulesPass("lower-binary-layers", binary_lowering_rules),

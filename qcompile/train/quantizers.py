@@ -1,0 +1,442 @@
+"""Quantizers with exact forward values and the backward rules of ALGORITHMS.md.
+
+Every quantizer computes its forward *value* under ``no_grad`` and attaches a gradient with one
+small autograd Function (:class:`AttachGrad`), so the value a layer sees in training, in eval and
+in the exported ONNX graph is the same float32 tensor, bit for bit. Backward rules:
+
+=========================  ==========================================================
+binary STE (BNN)           g · 1{|x| ≤ 1}
+XNOR / BWN (α_c·sign)      g · 1{|W| ≤ 1}                       (α treated as constant)
+TWN ternary                g                                    (identity STE)
+DoReFa k-bit weights       g · (1 − tanh²W) / max|tanh W|      (STE through round; max const)
+DoReFa k-bit activations   g · 1{0 ≤ x ≤ 1}
+AQE blend                  2α · g · 1{|x| ≤ 1}
+BCGD quantized ReLU        x: g · 1{0 < x ≤ Lα};  α: 0.01·Σ g·∂σ/∂α, clipped to [−1, 1]
+BCGD weights (coarse)      g                                    (gradient at Q(w) applied to w)
+=========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+FP_BITS = 32  # a bit width at or above this means "not quantized"
+
+#: BCGD initial α by activation bit width (published values).
+BCGD_ALPHA_INIT = {1: 1.2221, 2: 0.6511, 4: 0.1946}
+
+
+def bcgd_alpha_init(bits: int) -> float:
+    """Initial BCGD resolution α for ``bits``-bit activations.
+
+    1, 2 and 4 bits use the published values. Others are an unpublished default: log α is
+    interpolated linearly in the bit width through the published points (3 bits →
+    sqrt(0.6511·0.1946) ≈ 0.356) and extrapolated from the 2- and 4-bit points beyond 4 bits.
+    """
+    if bits in BCGD_ALPHA_INIT:
+        return BCGD_ALPHA_INIT[bits]
+    if bits < 1:
+        raise ValueError(f"expected an activation bit width >= 1, got {bits}")
+    lo, hi = (2, 4)
+    la, lb = math.log(BCGD_ALPHA_INIT[lo]), math.log(BCGD_ALPHA_INIT[hi])
+    return float(math.exp(la + (lb - la) * (bits - lo) / (hi - lo)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient plumbing
+# ---------------------------------------------------------------------------------------------
+class AttachGrad(torch.autograd.Function):
+    """Forward: return ``value`` (already computed). Backward: ∂L/∂x = g · ``grad_scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, grad_scale: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(grad_scale)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # noqa: D102
+        (grad_scale,) = ctx.saved_tensors
+        return g * grad_scale, None, None
+
+
+def attach(x: Tensor, value: Tensor, grad_scale: Tensor | float) -> Tensor:
+    """``value`` in the forward pass, ``g · grad_scale`` to ``x`` in the backward pass."""
+    if not torch.is_tensor(grad_scale):
+        grad_scale = torch.full((), float(grad_scale), dtype=x.dtype, device=x.device)
+    return AttachGrad.apply(x, value.detach(), grad_scale.detach().to(x.dtype))
+
+
+def in_unit(x: Tensor) -> Tensor:
+    """1{|x| ≤ 1} as a float mask (the clip boundaries ±1 are inside)."""
+    return (x.abs() <= 1).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The quantizer functions h (values only)
+# ---------------------------------------------------------------------------------------------
+def sign_pm1(x: Tensor) -> Tensor:
+    """+1 where x ≥ 0 (−0.0 included), −1 elsewhere (NaN → −1), like QONNX BipolarQuant."""
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    return torch.where(x >= 0, one, -one)
+
+
+def ternary_h(x: Tensor, delta: Tensor | float) -> Tensor:
+    """AQE 2-bit h: 0 where |x| ≤ Δ, sign(x) elsewhere."""
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return torch.where(x.abs() <= delta, zero, sign_pm1(x))
+
+
+def twn_delta(w: Tensor, per_channel: bool, factor: float = 0.7) -> Tensor:
+    """TWN threshold Δ = factor · mean|W| (per output channel → shape [M,1,...], else scalar)."""
+    if per_channel:
+        return factor * w.abs().reshape(w.shape[0], -1).mean(dim=1).reshape(_chan_shape(w))
+    return factor * w.abs().mean()
+
+
+def _chan_shape(w: Tensor) -> tuple[int, ...]:
+    return (w.shape[0],) + (1,) * (w.dim() - 1)
+
+
+def pow2_levels(bits: int) -> tuple[int, list[float]]:
+    """q and the positive levels 2^-p, p = 0..q-1, of the AQE n-bit (n ≥ 3) quantizer."""
+    if bits < 3:
+        raise ValueError(f"expected >= 3 bits for the power-of-two quantizer, got {bits}")
+    q = 2 ** (bits - 1) - 1
+    return q, [2.0**-p for p in range(q)]
+
+
+def pow2_h(x: Tensor, bits: int, zero_threshold: str = "log") -> Tensor:
+    """AQE n ≥ 3-bit h: 0 or sign(x)·2^-p, p ∈ {0..q-1}, q = 2^(n-1) − 1.
+
+    Thresholds between neighbouring levels 2^-p and 2^-(p+1) are their log-domain midpoint
+    2^-(p+½); |x| at a threshold goes to the larger level. Between the smallest level 2^-(q-1)
+    and 0 the paper gives nothing and 0 has no logarithm: ``zero_threshold="log"`` (default)
+    uses 2^-(q-½) (as if a level 2^-q followed), ``"linear"`` uses half the smallest level.
+
+    Computed as a staircase sum of exact powers of two, so the result has no rounding at all and
+    the same standard ONNX ops (Abs, GreaterOrEqual, Cast, Mul, Add, Where) reproduce it exactly.
+    """
+    q, _ = pow2_levels(bits)
+    a = x.abs()
+    smallest = 2.0 ** -(q - 1)
+    if zero_threshold == "log":
+        t_zero = 2.0 ** -(q - 0.5)
+    elif zero_threshold == "linear":
+        t_zero = smallest / 2
+    else:
+        raise ValueError(f"expected zero_threshold 'log' or 'linear', got {zero_threshold!r}")
+    mag = (a >= _f32(t_zero, x)).to(x.dtype) * smallest
+    for p in range(q - 1):  # step from 2^-(p+1) up to 2^-p at 2^-(p+1/2)
+        mag = mag + (a >= _f32(2.0 ** -(p + 0.5), x)).to(x.dtype) * (2.0**-p - 2.0 ** -(p + 1))
+    return mag * sign_pm1(x)
+
+
+def _f32(v: float, like: Tensor) -> Tensor:
+    return torch.tensor(v, dtype=like.dtype, device=like.device)
+
+
+def aqe_h(x: Tensor, bits: int, delta: Tensor | float, zero_threshold: str = "log") -> Tensor:
+    """The AQE quantizer h for ``bits`` (1: sign, 2: ternary with threshold Δ, ≥3: powers of 2)."""
+    if bits == 1:
+        return sign_pm1(x)
+    if bits == 2:
+        return ternary_h(x, delta)
+    return pow2_h(x, bits, zero_threshold)
+
+
+def qonnx_quant(x: Tensor, scale: Tensor, zeropt: float, bits: int, signed: bool,
+                narrow: bool, rounding_mode: str = "ROUND") -> Tensor:
+    """QONNX Quant in float32, in SPEC.md's order: divide, add, round, clamp, subtract, multiply.
+
+    ROUND is round-half-to-even (torch.round), as in the op library's kernel.
+    """
+    if signed:
+        qmin, qmax = -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    else:
+        qmin, qmax = 0, 2**bits - 1 - int(narrow)
+    v = x / scale + zeropt
+    rnd = {"ROUND": torch.round, "CEIL": torch.ceil, "FLOOR": torch.floor,
+           "ROUND_TO_ZERO": torch.trunc}.get(rounding_mode)
+    if rnd is None:
+        raise ValueError(f"expected rounding_mode ROUND, CEIL, FLOOR or ROUND_TO_ZERO, "
+                         f"got {rounding_mode!r}")
+    q = torch.clamp(rnd(v), qmin, qmax)
+    return (q - zeropt) * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight quantizer
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ExportForm:
+    """How a quantized weight appears in the QONNX graph.
+
+    ``op`` is "BipolarQuant" (``values`` hold ±1, output = sign(values)·scale) or "Quant"
+    (``values`` hold the exact quantized weights, ``Quant(values, scale, 0, bits, signed=1,
+    narrow=1)`` reproduces them exactly), or None (full precision: values are the weights).
+    """
+
+    op: str | None
+    values: Tensor
+    scale: Tensor | None = None
+    bits: int = 0
+
+
+WEIGHT_SCHEMES = ("h", "bwn", "twn", "dorefa", "bcgd")
+
+
+class WeightQuantizer(nn.Module):
+    """Quantizes a weight tensor (output channel first).
+
+    scheme:
+      * ``h``      – AQE/STE quantizer h (1: sign, 2: ternary Δ = ``delta_factor``·mean|W|,
+                     ≥3: powers of two), no scale; ``estimator`` "ste" or "aqe".
+      * ``bwn``    – XNOR-Net/BWN α_c·sign(W_c), α_c = mean|W_c| (``per_channel``, default on).
+      * ``twn``    – TWN α·T, Δ = 0.7·mean|W|, α = mean of |W| above Δ (``per_channel`` option).
+      * ``dorefa`` – DoReFa k-bit (1 bit: mean|W|·sign(W), per layer, as in DoReFa-Net).
+      * ``bcgd``   – BCGD: 1 bit mean|w|·sign(w) per layer, 2 bits TWN, ≥3 bits uniform
+                     symmetric (scale = max|w| / (2^(b−1) − 1)); coarse (identity) gradient.
+
+    ``sq_mask`` (bool per output channel), when set in training, selects the rows that are
+    quantized; the others pass through in full precision (stochastic quantization).
+    """
+
+    def __init__(self, scheme: str = "h", bits: int = 1, estimator: str = "ste",
+                 alpha: float = 0.5, per_channel: bool | None = None,
+                 delta_factor: float = 0.7, zero_threshold: str = "log") -> None:
+        super().__init__()
+        if scheme not in WEIGHT_SCHEMES:
+            raise ValueError(f"expected weight scheme in {WEIGHT_SCHEMES}, got {scheme!r}")
+        if estimator not in ("ste", "aqe"):
+            raise ValueError(f"expected estimator 'ste' or 'aqe', got {estimator!r}")
+        if scheme == "bwn" and bits != 1:
+            raise ValueError(f"XNOR/BWN weights are binary: expected wbits=1, got {bits}")
+        self.scheme = scheme
+        self.bits = int(bits)
+        self.estimator = estimator
+        self.alpha = float(alpha)
+        self.per_channel = (scheme == "bwn") if per_channel is None else bool(per_channel)
+        self.delta_factor = float(delta_factor)
+        self.zero_threshold = zero_threshold
+        self.enabled = True
+        self.sq_mask: Tensor | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.bits < FP_BITS
+
+    def extra_repr(self) -> str:
+        return (f"scheme={self.scheme}, bits={self.bits}, estimator={self.estimator}, "
+                f"per_channel={self.per_channel}")
+
+    # -- values --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def export_form(self, w: Tensor) -> ExportForm:
+        """The exact eval-mode quantized weight and its QONNX form."""
+        w = w.detach()
+        if not self.active:
+            return ExportForm(None, w.clone())
+        s, b = self.scheme, self.bits
+        if s == "h":
+            if b == 1:
+                return ExportForm("BipolarQuant", sign_pm1(w), torch.ones((), dtype=w.dtype))
+            if b == 2:
+                t = ternary_h(w, twn_delta(w, self.per_channel, self.delta_factor))
+                return ExportForm("Quant", t, torch.ones((), dtype=w.dtype), 2)
+            q, _ = pow2_levels(b)
+            return ExportForm("Quant", pow2_h(w, b, self.zero_threshold),
+                              _f32(2.0 ** -(q - 1), w), q + 2)
+        if s == "bwn" or (s in ("dorefa", "bcgd") and b == 1):
+            alpha = self._mean_abs(w, self.per_channel if s == "bwn" else False)
+            return ExportForm("BipolarQuant", sign_pm1(w), alpha)
+        if s == "twn" or (s == "bcgd" and b == 2):
+            per_channel = self.per_channel if s == "twn" else False
+            delta = twn_delta(w, per_channel, self.delta_factor)
+            above = (w.abs() > delta).to(w.dtype)
+            if per_channel:
+                num = (w.abs() * above).reshape(w.shape[0], -1).sum(1)
+                cnt = above.reshape(w.shape[0], -1).sum(1)
+            else:
+                num, cnt = (w.abs() * above).sum(), above.sum()
+            # A row with nothing above Δ is all zero after quantization; α = 1 keeps Quant's
+            # scale nonzero without changing any value.
+            alpha = torch.where(cnt > 0, num / cnt.clamp_min(1), torch.ones_like(num))
+            if per_channel:
+                alpha = alpha.reshape(_chan_shape(w))
+            return ExportForm("Quant", ternary_h(w, delta) * alpha, alpha, 2)
+        if s == "dorefa":
+            n = 2**b - 1
+            t = torch.tanh(w)
+            z = t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5
+            m = 2 * torch.round(n * z) - n  # odd integers in [-n, n]
+            scale = _f32(1.0 / n, w)
+            return ExportForm("Quant", m * scale, scale, b + 1)
+        # bcgd, b >= 3: uniform symmetric, narrow range
+        qmax = 2 ** (b - 1) - 1
+        scale = (w.abs().max() / qmax).clamp_min(1e-12)
+        return ExportForm("Quant", qonnx_quant(w, scale, 0.0, b, True, True), scale, b)
+
+    @staticmethod
+    def _mean_abs(w: Tensor, per_channel: bool) -> Tensor:
+        if per_channel:
+            return w.abs().reshape(w.shape[0], -1).mean(1).reshape(_chan_shape(w))
+        return w.abs().mean()
+
+    @torch.no_grad()
+    def quantized_value(self, w: Tensor) -> Tensor:
+        """Q(w) as the layer uses it in eval (ExportForm applied)."""
+        f = self.export_form(w)
+        if f.op == "BipolarQuant":
+            return sign_pm1(f.values) * f.scale
+        return f.values
+
+    @torch.no_grad()
+    def _grad_scale(self, w: Tensor) -> Tensor | float:
+        s = self.scheme
+        if s in ("h", "bwn"):
+            return in_unit(w)
+        if s == "dorefa" and self.bits > 1:
+            t = torch.tanh(w)
+            return (1 - t * t) / t.abs().max().clamp_min(1e-12)
+        if s == "dorefa":
+            return in_unit(w)
+        return 1.0  # twn, bcgd: identity (coarse) gradient
+
+    def forward(self, w: Tensor) -> Tensor:
+        if not self.active:
+            return w
+        qv = self.quantized_value(w)
+        if self.training and self.scheme == "h" and self.estimator == "aqe":
+            # AQE: forward α·h + (1−α)·x, backward 2α·g·1{|x| ≤ 1}
+            with torch.no_grad():
+                val = self.alpha * qv + (1 - self.alpha) * w
+            out = attach(w, val, 2 * self.alpha * in_unit(w))
+        else:
+            out = attach(w, qv, self._grad_scale(w))
+        if self.training and self.sq_mask is not None:
+            rows = self.sq_mask.reshape(_chan_shape(w)).to(w.device)
+            out = torch.where(rows, out, w)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Activation quantizer
+# ---------------------------------------------------------------------------------------------
+ACT_SCHEMES = ("h", "dorefa", "bcgd")
+
+
+class BCGDActFn(torch.autograd.Function):
+    """BCGD adaptive quantized ReLU σ(x; α) with L = 2^b − 1 levels.
+
+    Forward (equal to QONNX Quant(x, α, 0, b, signed=0, rounding_mode=CEIL)):
+    0 for x ≤ 0; α⌈x/α⌉ for 0 < x ≤ (L−1)α; Lα above.
+    Backward: ∂/∂x ≈ 1{0 < x ≤ Lα} (clipped-ReLU proxy); ∂σ/∂α = ⌈x/α⌉ in (0, Lα], L above, 0
+    below, summed with g, scaled by ``alpha_grad_scale`` and clipped to [−1, 1].
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: Tensor, levels: int, alpha_grad_scale: float) -> Tensor:
+        q = torch.clamp(torch.ceil(x / alpha), 0, levels)
+        y = q * alpha
+        ctx.save_for_backward(x, alpha, q)
+        ctx.levels, ctx.gs = levels, alpha_grad_scale
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, alpha, q = ctx.saved_tensors
+        gx = g * ((x > 0) & (x <= ctx.levels * alpha)).to(g.dtype)
+        # a.e. derivative of α·clamp(ceil(x/α), 0, L) w.r.t. α is exactly q
+        ga = (g * q).sum() * ctx.gs
+        ga = ga.clamp(-1.0, 1.0).reshape(alpha.shape)
+        return gx, ga, None, None
+
+
+class ActQuantizer(nn.Module):
+    """Activation nonlinearity plus quantizer (the "→ HardTanh → quantize" end of a block).
+
+    scheme:
+      * ``h``      – HardTanh (clip to [−1, 1]) then AQE h: 1 bit sign, 2 bits ternary with a
+                     fixed threshold ``act_delta`` (default ½; activations have no weight
+                     statistics to take TWN's Δ from), ≥3 bits powers of two. ``estimator``
+                     "ste" (g·1{|x| ≤ 1}) or "aqe" (blend in training, h alone in eval).
+      * ``dorefa`` – clip to [0, 1] then round((2^k−1)·x)/(2^k−1) (as Quant with scale 1/(2^k−1)).
+      * ``bcgd``   – adaptive quantized ReLU with a learned α (one per layer).
+    Disabled or ≥32 bits: the nonlinearity alone (HardTanh, clip [0,1], ReLU respectively).
+    """
+
+    def __init__(self, scheme: str = "h", bits: int = 1, estimator: str = "ste",
+                 alpha: float = 0.5, act_delta: float = 0.5, zero_threshold: str = "log",
+                 bcgd_alpha: float | None = None, bcgd_alpha_grad_scale: float = 0.01,
+                 bcgd_alpha_range: tuple[float, float] = (1e-3, 5.0)) -> None:
+        super().__init__()
+        if scheme not in ACT_SCHEMES:
+            raise ValueError(f"expected activation scheme in {ACT_SCHEMES}, got {scheme!r}")
+        self.scheme = scheme
+        self.bits = int(bits)
+        self.estimator = estimator
+        self.alpha = float(alpha)
+        self.act_delta = float(act_delta)
+        self.zero_threshold = zero_threshold
+        self.enabled = True
+        self.bcgd_alpha_grad_scale = bcgd_alpha_grad_scale
+        self.bcgd_alpha_range = bcgd_alpha_range
+        if scheme == "bcgd":
+            a0 = bcgd_alpha_init(min(self.bits, 16)) if bcgd_alpha is None else bcgd_alpha
+            self.bcgd_alpha = nn.Parameter(torch.tensor(float(a0)))
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.bits < FP_BITS
+
+    def extra_repr(self) -> str:
+        return f"scheme={self.scheme}, bits={self.bits}, estimator={self.estimator}"
+
+    @property
+    def levels(self) -> int:
+        return 2**self.bits - 1
+
+    def clamp_alpha_(self) -> None:
+        """Keep the BCGD α inside its range (called after each optimizer step)."""
+        if self.scheme == "bcgd":
+            with torch.no_grad():
+                self.bcgd_alpha.clamp_(*self.bcgd_alpha_range)
+
+    def dorefa_scale(self, like: Tensor) -> Tensor:
+        return _f32(1.0 / self.levels, like)
+
+    @torch.no_grad()
+    def eval_value(self, x: Tensor) -> Tensor:
+        """The eval-mode output (also what the exported graph computes)."""
+        if self.scheme == "h":
+            y = torch.clamp(x, -1.0, 1.0)
+            return aqe_h(y, self.bits, self.act_delta, self.zero_threshold) if self.active else y
+        if self.scheme == "dorefa":
+            y = torch.clamp(x, 0.0, 1.0)
+            if not self.active:
+                return y
+            return qonnx_quant(y, self.dorefa_scale(y), 0.0, self.bits, False, False)
+        if not self.active:
+            return torch.relu(x)
+        a = self.bcgd_alpha.detach()
+        return torch.clamp(torch.ceil(x / a), 0, self.levels) * a
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.scheme == "bcgd":
+            if not self.active:
+                return torch.relu(x)
+            return BCGDActFn.apply(x, self.bcgd_alpha, self.levels, self.bcgd_alpha_grad_scale)
+        val = self.eval_value(x)
+        if self.scheme == "dorefa":
+            return attach(x, val, ((x >= 0) & (x <= 1)).to(x.dtype))
+        mask = in_unit(x)  # HardTanh's pass-band, boundaries ±1 included
+        if self.active and self.training and self.estimator == "aqe":
+            with torch.no_grad():
+                y = torch.clamp(x, -1.0, 1.0)
+                val = self.alpha * val + (1 - self.alpha) * y
+            return attach(x, val, 2 * self.alpha * mask)
+        return attach(x, val, mask)

@@ -1,0 +1,495 @@
+"""The one training loop (:class:`Trainer`), its configuration and ``train(config)``.
+
+Methods plug in as callbacks (:mod:`qcompile.train.methods`). Under ``torchrun`` the loop trains
+data-parallel: a DistributedSampler shards each epoch, gradients are averaged with one
+all-reduce per step, BatchNorm running statistics are averaged at each epoch end, and rank 0
+alone writes outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset
+
+from ..errors import QCompileError
+from . import methods as M
+from .data import Dataset, load_dataset
+from .layers import METHODS, QuantReport, act_quantizers
+from .models import build_fp_model, build_model
+
+SGD_METHODS = ("bcgd", "kd")  # methods whose papers' update is defined inside SGD
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; defaults follow ALGORITHMS.md, all overridable."""
+
+    model: str = "convnet"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    wbits: int = 1
+    abits: int = 1
+    method: str = "ste"
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float | None = None          # None: 0.01 for Adam (AQE paper), 0.05 for SGD
+    optimizer: str | None = None     # "adam" | "sgd"; None: sgd for bcgd/kd, else adam
+    momentum: float = 0.9
+    weight_decay: float | None = None  # None: 1e-4 with SGD, 0 with Adam
+    lr_gamma: float | None = None    # per-epoch exponential decay; None: 0.1^(1/epochs)
+    seed: int = 0
+    subset: int | None = None
+    test_subset: int | None = None
+    width: float = 1.0
+    out: str | None = None
+    device: str = "cpu"
+    resume: bool = False
+    keep_first_last_fp: bool = True
+    export: bool = True
+    progress: bool = True
+    max_steps_per_epoch: int | None = None
+    clip_weights: bool | None = None  # None: on for ste/aqe/xnor/twn/sq
+    # quantizer options
+    per_channel: bool | None = None
+    act_delta: float = 0.5
+    delta_factor: float = 0.7
+    zero_threshold: str = "log"
+    # AQE
+    aqe_alpha: float = 0.5
+    aqe_anneal_to: float | None = None
+    # SQ
+    sq_ratios: Sequence[float] = (0.5, 0.75, 0.875, 1.0)
+    sq_eps: float = 1e-8
+    sq_stochastic: bool = True
+    # BCGD
+    bcgd_rho: float = 1e-5
+    bcgd_alpha: float | None = None
+    # progressive / stochastic precision
+    prog1_weight_fraction: float = 0.5
+    prog2_stages: Sequence[int] = (32, 8, 4, 2)
+    sp_p_start: float = 0.5
+    sp_p_end: float = 1.0
+    # joint KD
+    kd_T: float = 1.0
+    kd_lambda_t: float = 1.0
+    kd_lambda_s: float = 0.7
+    kd_lambda_kd: float = 0.7
+    kd_lambda_kd_teacher: float = 0.5
+    teacher_lr: float | None = None
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise QCompileError(f"expected method in {METHODS}, got {self.method!r}")
+        for k in ("wbits", "abits"):
+            v = getattr(self, k)
+            if not 1 <= v <= 32:
+                raise QCompileError(f"expected --{k} between 1 and 32, got {v}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise QCompileError(f"expected epochs and batch size >= 1, got {self.epochs}, "
+                                f"{self.batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    report: QuantReport
+    test_acc: float
+    out_dir: Path | None = None
+    onnx_path: Path | None = None
+    teacher: nn.Module | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); else single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return _dist_info()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """One training loop; methods are callbacks.
+
+    ``model`` and ``optimizer`` are ordinary torch objects; ``gen`` is the seeded generator
+    methods draw their random choices from (same on every rank).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset,
+                 *, epochs: int = 1, batch_size: int = 128, device: str | torch.device = "cpu",
+                 callbacks: Sequence[M.Callback] = (), scheduler: Any = None, seed: int = 0,
+                 progress: bool = True, max_steps_per_epoch: int | None = None) -> None:
+        self.rank, self.world_size = _dist_info()
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.data = data
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.callbacks = list(callbacks)
+        self.seed = seed
+        self.progress = progress and self.rank == 0
+        self.gen = torch.Generator().manual_seed(seed + 7919)
+        self.grad_modules: list[nn.Module] = [self.model]
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.global_step = 0
+        ds = TensorDataset(data.x_train, data.y_train)
+        self._train_ds = ds
+        n_per_rank = math.ceil(len(ds) / self.world_size)
+        self.steps_per_epoch = math.ceil(n_per_rank / batch_size)
+        if max_steps_per_epoch is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, max_steps_per_epoch)
+        self.max_steps_per_epoch = max_steps_per_epoch
+        self.total_steps = self.steps_per_epoch * epochs
+
+    # -- data ----------------------------------------------------------------------------------
+    def _loader(self, epoch: int) -> DataLoader:
+        if self.world_size > 1:
+            sampler: Any = DistributedSampler(self._train_ds, self.world_size, self.rank,
+                                              shuffle=True, seed=self.seed)
+            sampler.set_epoch(epoch)
+        else:
+            g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+            sampler = RandomSampler(self._train_ds, generator=g)
+        return DataLoader(self._train_ds, batch_size=self.batch_size, sampler=sampler)
+
+    # -- distributed helpers -------------------------------------------------------------------
+    def _allreduce_grads(self) -> None:
+        if self.world_size == 1:
+            return
+        params = [p for m in self.grad_modules for p in m.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        off = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            p.grad = flat[off:off + n].view_as(p).clone()
+            off += n
+
+    def _sync_buffers(self) -> None:
+        if self.world_size == 1:
+            return
+        for m in self.grad_modules:
+            for b in m.buffers():
+                if b.dtype.is_floating_point:
+                    dist.all_reduce(b)
+                    b /= self.world_size
+                else:
+                    dist.broadcast(b, 0)
+
+    def _sum(self, *vals: float) -> list[float]:
+        if self.world_size == 1:
+            return list(vals)
+        t = torch.tensor(vals, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    # -- loop ----------------------------------------------------------------------------------
+    def _cb(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def train_step(self, x: Tensor, y: Tensor) -> tuple[float, int]:
+        self._cb("on_batch_begin", self.global_step)
+        self.model.train()
+        out = None
+        for cb in self.callbacks:
+            out = cb.compute_loss(self, x, y)
+            if out is not None:
+                break
+        if out is None:
+            logits = self.model(x)
+            out = (F.cross_entropy(logits, y), logits)
+        loss, logits = out
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._allreduce_grads()
+        self._cb("before_step")
+        self.optimizer.step()
+        self._cb("after_step")
+        self.global_step += 1
+        correct = int((logits.detach().argmax(1) == y).sum())
+        return float(loss.detach()) * len(y), correct
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module | None = None, batch_size: int = 512
+                 ) -> tuple[float, float]:
+        """(mean loss, accuracy) on the test set, eval mode, everything quantized."""
+        model = model if model is not None else self.model
+        self._cb("on_eval_begin")
+        was = model.training
+        model.eval()
+        tot_loss, correct, n = 0.0, 0, 0
+        for i in range(0, len(self.data.y_test), batch_size):
+            x = self.data.x_test[i:i + batch_size].to(self.device)
+            y = self.data.y_test[i:i + batch_size].to(self.device)
+            logits = model(x)
+            tot_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(y)
+        model.train(was)
+        return tot_loss / max(1, n), correct / max(1, n)
+
+    def fit(self, on_epoch_end: Any = None) -> list[dict[str, Any]]:
+        """Train from ``start_epoch`` to ``epochs``; ``on_epoch_end(trainer, epoch)`` after
+        each epoch's metrics are in ``history`` (used for checkpoints)."""
+        if self.start_epoch == 0:
+            self._cb("on_train_begin")
+        for epoch in range(self.start_epoch, self.epochs):
+            t0 = time.time()
+            self._cb("on_epoch_begin", epoch)
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = None
+            if self.progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
+                           unit="step", leave=True, dynamic_ncols=True)
+            for i, (x, y) in enumerate(self._loader(epoch)):
+                if i >= self.steps_per_epoch:
+                    break
+                x, y = x.to(self.device), y.to(self.device)
+                ls, c = self.train_step(x, y)
+                loss_sum, correct, seen = loss_sum + ls, correct + c, seen + len(y)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if bar is not None:
+                bar.close()
+            self._sync_buffers()
+            loss_sum, correct, seen = self._sum(loss_sum, correct, seen)
+            lr = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler is not None:
+                self.scheduler.step()
+            test_loss, test_acc = self.evaluate()
+            rec: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+                                   "train_acc": correct / max(1, seen), "test_loss": test_loss,
+                                   "test_acc": test_acc, "lr": lr, "steps": self.global_step,
+                                   "seconds": round(time.time() - t0, 3)}
+            self._cb("on_epoch_end", epoch, rec)
+            self.history.append(rec)
+            if self.progress:
+                print(f"epoch {epoch + 1}: train loss {rec['train_loss']:.4f} "
+                      f"acc {rec['train_acc']:.4f} | test loss {test_loss:.4f} "
+                      f"acc {test_acc:.4f}", flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(self, epoch)
+        return self.history
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": len(self.history), "global_step": self.global_step,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": self.history,
+                "callbacks": [cb.state_dict() for cb in self.callbacks]}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.model.load_state_dict(s["model"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        if self.scheduler is not None and s.get("scheduler"):
+            self.scheduler.load_state_dict(s["scheduler"])
+        self.gen.set_state(s["gen"])
+        torch.set_rng_state(s["torch_rng"])
+        self.history = list(s["history"])
+        self.start_epoch = int(s["epoch"])
+        self.global_step = int(s["global_step"])
+        for cb, st in zip(self.callbacks, s["callbacks"]):
+            cb.load_state_dict(st)
+        if self.start_epoch > 0:
+            self._cb("on_train_begin")
+
+
+# ---------------------------------------------------------------------------------------------
+def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    kind = cfg.optimizer or ("sgd" if cfg.method in SGD_METHODS else "adam")
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr if cfg.lr is not None else 0.01,
+                                weight_decay=cfg.weight_decay or 0.0)
+    if kind == "sgd":
+        wd = 1e-4 if cfg.weight_decay is None else cfg.weight_decay
+        return torch.optim.SGD(params, lr=cfg.lr if cfg.lr is not None else 0.05,
+                               momentum=cfg.momentum, weight_decay=wd)
+    raise QCompileError(f"expected optimizer 'adam' or 'sgd', got {kind!r}")
+
+
+def make_callbacks(cfg: TrainConfig, data: Dataset) -> list[M.Callback]:
+    """The callbacks that make up ``cfg.method``."""
+    m = cfg.method
+    cbs: list[M.Callback] = []
+    clip = cfg.clip_weights if cfg.clip_weights is not None else \
+        m in ("ste", "aqe", "xnor", "twn", "sq")
+    if m == "aqe":
+        cbs.append(M.AQESchedule(cfg.aqe_alpha, cfg.aqe_anneal_to))
+    elif m == "sq":
+        cbs.append(M.StochasticQuantization(cfg.sq_ratios, cfg.sq_eps, cfg.sq_stochastic))
+    elif m == "bcgd":
+        cbs += [M.BlendedCoarseGradient(cfg.bcgd_rho), M.ClampAlpha()]
+    elif m == "progressive1":
+        cbs.append(M.ProgressiveScheme1(cfg.prog1_weight_fraction))
+    elif m == "progressive2":
+        cbs.append(M.ProgressiveScheme2(cfg.wbits, cfg.abits, cfg.prog2_stages))
+    elif m == "stochastic-precision":
+        cbs.append(M.StochasticPrecision(cfg.sp_p_start, cfg.sp_p_end))
+    elif m == "kd":
+        teacher = build_fp_model(cfg.model, data.in_shape, data.num_classes, cfg.width)
+        cbs.append(M.JointKD(teacher, cfg.kd_T, cfg.kd_lambda_t, cfg.kd_lambda_s,
+                             cfg.kd_lambda_kd, cfg.kd_lambda_kd_teacher,
+                             teacher_lr=cfg.teacher_lr if cfg.teacher_lr is not None else
+                             (cfg.lr if cfg.lr is not None else 0.05)))
+    if clip:
+        cbs.append(M.ClipWeights())
+    return cbs
+
+
+def _plot(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a1.plot(ep, [h["test_loss"] for h in history], "s-", label="test")
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend()
+    a2.plot(ep, [h["train_acc"] for h in history], "o-", label="train")
+    a2.plot(ep, [h["test_acc"] for h in history], "s-", label="test")
+    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> TrainResult:
+    """Train per ``config`` (a TrainConfig, a dict, or keyword overrides) and return the result.
+
+    With ``config.out`` set, rank 0 writes ``checkpoint.pt`` each epoch, ``metrics.json``,
+    ``learning_curve.png`` and, at the end, ``model.onnx`` (atomically). ``resume`` continues
+    from ``out/checkpoint.pt``.
+    """
+    if config is None:
+        cfg = TrainConfig()
+    elif isinstance(config, dict):
+        cfg = TrainConfig(**config)
+    else:
+        cfg = dataclasses.replace(config)
+    cfg = dataclasses.replace(cfg, **overrides)
+    cfg.validate()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise QCompileError("--device cuda asked for, but torch sees no CUDA device; "
+                            "use --device cpu")
+    rank, world = init_distributed(cfg.device)
+    device = cfg.device
+    if device.startswith("cuda") and world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    torch.manual_seed(cfg.seed)
+    data = load_dataset(cfg.data, cfg.data_dir, cfg.subset, cfg.test_subset, cfg.seed)
+    spec_opts = dict(aqe_alpha=cfg.aqe_alpha, per_channel=cfg.per_channel,
+                     act_delta=cfg.act_delta, delta_factor=cfg.delta_factor,
+                     zero_threshold=cfg.zero_threshold, bcgd_alpha=cfg.bcgd_alpha)
+    torch.manual_seed(cfg.seed)
+    model, report = build_model(cfg.model, data.in_shape, data.num_classes, width=cfg.width,
+                                wbits=cfg.wbits, abits=cfg.abits, method=cfg.method,
+                                keep_first_last_fp=cfg.keep_first_last_fp, **spec_opts)
+    callbacks = make_callbacks(cfg, data)
+    opt = make_optimizer(cfg, model.parameters())
+    gamma = cfg.lr_gamma if cfg.lr_gamma is not None else 0.1 ** (1.0 / cfg.epochs)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+    trainer = Trainer(model, opt, data, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                      device=device, callbacks=callbacks, scheduler=sched, seed=cfg.seed,
+                      progress=cfg.progress, max_steps_per_epoch=cfg.max_steps_per_epoch)
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None and rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt" if out else None
+    if cfg.resume:
+        if ckpt is None or not ckpt.is_file():
+            raise QCompileError(f"--resume: expected a checkpoint at {ckpt}, found none; "
+                                f"run without --resume first")
+        trainer.load_state_dict(torch.load(ckpt, map_location=trainer.device,
+                                           weights_only=False))
+    meta = {"method": cfg.method, "wbits": cfg.wbits, "abits": cfg.abits, "model": cfg.model,
+            "data": cfg.data, **report.as_dict()}
+
+    def write_outputs(t: Trainer, epoch: int) -> None:
+        if out is None or rank != 0:
+            return
+        atomic_torch_save({**t.state_dict(), "config": cfg.to_dict()}, ckpt)  # type: ignore
+        metrics = {"config": cfg.to_dict(), "quantization": report.as_dict(),
+                   "world_size": world, "epochs": t.history}
+        atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
+        _plot(t.history, out / "learning_curve.png",
+              f"{cfg.model} {cfg.method} W{cfg.wbits}A{cfg.abits} on {cfg.data}")
+
+    if rank == 0 and cfg.progress:
+        print(str(report), flush=True)
+    trainer.fit(on_epoch_end=write_outputs)
+    onnx_path = None
+    if out is not None and cfg.export and rank == 0:
+        from .export import export_onnx
+
+        onnx_path = export_onnx(trainer.model, out / "model.onnx", data.in_shape,
+                                {k: json.dumps(v) if isinstance(v, list) else v
+                                 for k, v in meta.items()})
+    if world > 1:
+        dist.barrier()
+    teacher = next((cb.teacher for cb in callbacks if isinstance(cb, M.JointKD)), None)
+    acc = trainer.history[-1]["test_acc"] if trainer.history else float("nan")
+    return TrainResult(trainer.model, trainer.history, report, acc, out, onnx_path, teacher,
+                       {"trainer": trainer, "dataset": data})
+
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "make_callbacks",
+           "make_optimizer", "init_distributed", "act_quantizers"]
