@@ -100,3 +100,56 @@ def xnor_gemm_int(xp: np.ndarray, wp: np.ndarray, *, in_features: int) -> np.nda
 def xnor_gemm(xp, wp, scale, bias, *, in_features: int) -> np.ndarray:
     """XnorGemm: float32 [N, M]."""
     return affine(xnor_gemm_int(xp, wp, in_features=in_features), scale, bias)
+
+
+def threshold_bits(d: np.ndarray, threshold: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """{0,1} bits of XnorConvThreshold: 0 (+1) where D passes channel m's threshold. d: [N, M, ...]."""
+    shape = (1, -1) + (1,) * (d.ndim - 2)
+    t = np.asarray(threshold, np.int64).reshape(shape)
+    up = np.asarray(direction, np.int64).reshape(shape) > 0
+    positive = np.where(up, d >= t, d <= t)
+    return (~positive).astype(np.uint8)
+
+
+def xnor_conv_threshold(xp, wp, threshold, direction, *, out_group: int = 1, **attrs) -> np.ndarray:
+    """XnorConvThreshold: packed uint64 [N, OH, OW, out_group * Wg_out]."""
+    from qcompile.ops.packing import pack_last_axis, words_for
+
+    d = xnor_conv_int(xp, wp, **attrs).astype(np.int64)
+    bits = threshold_bits(d, threshold, direction)  # [N, M, OH, OW]
+    n, m, oh, ow = bits.shape
+    mg = m // out_group
+    grouped = bits.transpose(0, 2, 3, 1).reshape(n, oh, ow, out_group, mg)
+    return pack_last_axis(grouped).reshape(n, oh, ow, out_group * words_for(mg))
+
+
+def packed_maxpool(
+    xp: np.ndarray,
+    or_mask: np.ndarray,
+    *,
+    kernel_shape: Sequence[int],
+    strides: Sequence[int] = (1, 1),
+    pads: Sequence[int] = (0, 0, 0, 0),
+    dilations: Sequence[int] = (1, 1),
+) -> np.ndarray:
+    """PackedMaxPool: per bit, AND over the in-bounds window (OR where or_mask is set)."""
+    n, h, w, words = xp.shape
+    kh, kw = kernel_shape
+    sh, sw = strides
+    pt, pl, pb, pr = pads
+    dh, dw = dilations
+    oh = conv_output_size(h, kh, sh, dh, pt, pb)
+    ow = conv_output_size(w, kw, sw, dw, pl, pr)
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    all_and = np.full((n, oh, ow, words), ones, dtype=np.uint64)
+    any_or = np.zeros((n, oh, ow, words), dtype=np.uint64)
+    for y in range(oh):
+        for x in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    iy, ix = y * sh - pt + i * dh, x * sw - pl + j * dw
+                    if 0 <= iy < h and 0 <= ix < w:
+                        all_and[:, y, x] &= xp[:, iy, ix]
+                        any_or[:, y, x] |= xp[:, iy, ix]
+    mask = np.asarray(or_mask, dtype=np.uint64)
+    return (all_and & ~mask) | (any_or & mask)

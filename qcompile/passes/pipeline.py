@@ -11,6 +11,7 @@ from qcompile.passes.cleanup import cleanup_pass
 from qcompile.passes.fold_affine import affine_folding_rules
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.lower_binary import binary_lowering_rules
+from qcompile.passes.packed_activations import PackActivationsPass
 from qcompile.passes.rewrite import RewriteRulesPass
 
 
@@ -20,10 +21,14 @@ class CompileOptions:
 
     wbits: int | None = None
     abits: int | None = None
+    # binary -> binary layers exchange packed bits (XnorConvThreshold / PackedMaxPool)
+    packed_activations: bool = False  # TODO: on once the C++ kernels land
 
 
 def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManager:
-    del options  # bit widths are checked before the pipeline (compiler.check_bit_widths)
+    # bit widths are checked before the pipeline (compiler.check_bit_widths)
+    options = options or CompileOptions()
+    packing = [PackActivationsPass()] if options.packed_activations else []
     return ir.passes.PassManager(
         [
             # 1. Normalise first so the patterns below see initializers, not Constant/Identity chains.
@@ -36,10 +41,17 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             # 3. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             RewriteRulesPass("lower-binary-layers", binary_lowering_rules),
-            # 4. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
+            #    ...and the activation quantizers they replaced are removed, so that a value's users
+            #    are exactly the ops that still read it.
+            cleanup_pass(),
+            # 4. A binary layer feeding another one: its BatchNorm + sign become integer thresholds
+            #    and it writes packed bits. Before affine folding, so thresholds are computed from
+            #    the model's own BatchNorm parameters, not from a rounded fold of them.
+            *packing,
+            # 5. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
             #    after lowering, because only then is the op's output transform there to fold into.
             RewriteRulesPass("fold-affine-into-xnor", affine_folding_rules),
-            # 5. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
+            # 6. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
             cleanup_pass(),
         ],
         steps=1,

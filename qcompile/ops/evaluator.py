@@ -1,0 +1,96 @@
+"""Run any qcompile or QONNX model in pure Python: onnx's ReferenceEvaluator plus the numpy ops here.
+
+A second executor, independent of the C++ library: tests compare compiled graphs against their
+reference graphs with it, and the C++ kernels against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx.reference import ReferenceEvaluator
+from onnx.reference.op_run import OpRun
+
+from qcompile.ops import packing, qonnx, xnor
+
+_DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
+
+
+def _conv_attrs(kernel_shape, strides, pads, dilations, group=1, in_channels=None):
+    attrs = dict(kernel_shape=tuple(kernel_shape), strides=tuple(strides or (1, 1)),
+                 pads=tuple(pads or (0, 0, 0, 0)), dilations=tuple(dilations or (1, 1)), group=int(group or 1))
+    if in_channels is not None:
+        attrs["in_channels"] = int(in_channels)
+    return attrs
+
+
+class BinarizePack(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, group=1):
+        if x.ndim == 2:
+            return (packing.pack_dense(x),)
+        return (packing.pack_activations(x, int(group or 1)),)
+
+
+class XnorConv(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, scale, bias, in_channels=None, kernel_shape=None, strides=None, pads=None,
+             dilations=None, group=1):
+        attrs = _conv_attrs(kernel_shape, strides, pads, dilations, group, in_channels)
+        return (xnor.xnor_conv(x, w, scale, bias, **attrs),)
+
+
+class XnorConvThreshold(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, threshold, direction, in_channels=None, kernel_shape=None, strides=None,
+             pads=None, dilations=None, group=1, out_group=1):
+        attrs = _conv_attrs(kernel_shape, strides, pads, dilations, group, in_channels)
+        return (xnor.xnor_conv_threshold(x, w, threshold, direction, out_group=int(out_group or 1), **attrs),)
+
+
+class PackedMaxPool(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, or_mask, kernel_shape=None, strides=None, pads=None, dilations=None):
+        return (xnor.packed_maxpool(x, or_mask, kernel_shape=tuple(kernel_shape), strides=tuple(strides or (1, 1)),
+                                    pads=tuple(pads or (0, 0, 0, 0)), dilations=tuple(dilations or (1, 1))),)
+
+
+class XnorGemm(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, scale, bias, in_features=None):
+        return (xnor.xnor_gemm(x, w, scale, bias, in_features=int(in_features)),)
+
+
+class BipolarQuant(OpRun):
+    op_domain = "qonnx.custom_op.general"
+
+    def _run(self, x, scale):
+        return (qonnx.bipolar_quant(x, scale),)
+
+
+class Quant(OpRun):
+    op_domain = "qonnx.custom_op.general"
+
+    def _run(self, x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND"):
+        mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else (rounding_mode or "ROUND")
+        return (qonnx.quant(x, scale, zeropt, bitwidth, signed=int(signed), narrow=int(narrow), rounding_mode=mode),)
+
+
+class IntQuant(Quant):
+    pass
+
+
+OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, BipolarQuant, Quant, IntQuant]
+
+
+def evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:
+    return ReferenceEvaluator(model, new_ops=OPS)
+
+
+def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return evaluator(model).run(None, feeds)

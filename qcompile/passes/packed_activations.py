@@ -1,0 +1,252 @@
+"""Keep activations packed between consecutive binary layers.
+
+After lowering, a binary layer feeding another one reads
+
+    XnorConv (float) -> [MaxPool] -> [BatchNormalization] -> [Clip] -> [MaxPool] -> BinarizePack
+
+(at most one MaxPool). This pass replaces the whole chain by
+
+    XnorConvThreshold (packed bits out) -> [PackedMaxPool]
+
+so no float tensor exists between the two layers. The reference graph is unchanged.
+
+Exactness. With y = s*D + b the conv output for integer D, and g the BatchNorm (identity if none),
+the reference's bit is +1 iff clip(g(y)) >= 0, which equals g(y) >= 0 for a Clip whose range contains
+0 on both sides. g is monotone in y, so the bit is a monotone predicate of the integer D: one
+threshold per channel, found by binary search over D in [-Dmax, Dmax] with the predicate evaluated in
+exact rational arithmetic from the model's float32 parameters (sqrt compared by squaring), ties
+(g(y) == 0 exactly) giving +1 as BipolarQuant does. A max-pool commutes with a non-decreasing map;
+before a decreasing BatchNorm (gamma < 0) it turns into a min, i.e. an OR of bits, which
+PackedMaxPool's or_mask selects per channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import onnx_ir as ir
+
+from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr, ints_attr, str_attr
+from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass
+class Chain:
+    conv: ir.Node
+    pack: ir.Node
+    pool: ir.Node | None = None
+    pool_before_bn: bool = False
+    bn: ir.Node | None = None
+    clip: ir.Node | None = None
+
+    @property
+    def folded(self) -> list[str]:
+        ops = [n.op_type for n in (self.bn, self.clip) if n is not None]
+        return ops + ["BipolarQuant"]
+
+
+def _single_use(value: ir.Value) -> bool:
+    return len(value.uses()) == 1 and not value.is_graph_output()
+
+
+def _pool_ok(node: ir.Node) -> str:
+    if len(node.outputs) > 1 and node.outputs[1].uses():
+        return "MaxPool indices are used"
+    if int_attr(node, "ceil_mode", 0) or int_attr(node, "storage_order", 0):
+        return "MaxPool ceil_mode/storage_order is not supported"
+    if str_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
+        return "MaxPool auto_pad is not supported"
+    if len(ints_attr(node, "kernel_shape", [])) != 2:
+        return "MaxPool is not 2-D"
+    return ""
+
+
+def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
+    lo = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
+    hi = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if (len(node.inputs) > 1 and node.inputs[1] is not None and lo is None) or (
+        len(node.inputs) > 2 and node.inputs[2] is not None and hi is None
+    ):
+        return None
+    return (float(lo) if lo is not None else -np.inf, float(hi) if hi is not None else np.inf)
+
+
+def match_chain(pack: ir.Node) -> Chain | str:
+    """The chain XnorConv -> ... -> `pack`, or why there is none."""
+    value = pack.inputs[0]
+    steps: list[ir.Node] = []
+    while True:
+        if not _single_use(value):
+            return f"{value.name} has other users"
+        node = value.producer()
+        if node is None:
+            return "chain starts at a graph input"
+        if node.domain == QCOMPILE_DOMAIN and node.op_type == "XnorConv":
+            break
+        if node.domain != "" or node.op_type not in ("MaxPool", "BatchNormalization", "Clip"):
+            return f"{node.op_type} between the binary layers"
+        steps.append(node)
+        value = node.inputs[0]
+    chain = Chain(conv=node, pack=pack)
+    order = [n.op_type for n in reversed(steps)]  # from the conv towards the pack
+    if order.count("MaxPool") > 1 or order.count("BatchNormalization") > 1 or order.count("Clip") > 1:
+        return f"unsupported chain {order}"
+    for n in reversed(steps):
+        if n.op_type == "MaxPool":
+            reason = _pool_ok(n)
+            if reason:
+                return reason
+            chain.pool = n
+            chain.pool_before_bn = "BatchNormalization" in order and order.index("MaxPool") < order.index("BatchNormalization")
+        elif n.op_type == "BatchNormalization":
+            chain.bn = n
+        else:
+            chain.clip = n
+    if chain.clip is not None and "BatchNormalization" in order and order.index("Clip") < order.index("BatchNormalization"):
+        return "Clip before BatchNormalization"
+    if chain.clip is not None:
+        bounds = _clip_bounds(chain.clip)
+        if bounds is None or not (bounds[0] < 0 <= bounds[1]):
+            return "Clip range does not keep the sign"
+    if chain.bn is not None:
+        if int_attr(chain.bn, "training_mode", 0):
+            return "BatchNormalization in training mode"
+        if any(const_array(v) is None for v in chain.bn.inputs[1:5]):
+            return "BatchNormalization parameters are not constant"
+    if any(const_array(v) is None for v in chain.conv.inputs[2:4]):
+        return "XnorConv scale/bias are not constant"
+    return chain
+
+
+def _bit_is_positive(d: int, s: Fraction, b: Fraction, bn: tuple[Fraction, ...] | None) -> bool:
+    """Exactly: is the reference's pre-binarization value >= 0 for integer dot product d?"""
+    y = s * d + b
+    if bn is None:
+        return y >= 0
+    gamma, beta, mean, var_eps = bn
+    u = gamma * (y - mean)  # z = u / sqrt(var_eps) + beta;  z >= 0  <=>  u + beta*sqrt(var_eps) >= 0
+    if u >= 0 and beta >= 0:
+        return True
+    if u <= 0 and beta <= 0:
+        return u == 0 and beta == 0
+    if u >= 0:  # beta < 0
+        return u * u >= beta * beta * var_eps
+    return beta * beta * var_eps >= u * u  # u < 0 < beta
+
+
+def channel_threshold(dmax: int, s: Fraction, b: Fraction, bn: tuple[Fraction, ...] | None) -> tuple[int, int]:
+    """(threshold, direction) reproducing _bit_is_positive on every integer D in [-dmax, dmax]."""
+    lo_pos, hi_pos = _bit_is_positive(-dmax, s, b, bn), _bit_is_positive(dmax, s, b, bn)
+    if lo_pos == hi_pos:  # constant over the range (the predicate is monotone)
+        return (INT32_MIN, 1) if lo_pos else (INT32_MAX, 1)
+    lo, hi = -dmax, dmax  # invariant: predicate(lo) != predicate(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _bit_is_positive(mid, s, b, bn) == hi_pos:
+            hi = mid
+        else:
+            lo = mid
+    return (hi, 1) if hi_pos else (lo, -1)
+
+
+def thresholds_for(chain: Chain, dmax: int) -> tuple[np.ndarray, np.ndarray]:
+    f = Fraction
+    scale = const_array(chain.conv.inputs[2]).astype(np.float32)
+    bias = const_array(chain.conv.inputs[3]).astype(np.float32)
+    bn_params = None
+    if chain.bn is not None:
+        gamma, beta, mean, var = (const_array(v).astype(np.float32).reshape(-1) for v in chain.bn.inputs[1:5])
+        eps = np.float32(float_attr(chain.bn, "epsilon", 1e-5))
+        bn_params = (gamma, beta, mean, var, eps)
+    th = np.empty(scale.size, np.int32)
+    direction = np.empty(scale.size, np.int32)
+    for m in range(scale.size):
+        bn = None
+        if bn_params is not None:
+            gamma, beta, mean, var, eps = bn_params
+            bn = (f(float(gamma[m])), f(float(beta[m])), f(float(mean[m])), f(float(var[m])) + f(float(eps)))
+        th[m], direction[m] = channel_threshold(dmax, f(float(scale[m])), f(float(bias[m])), bn)
+    return th, direction
+
+
+def or_mask_for(chain: Chain, m: int, out_group: int) -> np.ndarray:
+    """PackedMaxPool's or_mask: 1 for channels whose pool precedes a decreasing BatchNorm."""
+    flip = np.zeros(m, np.uint8)
+    if chain.pool_before_bn and chain.bn is not None:
+        flip = (const_array(chain.bn.inputs[1]).reshape(-1) < 0).astype(np.uint8)
+    from qcompile.ops.packing import pack_last_axis
+
+    return pack_last_axis(flip.reshape(out_group, m // out_group)).reshape(-1)
+
+
+class PackActivationsPass(ir.passes.InPlacePass):
+    """Rewrite XnorConv -> [pool/BN/clip] -> BinarizePack chains into XnorConvThreshold (+PackedMaxPool)."""
+
+    def __init__(self) -> None:
+        self.refusals: list[str] = []
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        modified = False
+        for pack in [n for n in graph if n.domain == QCOMPILE_DOMAIN and n.op_type == "BinarizePack"]:
+            if pack.graph is None:
+                continue
+            chain = match_chain(pack)
+            if isinstance(chain, str):
+                self.refusals.append(f"{pack.name}: {chain}")
+                continue
+            self._rewrite(graph, chain)
+            modified = True
+        return ir.passes.PassResult(model, modified)
+
+    def _rewrite(self, graph: ir.Graph, chain: Chain) -> None:
+        conv, pack = chain.conv, chain.pack
+        out_group = int_attr(pack, "group", 1)
+        wp = const_array(conv.inputs[1])  # [M, KH, KW, Wg]
+        m = wp.shape[0]
+        if m % out_group:
+            self.refusals.append(f"{pack.name}: {m} channels not divisible by group {out_group}")
+            return
+        cg = int_attr(conv, "in_channels", 0) // int_attr(conv, "group", 1)
+        dmax = cg * wp.shape[1] * wp.shape[2]
+        th, direction = thresholds_for(chain, dmax)
+        layer = conv.metadata_props.get(LAYER_KEY, conv.name)
+
+        def init(array: np.ndarray, suffix: str) -> ir.Value:
+            value = ir.Value(name=f"{layer}/{suffix}", const_value=ir.tensor(array, name=f"{layer}/{suffix}"))
+            graph.register_initializer(value)
+            return value
+
+        attrs = [a for name, a in conv.attributes.items()] + [ir.AttrInt64("out_group", out_group)]
+        new_conv = ir.Node(
+            QCOMPILE_DOMAIN, "XnorConvThreshold",
+            [conv.inputs[0], conv.inputs[1], init(th, "threshold"), init(direction, "direction")],
+            attributes=attrs, name=conv.name,
+        )
+        new_conv.metadata_props[LAYER_KEY] = layer
+        folded = [f for f in conv.metadata_props.get(FOLDED_KEY, "").split(",") if f]
+        new_conv.metadata_props[FOLDED_KEY] = ",".join(folded + chain.folded)
+        new_nodes = [new_conv]
+        out = new_conv.outputs[0]
+        out.name = f"{layer}/bits"
+        if chain.pool is not None:
+            pool = chain.pool
+            pool_attrs = [
+                ir.AttrInt64s("kernel_shape", ints_attr(pool, "kernel_shape", [])),
+                ir.AttrInt64s("strides", ints_attr(pool, "strides", [1, 1])),
+                ir.AttrInt64s("pads", ints_attr(pool, "pads", [0, 0, 0, 0])),
+                ir.AttrInt64s("dilations", ints_attr(pool, "dilations", [1, 1])),
+            ]
+            pool_node = ir.Node(
+                QCOMPILE_DOMAIN, "PackedMaxPool", [out, init(or_mask_for(chain, m, out_group), "or_mask")],
+                attributes=pool_attrs, name=pool.name or f"{layer}/pool",
+            )
+            pool_node.outputs[0].name = f"{layer}/pooled_bits"
+            new_nodes.append(pool_node)
+            out = pool_node.outputs[0]
+        graph.insert_before(pack, new_nodes)
+        pack.outputs[0].replace_all_uses_with(out)
