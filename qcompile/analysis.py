@@ -103,8 +103,13 @@ def classify_weight(node: ir.Node) -> WeightInfo:
     return WeightInfo("float", None, source, rows)
 
 
+SHAPE_OPS = ("Flatten", "Reshape", "Identity")  # a quantized value stays quantized through these
+
+
 def classify_input(node: ir.Node) -> InputInfo:
     producer = node.inputs[0].producer()
+    while producer is not None and producer.domain == "" and producer.op_type in SHAPE_OPS:
+        producer = producer.inputs[0].producer()
     if is_qonnx(producer, "BipolarQuant"):
         scale = const_array(producer.inputs[1])
         scalar = float(scale.reshape(-1)[0]) if scale is not None and scale.size == 1 else None

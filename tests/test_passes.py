@@ -158,3 +158,25 @@ def test_fold_weight_quantizers_structure_and_values():
     mags = np.abs(folded).reshape(4, -1)
     assert np.all(mags == mags[:, :1])  # +-alpha per output channel
     assert not FoldWeightQuantizersPass()(model).modified  # nothing left to fold: must not fire
+
+
+def _flatten_dense_model(act_scale) -> onnx.ModelProto:
+    g = GraphBuilder(6)
+    q = g.bipolar("x", act_scale)
+    flat = g.op("Flatten", [q], axis=1)
+    y = g.op("Gemm", [flat, g.binary_weight((5, 4 * 3 * 3))], name="fc", transB=1)
+    return g.model({"x": [3, 4, 3, 3]}, [y])
+
+
+def test_quantizer_hoisted_over_flatten_then_dense_lowers():
+    ref = _flatten_dense_model(1.0)
+    comp = compile_proto(ref)
+    assert ops(comp) == ["Flatten", "BinarizePack", "XnorGemm"]
+    assert_parity(ref, comp)
+
+
+def test_per_channel_quantizer_is_not_hoisted():
+    ref = _flatten_dense_model(np.linspace(0.5, 1, 4, dtype=np.float32).reshape(1, 4, 1, 1))
+    comp = compile_proto(ref)
+    assert ops(comp) == ["BipolarQuant", "Flatten", "Gemm"]
+    assert_parity(ref, comp)

@@ -10,6 +10,7 @@ from qcompile.passes._consts import QCOMPILE_DOMAIN
 from qcompile.passes.cleanup import cleanup_pass
 from qcompile.passes.fold_affine import affine_folding_rules
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
+from qcompile.passes.hoist_quantizers import hoist_rules
 from qcompile.passes.lower_binary import binary_lowering_rules
 from qcompile.passes.packed_activations import PackActivationsPass
 from qcompile.passes.rewrite import RewriteRulesPass
@@ -38,7 +39,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             FoldWeightQuantizersPass(),
             #    ...and what was computed from them (a Transpose before MatMul) is folded too.
             cleanup_pass(),
-            # 3. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
+            # 3. Quantizers move after Flatten/Reshape so a dense layer sees the quantizer directly.
+            RewriteRulesPass("hoist-quantizers-over-reshape", hoist_rules),
+            #    Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             RewriteRulesPass("lower-binary-layers", binary_lowering_rules),
             #    ...and the activation quantizers they replaced are removed, so that a value's users
