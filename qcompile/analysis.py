@@ -121,16 +121,12 @@ def classify_input(node: ir.Node) -> InputInfo:
     return InputInfo("float", None, producer.op_type if producer is not None else "graph input")
 
 
-def _binary_refusal(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> str:
-    """Why a layer cannot become an XNOR op ('' when it can)."""
-    if weight.kind != "binary":
-        return f"weights are {weight.describe()}, not binary"
-    if inp.kind != "binary":
-        return f"input is {inp.kind} ({inp.source}), not binary"
-    if inp.scale is None or not inp.scale > 0:
-        return "input BipolarQuant scale is not a positive scalar constant"
+def _structure_refusal(node: ir.Node, weight: WeightInfo) -> str:
+    """Why this Conv/Gemm/MatMul cannot become any qcompile op, whatever its bits ('' if it can)."""
+    if weight.values is None:
+        return "weights are not constant"
     if node.op_type == "Conv":
-        if len(weight.values.shape) != 4:
+        if weight.values.ndim != 4:
             return f"expected a 2-D conv (4-D weight), got a {weight.values.ndim}-D weight"
         auto_pad = node.attributes.get("auto_pad")
         if auto_pad is not None and auto_pad.as_string() not in ("NOTSET", ""):
@@ -144,12 +140,110 @@ def _binary_refusal(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> str:
         c = node.inputs[2] if len(node.inputs) > 2 else None
         if c is not None:
             cval = const_array(c)
-            m = weight.values.shape[0]
-            if cval is None or cval.size not in (1, m):
+            if cval is None or cval.size not in (1, weight.values.shape[0]):
                 return "Gemm's C is not a constant per-output vector"
     if node.op_type == "MatMul" and weight.values.ndim != 2:
         return "MatMul weight is not 2-D"
     return ""
+
+
+@dataclass
+class Operand:
+    """A multi-bit operand as integer values v = offset + sum coeff[p] * plane_p, times a scale."""
+
+    planes: int
+    coeffs: list[int]
+    offset: int
+    scale: np.ndarray  # float32: per output channel [M] for weights, scalar for activations
+    codes: np.ndarray | None = None  # weights: the integer values, output channels first
+    quant: dict | None = None  # activations: QuantizePack's attributes
+
+
+def _scalar(value: ir.Value | None) -> float | None:
+    arr = const_array(value)
+    return float(arr.reshape(-1)[0]) if arr is not None and arr.size == 1 else None
+
+
+def activation_operand(quant: ir.Node) -> Operand | str:
+    """A QONNX Quant on activations as QuantizePack attributes, or why it cannot be."""
+    from qcompile.ops.bitserial import plane_coeffs, planes_needed
+    from qcompile.ops.qonnx import ROUNDING, int_range
+
+    scale, zp, bits = (_scalar(v) for v in quant.inputs[1:4])
+    if scale is None or not scale > 0:
+        return "activation Quant scale is not a positive scalar constant"
+    if zp is None or zp != int(zp):
+        return "activation Quant zero point is not an integer scalar constant"
+    if bits is None or bits != int(bits) or not 1 <= bits <= 8:
+        return "activation Quant bit width is not a constant integer in 1..8"
+    signed, narrow = int_attr(quant, "signed", 1), int_attr(quant, "narrow", 0)
+    mode = quant.attributes.get("rounding_mode")
+    mode = mode.as_string() if mode is not None else "ROUND"
+    if mode not in ROUNDING:
+        return f"activation Quant rounding_mode {mode!r} is not supported"
+    qmin, qmax = int_range(bits, signed, narrow)
+    planes, two_c = planes_needed(int(qmin) - int(zp), int(qmax) - int(zp))
+    attrs = dict(scale=float(np.float32(scale)), zero_point=float(zp), bitwidth=int(bits), signed=signed,
+                 narrow=narrow, rounding_mode=mode, planes=planes)
+    return Operand(planes, plane_coeffs(planes, two_c), 0, np.float32(scale), quant=attrs)
+
+
+def weight_operand(node: ir.Node, weight: WeightInfo) -> Operand | str:
+    """The layer's weights as bit planes with a per-output-channel scale, or why they cannot be."""
+    from qcompile.ops.bitserial import plane_coeffs, planes_needed
+    from qcompile.ops.qonnx import int_range, quant_int
+
+    rows = weight.values
+    if weight.kind == "binary":  # +-alpha: bit 1 <-> -1, v = 1 - 2*bit
+        bits = (rows < 0).astype(np.int64)
+        return Operand(1, [-2], 1, weight.alpha, codes=bits)
+    producer = node.inputs[1].producer()
+    if weight.kind != "multi-level" or producer is None or producer.op_type == "BipolarQuant":
+        return f"weights are {weight.describe()}"
+    w, s, zp, bits = (const_array(v) for v in producer.inputs[:4])
+    m = rows.shape[0]
+    zp_s = _scalar(producer.inputs[2])
+    if zp_s is None or zp_s != int(zp_s):
+        return "weight Quant zero point is not one integer for the whole tensor"
+    bits_s = _scalar(producer.inputs[3])
+    if bits_s is None or not 1 <= bits_s <= 8:
+        return "weight Quant bit width is not a constant in 1..8"
+    # the scale must vary along the output-channel axis only (one scale per output channel)
+    srows = _weight_rows(node, np.broadcast_to(np.asarray(s, np.float32), w.shape)).reshape(m, -1)
+    if not np.all(srows == srows[:, :1]):
+        return "weight Quant scale is not per-tensor or per-output-channel"
+    signed, narrow = int_attr(producer, "signed", 1), int_attr(producer, "narrow", 0)
+    mode = producer.attributes.get("rounding_mode")
+    q = quant_int(w, s, zp, bits, signed=signed, narrow=narrow, rounding_mode=mode.as_string() if mode else "ROUND")
+    codes = _weight_rows(node, q.astype(np.int64) - int(zp_s))
+    qmin, qmax = int_range(bits_s, signed, narrow)
+    planes, two_c = planes_needed(int(qmin) - int(zp_s), int(qmax) - int(zp_s))
+    return Operand(planes, plane_coeffs(planes, two_c), 0, srows[:, 0].copy(), codes=codes)
+
+
+def _plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> tuple[str | None, str]:
+    """(the qcompile op this layer lowers to, or None with the reason it stays float)."""
+    reason = _structure_refusal(node, weight) if weight.kind != "float" else ""
+    if weight.kind in ("float", "non-constant"):
+        return None, f"weights are {weight.describe()}"
+    if reason:
+        return None, reason
+    conv = node.op_type == "Conv"
+    if inp.kind == "binary":
+        if weight.kind != "binary":
+            return None, f"binary input with {weight.describe()} weights is not supported yet"
+        if inp.scale is None or not inp.scale > 0:
+            return None, "input BipolarQuant scale is not a positive scalar constant"
+        return ("XnorConv" if conv else "XnorGemm"), ""
+    if inp.kind == "int":
+        act = activation_operand(inp.quant_node)
+        if isinstance(act, str):
+            return None, act
+        wop = weight_operand(node, weight)
+        if isinstance(wop, str):
+            return None, wop
+        return ("BitSerialConv" if conv else "BitSerialGemm"), ""
+    return None, f"input is {inp.kind} ({inp.source}), not quantized"
 
 
 def analyze_layer(node: ir.Node) -> Layer:
@@ -170,11 +264,7 @@ def analyze_layer(node: ir.Node) -> Layer:
         kernel=kernel,
         float_weight_bytes=int(latent_arr.size * 4) if latent_arr is not None else 0,
     )
-    reason = _binary_refusal(node, weight, inp)
-    if reason:
-        layer.reason = reason
-    else:
-        layer.target = "XnorConv" if node.op_type == "Conv" else "XnorGemm"
+    layer.target, layer.reason = _plan(node, weight, inp)
     return layer
 
 

@@ -18,8 +18,8 @@ from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_O
 from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
 from qcompile.verify import VerifyReport, verify
 
-SUPPORTED_WBITS = (1,)
-SUPPORTED_ABITS = (1,)
+SUPPORTED_WBITS = (1, 2, 3, 4)
+SUPPORTED_ABITS = (1, 2, 3, 4)
 
 
 @dataclass

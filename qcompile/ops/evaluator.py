@@ -11,7 +11,7 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from qcompile.ops import packing, qonnx, xnor
+from qcompile.ops import bitserial, packing, qonnx, xnor
 
 _DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
 
@@ -66,6 +66,36 @@ class XnorGemm(OpRun):
         return (xnor.xnor_gemm(x, w, scale, bias, in_features=int(in_features)),)
 
 
+class QuantizePack(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, scale=None, zero_point=0.0, bitwidth=None, signed=0, narrow=0, rounding_mode="ROUND",
+             planes=None, group=1):
+        mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else (rounding_mode or "ROUND")
+        return (bitserial.quantize_pack(x, scale=scale, zero_point=zero_point or 0.0, bitwidth=int(bitwidth),
+                                        signed=int(signed or 0), narrow=int(narrow or 0), rounding_mode=mode,
+                                        planes=planes, group=int(group or 1)),)
+
+
+class BitSerialConv(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, scale, bias, in_channels=None, kernel_shape=None, strides=None, pads=None,
+             dilations=None, group=1, act_coeffs=None, weight_coeffs=None, weight_offset=0):
+        attrs = _conv_attrs(kernel_shape, strides, pads, dilations, group, in_channels)
+        return (bitserial.bitserial_conv(x, w, scale, bias, act_coeffs=list(act_coeffs),
+                                         weight_coeffs=list(weight_coeffs), weight_offset=int(weight_offset or 0),
+                                         **attrs),)
+
+
+class BitSerialGemm(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, scale, bias, in_features=None, act_coeffs=None, weight_coeffs=None, weight_offset=0):
+        return (bitserial.bitserial_gemm(x, w, scale, bias, in_features=int(in_features), act_coeffs=list(act_coeffs),
+                                         weight_coeffs=list(weight_coeffs), weight_offset=int(weight_offset or 0)),)
+
+
 class BipolarQuant(OpRun):
     op_domain = "qonnx.custom_op.general"
 
@@ -85,7 +115,8 @@ class IntQuant(Quant):
     pass
 
 
-OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, BipolarQuant, Quant, IntQuant]
+OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
+       BitSerialGemm, BipolarQuant, Quant, IntQuant]
 
 
 def evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:

@@ -18,7 +18,7 @@ from onnxscript.rewriter._basics import MatchResult
 from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr
 from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
 
-XNOR_OPS = ("XnorConv", "XnorGemm")
+XNOR_OPS = ("XnorConv", "XnorGemm", "BitSerialConv", "BitSerialGemm")  # ops with (x, w, scale, bias)
 
 
 def _per_channel(c: np.ndarray | None, m: int, conv: bool) -> np.ndarray | None:
@@ -107,7 +107,7 @@ class FoldMul(_FoldIntoXnor):
         return op.Mul(self._xnor(op, xp, w, s, b), c, _outputs=["out"])
 
     def coefficients(self, node, m):
-        k = _per_channel(const_array(node.inputs[1]), m, self.xnor_op == "XnorConv")
+        k = _per_channel(const_array(node.inputs[1]), m, self.xnor_op.endswith("Conv"))
         return "Mul operand is not a per-channel constant" if k is None else (k, np.zeros(m))
 
 
@@ -116,7 +116,7 @@ class FoldAdd(_FoldIntoXnor):
         return op.Add(self._xnor(op, xp, w, s, b), c, _outputs=["out"])
 
     def coefficients(self, node, m):
-        t = _per_channel(const_array(node.inputs[1]), m, self.xnor_op == "XnorConv")
+        t = _per_channel(const_array(node.inputs[1]), m, self.xnor_op.endswith("Conv"))
         return "Add operand is not a per-channel constant" if t is None else (np.ones(m), t)
 
 

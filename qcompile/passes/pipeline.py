@@ -12,6 +12,7 @@ from qcompile.passes.fold_affine import affine_folding_rules
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import hoist_rules
 from qcompile.passes.lower_binary import binary_lowering_rules
+from qcompile.passes.lower_multibit import multibit_lowering_rules
 from qcompile.passes.packed_activations import PackActivationsPass
 from qcompile.passes.rewrite import RewriteRulesPass
 
@@ -34,27 +35,30 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
         [
             # 1. Normalise first so the patterns below see initializers, not Constant/Identity chains.
             cleanup_pass(),
-            # 2. Weight quantizers become plain constants holding the exact quantized values; the
+            # 2. Quantizers move after Flatten/Reshape so a dense layer sees the quantizer directly.
+            RewriteRulesPass("hoist-quantizers-over-reshape", hoist_rules),
+            # 3. Multi-bit layers become BitSerialConv / BitSerialGemm. Before weight quantizers are
+            #    folded: the weight Quant node carries the integer grid (scale, zero point, bits).
+            RewriteRulesPass("lower-multibit-layers", multibit_lowering_rules),
+            # 4. Weight quantizers become plain constants holding the exact quantized values; the
             #    lowering rules classify layers by those values (binary = +-alpha per channel).
             FoldWeightQuantizersPass(),
             #    ...and what was computed from them (a Transpose before MatMul) is folded too.
             cleanup_pass(),
-            # 3. Quantizers move after Flatten/Reshape so a dense layer sees the quantizer directly.
-            RewriteRulesPass("hoist-quantizers-over-reshape", hoist_rules),
-            #    Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
+            # 5. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             RewriteRulesPass("lower-binary-layers", binary_lowering_rules),
             #    ...and the activation quantizers they replaced are removed, so that a value's users
             #    are exactly the ops that still read it.
             cleanup_pass(),
-            # 4. A binary layer feeding another one: its BatchNorm + sign become integer thresholds
+            # 6. A binary layer feeding another one: its BatchNorm + sign become integer thresholds
             #    and it writes packed bits. Before affine folding, so thresholds are computed from
             #    the model's own BatchNorm parameters, not from a rounded fold of them.
             *packing,
-            # 5. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
+            # 7. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
             #    after lowering, because only then is the op's output transform there to fold into.
             RewriteRulesPass("fold-affine-into-xnor", affine_folding_rules),
-            # 6. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
+            # 8. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
             cleanup_pass(),
         ],
         steps=1,
