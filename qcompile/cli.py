@@ -100,11 +100,16 @@ def compile_command(model, wbits, abits, output, inputs, no_verify) -> None:
     """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
     from qcompile.compiler import compile as compile_model
 
+    import onnx_ir as ir
+
     try:
         result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
                                parity_inputs=inputs)
     except QCompileError as exc:
         _fail(exc)
+    except ir.passes.PassError as exc:  # a pass failed: name it and its cause, no traceback
+        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
+        _fail(QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)"))
     print_layer_table(result.rows, f"{model} (W{result.wbits or '?'}/A{result.abits or '?'})")
     console.print(
         f"file size: {_human(result.input_bytes)} -> {_human(result.output_bytes)} "

@@ -28,13 +28,13 @@ def get_library_path() -> str:
     """Absolute path of libqcompile_ops.so inside the installed qcompile package."""
     path = resources.files("qcompile").joinpath(LIBRARY_NAME)
     if not path.is_file():
-        raise FileNotFoundError(f"expected the qcompile op library at {path}, got no file; {_BUILD_HINT}")
+        raise FileNotFoundError(
+            f"expected the qcompile op library at {path}, got no file; {_BUILD_HINT}"
+        )
     return os.fspath(path)
 
 
-def session_options(
-    threads: int | None = None, options: Any | None = None
-) -> Any:
+def session_options(threads: int | None = None, options: Any | None = None) -> Any:
     """onnxruntime.SessionOptions with the qcompile op library registered.
 
     threads: intra-op thread count (None keeps onnxruntime's default). options: an existing

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
+from qcompile.errors import QCompileError
 from qcompile.modelio import load_proto
 
 RTOL = 1e-4
@@ -115,10 +116,13 @@ def _compare(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> Output
     return OutputParity(name, list(ref.shape), err, scale, rel, agree, differing, passed)
 
 
-def _session(model: onnx.ModelProto, threads: int | None):
+def _session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
     from qcompile.runtime import InferenceSession
 
-    return InferenceSession(model.SerializeToString(), threads=threads)
+    try:
+        return InferenceSession(model.SerializeToString(), threads=threads)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise QCompileError(f"onnxruntime could not load {which} model: {exc}") from exc
 
 
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -181,7 +185,7 @@ def verify(
         feeds = inputs
     else:
         feeds = load_inputs(inputs)
-    ref_sess, comp_sess = _session(ref, threads), _session(comp, threads)
+    ref_sess, comp_sess = _session(ref, threads, "the reference"), _session(comp, threads, "the compiled")
     ref_names = [o.name for o in ref_sess.get_outputs()]
     comp_names = [o.name for o in comp_sess.get_outputs()]
     if ref_names != comp_names:

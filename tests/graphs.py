@@ -1,68 +1,11 @@
-"""Small QONNX graphs for pass and CLI tests, built with onnx.helper."""
+"""Small QONNX graphs for pass and CLI tests."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-QONNX = "qonnx.custom_op.general"
-
-
-class GraphBuilder:
-    """Append nodes and initializers; `model()` returns an opset-17 ModelProto."""
-
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def const(self, array, prefix: str = "c") -> str:
-        name = self.name(prefix)
-        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], domain: str = "", name: str | None = None, **attrs) -> str:
-        out = self.name(op_type.lower() + "_out")
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=name or self.name(op_type), domain=domain, **attrs))
-        return out
-
-    def bipolar(self, x: str, scale=1.0) -> str:
-        return self.op("BipolarQuant", [x, self.const(np.asarray(scale, np.float32), "s")], domain=QONNX)
-
-    def quant(self, x: str, scale, bits: int, signed: int = 1, narrow: int = 0) -> str:
-        ins = [x, self.const(np.asarray(scale, np.float32), "s"), self.const(np.float32(0), "z"),
-               self.const(np.float32(bits), "b")]
-        return self.op("Quant", ins, domain=QONNX, signed=signed, narrow=narrow, rounding_mode="ROUND")
-
-    def binary_weight(self, shape, per_channel: bool = True) -> str:
-        w = self.rng.standard_normal(shape).astype(np.float32)
-        alpha = np.abs(w).reshape(shape[0], -1).mean(axis=1) if per_channel else np.float32(1.0)
-        scale = np.asarray(alpha, np.float32).reshape((shape[0],) + (1,) * (len(shape) - 1)) if per_channel else alpha
-        return self.bipolar(self.const(w, "w"), scale)
-
-    def bn(self, x: str, channels: int) -> str:
-        r = self.rng
-        params = [
-            r.uniform(0.5, 1.5, channels), r.standard_normal(channels) * 0.1,
-            r.standard_normal(channels) * 0.1, r.uniform(0.5, 2.0, channels),
-        ]
-        return self.op("BatchNormalization", [x] + [self.const(p.astype(np.float32), "bn") for p in params], epsilon=1e-5)
-
-    def model(self, inputs: dict[str, list], outputs: list[str]) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            self.nodes,
-            "g",
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
-            self.inits,
-        )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)])
+from qcompile.onnx_builder import QONNX, GraphBuilder  # noqa: F401  (re-exported for the tests)
 
 
 def binary_conv_model(
