@@ -195,11 +195,14 @@ def _register_train() -> None:
     try:
         from qcompile.train.cli import train
     except ImportError as exc:  # torch missing: everything but training still works
+        missing = str(exc)
+
         @main.command("train", context_settings={"ignore_unknown_options": True})
         @click.argument("args", nargs=-1, type=click.UNPROCESSED)
         def train(args) -> None:  # noqa: ARG001
             """Train a low-bit model (needs torch)."""
-            _fail(QCompileError(f"training needs PyTorch: {exc}"))
+            _fail(QCompileError(f"training needs PyTorch: {missing}"))
+
         return
     main.add_command(train, "train")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 import onnx_ir as ir
 
 from qcompile.errors import ModelLoadError
+from qcompile.fileio import write_bytes_atomic
 
 
 def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
@@ -36,14 +36,4 @@ def save_atomic(model: onnx.ModelProto | ir.Model, path: str | os.PathLike) -> P
     """Write to a temporary file beside `path`, then rename: never a half-written model."""
     if isinstance(model, ir.Model):
         model = ir.serde.serialize_model(model)
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return write_bytes_atomic(path, model.SerializeToString())

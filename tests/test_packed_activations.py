@@ -10,7 +10,6 @@ C++ library.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 import pytest
 

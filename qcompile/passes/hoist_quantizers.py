@@ -7,7 +7,6 @@ is the pattern the binary lowering rules match.
 
 from __future__ import annotations
 
-import onnx_ir as ir
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter._basics import MatchResult
 

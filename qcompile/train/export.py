@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from typing import Any
 import onnx
 import torch
 from onnx import numpy_helper
+
+from ..fileio import atomic_path
 from torch import Tensor, nn
 
 from .layers import QuantConv2d, QuantLinear
@@ -188,9 +189,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, in_shape: tuple[int, 
     path = Path(path)
     m = prepare_for_export(model)
     dummy = torch.zeros(2, *in_shape)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".onnx.tmp") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(m, (dummy,), tmp, dynamo=False, opset_version=OPSET,
@@ -205,8 +204,4 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, in_shape: tuple[int, 
             entry.key, entry.value = str(k), str(v)
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
