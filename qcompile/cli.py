@@ -96,7 +96,9 @@ BITS = click.IntRange(1, 4)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.q.onnx")
 @click.option("--inputs", type=click.Path(exists=True, dir_okay=False), help=".npz of inputs for the parity check")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check.")
-def compile_command(model, wbits, abits, output, inputs, no_verify) -> None:
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False),
+              help="Float models: .npz of calibration inputs for activation quantization (--abits).")
+def compile_command(model, wbits, abits, output, inputs, no_verify, calib) -> None:
     """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
     from qcompile.compiler import compile as compile_model
 
@@ -104,12 +106,21 @@ def compile_command(model, wbits, abits, output, inputs, no_verify) -> None:
 
     try:
         result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
-                               parity_inputs=inputs)
+                               parity_inputs=inputs, calib=calib)
     except QCompileError as exc:
         _fail(exc)
     except ir.passes.PassError as exc:  # a pass failed: name it and its cause, no traceback
         cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
         _fail(QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)"))
+    if result.ptq is not None:
+        p = result.ptq
+        top1 = "" if p.top1_agreement is None else f", top-1 agreement with the float model {p.top1_agreement:.2%}"
+        console.print(
+            f"post-training quantization of a float model: {len(p.quantized)} layer(s) quantized, kept float: "
+            f"{', '.join(p.kept_float) or 'none'}; cost vs float: max |error| {p.max_abs_error:.3g} "
+            f"(relative {p.rel_error:.3g}){top1}",
+            highlight=False,
+        )
     print_layer_table(result.rows, f"{model} (W{result.wbits or '?'}/A{result.abits or '?'})")
     console.print(
         f"file size: {_human(result.input_bytes)} -> {_human(result.output_bytes)} "
@@ -119,6 +130,11 @@ def compile_command(model, wbits, abits, output, inputs, no_verify) -> None:
     if result.parity is not None:
         print_parity(result.parity)
     if result.output_path is not None:
+        if result.ptq is not None:  # the quantized reference the compiled model is exact against
+            from qcompile.modelio import save_atomic
+
+            ref_path = save_atomic(result.reference, result.output_path.with_suffix(".reference.onnx"))
+            console.print(f"wrote {ref_path} (the quantized reference)", highlight=False)
         console.print(f"wrote {result.output_path}", highlight=False)
     else:
         console.print("[red]not written:[/] the compiled model failed the parity check", highlight=False)

@@ -49,6 +49,8 @@ class CompileResult:
     output_bytes: int = 0
     parity: VerifyReport | None = None
     notes: list[str] = field(default_factory=list)
+    ptq: object | None = None  # ptq.PtqReport when the input was a float model
+    reference: onnx.ModelProto | None = None  # what parity was checked against (the PTQ model for floats)
 
 
 def _bits_text(bits: int | None) -> str:
@@ -172,6 +174,16 @@ def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow],
     return layer_rows(proto, layers, None), _single(wset, "", ""), _single(aset, "", "")
 
 
+def _post_training_quantize(proto: onnx.ModelProto, wbits: int, abits: int | None, calib):
+    from qcompile.ptq import measure_cost, quantize_float_model
+    from qcompile.verify import load_inputs, random_inputs
+
+    feeds = load_inputs(calib) if isinstance(calib, (str, os.PathLike)) else calib
+    quantized, report = quantize_float_model(proto, wbits, abits, feeds)
+    measure_cost(proto, quantized, feeds if feeds is not None else random_inputs(proto), report)
+    return quantized, report
+
+
 def default_output_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p.with_name(p.stem + ".q.onnx")
@@ -185,14 +197,24 @@ def compile(  # noqa: A001 - the package's verb
     abits: int | None = None,
     check_parity: bool = True,
     parity_inputs: dict[str, np.ndarray] | str | None = None,
+    calib: dict[str, np.ndarray] | str | None = None,
 ) -> CompileResult:
-    """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given."""
+    """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given.
+
+    A float model (no quantizers) with `wbits` given is first quantized post-training (qcompile.ptq),
+    with activations too when `abits` and calibration inputs (`calib`) are given.
+    """
     proto = model if isinstance(model, onnx.ModelProto) else load_proto(model)
     layers = analyze_model(ir.serde.deserialize_model(proto))
+    ptq_report = None
+    if not any(layer.quantized for layer in layers) and wbits is not None:
+        proto, ptq_report = _post_training_quantize(proto, wbits, abits, calib)
+        layers = analyze_model(ir.serde.deserialize_model(proto))
     wbits, abits = check_bit_widths(layers, wbits, abits)
     compiled_ir = run_pipeline(ir.serde.deserialize_model(proto), CompileOptions(wbits, abits))
     compiled = ir.serde.serialize_model(compiled_ir)
     result = CompileResult(compiled, layer_rows(proto, layers, compiled_ir), wbits, abits)
+    result.ptq, result.reference = ptq_report, proto
     result.input_bytes = proto.ByteSize()
     result.output_bytes = compiled.ByteSize()
     if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):

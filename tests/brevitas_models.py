@@ -59,3 +59,55 @@ def export_binary_vgg(path: Path, seed: int = 0) -> Path:
     with torch.no_grad():
         export_qonnx(model, torch.randn(1, 1, 28, 28), export_path=str(path))
     return path
+
+
+def multibit_cnn(wbits: int, abits: int, seed: int = 0) -> nn.Module:
+    """float first conv, then QuantReLU(abits) -> QuantConv2d(wbits, per-channel scale) -> BN blocks,
+    a max-pool, and a float classifier; `wbits == 1` uses binary weights (BCGD-style W1/A4)."""
+    import brevitas.nn as qnn
+    from brevitas.quant import Int8WeightPerChannelFloat
+
+    torch.manual_seed(seed)
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        if wbits == 1:
+            from brevitas.core.scaling import ScalingImplType
+            from brevitas.core.stats import StatsOp
+            from brevitas.quant.binary import SignedBinaryWeightPerTensorConst
+
+            class BinaryPerChannel(SignedBinaryWeightPerTensorConst):
+                scaling_impl_type = ScalingImplType.STATS
+                scaling_stats_op = StatsOp.AVE
+                scaling_per_output_channel = True
+
+            conv = qnn.QuantConv2d(cin, cout, 3, padding=1, bias=False, weight_quant=BinaryPerChannel)
+        else:
+            conv = qnn.QuantConv2d(cin, cout, 3, padding=1, bias=False, weight_quant=Int8WeightPerChannelFloat,
+                                   weight_bit_width=wbits)
+        return [qnn.QuantReLU(bit_width=abits, return_quant_tensor=False), conv, nn.BatchNorm2d(cout)]
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32),
+        *block(32, 64), nn.MaxPool2d(2),
+        *block(64, 64), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 10),
+    )
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.5)
+    model.eval()
+    with torch.no_grad():  # let the activation quantizers' scales see data once
+        model(torch.randn(4, 1, 28, 28))
+    return model
+
+
+def export_multibit_cnn(path: Path, wbits: int, abits: int, seed: int = 0) -> Path:
+    from brevitas.export import export_qonnx
+
+    model = multibit_cnn(wbits, abits, seed)
+    with torch.no_grad():
+        export_qonnx(model, torch.randn(1, 1, 28, 28), export_path=str(path))
+    return path

@@ -24,7 +24,7 @@ class CompileOptions:
     wbits: int | None = None
     abits: int | None = None
     # binary -> binary layers exchange packed bits (XnorConvThreshold / PackedMaxPool)
-    packed_activations: bool = False  # TODO: on once the C++ kernels land
+    packed_activations: bool = True
 
 
 def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManager:

@@ -1,0 +1,13 @@
+// Built without ISA flags: the compiler's generic popcount, for CPUs without POPCNT.
+#include "bitserial_row.h"
+
+namespace qcompile {
+namespace bitserial {
+
+void bitserial_conv2d_u64__generic(const BitSerialArgs& a, int64_t n, int64_t m0, int64_t m1,
+                                   int64_t oh) {
+  BitSerialRow(a, n, m0, m1, oh);
+}
+
+}  // namespace bitserial
+}  // namespace qcompile

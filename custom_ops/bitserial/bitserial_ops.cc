@@ -1,0 +1,327 @@
+#include "bitserial_ops.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "../common/cpu_features.h"
+
+namespace qcompile {
+namespace {
+
+// Output channels per parallel task.
+constexpr int64_t kChunkM = 16;
+
+bitserial::BitSerialRowFn RowKernel() {
+#if defined(__x86_64__) || defined(__i386__)
+  return Cpu().popcnt ? bitserial::bitserial_conv2d_u64__popcnt
+                      : bitserial::bitserial_conv2d_u64__generic;
+#else
+  return bitserial::bitserial_conv2d_u64__generic;
+#endif
+}
+
+void RunBitSerial(OrtKernelContext* ctx, const bitserial::BitSerialArgs& a) {
+  const xnor::ConvGeometry& s = a.geo;
+  const int64_t chunks = (s.M + kChunkM - 1) / kChunkM;
+  const bitserial::BitSerialRowFn fn = RowKernel();
+  ParallelFor(ctx, static_cast<size_t>(s.N * chunks * s.OH), [&](size_t i) {
+    int64_t t = static_cast<int64_t>(i);
+    const int64_t oh = t % s.OH;
+    t /= s.OH;
+    const int64_t c = t % chunks;
+    const int64_t n = t / chunks;
+    const int64_t m0 = c * kChunkM;
+    fn(a, n, m0, m0 + kChunkM < s.M ? m0 + kChunkM : s.M, oh);
+  });
+}
+
+template <int R>
+inline float RoundMode(float v) {
+  if (R == 0) return std::nearbyint(v);  // half to even in the default rounding mode
+  if (R == 1) return std::ceil(v);
+  if (R == 2) return std::floor(v);
+  return std::trunc(v);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- QuantizePack
+
+QuantizePackOp::QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  Construct(api, info, "qcompile::QuantizePack", &label_, &init_error_, [&](const Attrs& at) {
+    CheckNodeArity(api, info, label_, 1, 1);
+    scale_ = at.Float("scale", -1.0f);
+    zero_point_ = at.Float("zero_point", 0.0f);
+    bitwidth_ = at.Int("bitwidth", -1);
+    signed_ = at.Int("signed", 0);
+    narrow_ = at.Int("narrow", 0);
+    planes_ = at.Int("planes", 0);
+    group_ = at.Int("group", 1);
+    const std::string mode = at.String("rounding_mode", "ROUND");
+    if (!(scale_ > 0.0f) || !std::isfinite(scale_))
+      Fail(label_, "attribute 'scale': expected a finite float > 0, got ", scale_,
+           scale_ == -1.0f ? " (missing; it is required)" : "");
+    if (!std::isfinite(zero_point_) || zero_point_ != std::floor(zero_point_) ||
+        std::fabs(zero_point_) > 65536.0f)
+      Fail(label_, "attribute 'zero_point': expected an integer value (|zp| <= 65536), got ",
+           zero_point_);
+    if (bitwidth_ < 1 || bitwidth_ > 8)
+      Fail(label_, "attribute 'bitwidth': expected 1..8, got ", bitwidth_,
+           bitwidth_ == -1 ? " (missing; it is required)" : "");
+    if (signed_ != 0 && signed_ != 1)
+      Fail(label_, "attribute 'signed': expected 0 or 1, got ", signed_);
+    if (narrow_ != 0 && narrow_ != 1)
+      Fail(label_, "attribute 'narrow': expected 0 or 1, got ", narrow_);
+    if (group_ < 1) Fail(label_, "attribute 'group': expected >= 1, got ", group_);
+    if (mode == "ROUND") {
+      rounding_ = 0;
+    } else if (mode == "CEIL") {
+      rounding_ = 1;
+    } else if (mode == "FLOOR") {
+      rounding_ = 2;
+    } else if (mode == "ROUND_TO_ZERO") {
+      rounding_ = 3;
+    } else {
+      Fail(label_, "attribute 'rounding_mode': expected ROUND, CEIL, FLOOR or ROUND_TO_ZERO, got '",
+           mode, "'");
+    }
+    // qmin/qmax as Quant computes them (double, then float32).
+    const double b = static_cast<double>(bitwidth_);
+    const double qmin = signed_ ? -std::exp2(b - 1) + static_cast<double>(narrow_) : 0.0;
+    const double qmax =
+        signed_ ? std::exp2(b - 1) - 1 : std::exp2(b) - 1 - static_cast<double>(narrow_);
+    qmin_ = static_cast<float>(qmin);
+    qmax_ = static_cast<float>(qmax);
+    zp_int_ = static_cast<int64_t>(zero_point_);
+    // Range of v = q - zero_point; two's complement planes iff it reaches below 0 (SPEC).
+    const int64_t lo = static_cast<int64_t>(qmin) - zp_int_;
+    const int64_t hi = static_cast<int64_t>(qmax) - zp_int_;
+    twos_complement_ = lo < 0;
+    int64_t needed = 1;
+    if (!twos_complement_) {
+      while ((int64_t{1} << needed) - 1 < hi) ++needed;
+    } else {
+      while (!(-(int64_t{1} << (needed - 1)) <= lo && hi <= (int64_t{1} << (needed - 1)) - 1))
+        ++needed;
+    }
+    if (planes_ == 0) planes_ = needed;
+    if (planes_ < 1 || planes_ > bitserial::kMaxPlanes)
+      Fail(label_, "attribute 'planes': expected 1..", bitserial::kMaxPlanes,
+           " (0: as needed), got ", planes_);
+    v_min_ = twos_complement_ ? -(int64_t{1} << (planes_ - 1)) : 0;
+    v_max_ = twos_complement_ ? (int64_t{1} << (planes_ - 1)) - 1 : (int64_t{1} << planes_) - 1;
+  });
+}
+
+Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U64Tensor& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& xs = x.Shape();
+    const int64_t P = planes_;
+    int64_t N, C, H, W, G, rows;
+    if (xs.size() == 2) {
+      if (group_ != 1)
+        Fail(label_, "attribute 'group': rank-2 input X ", ShapeStr(xs), " requires group 1, got ",
+             group_);
+      N = xs[0], C = xs[1], H = 1, W = 1, G = 1;
+      rows = N;
+    } else if (xs.size() == 4) {
+      N = xs[0], C = xs[1], H = xs[2], W = xs[3], G = group_;
+      if (C % G != 0)
+        Fail(label_, "attribute 'group' (", G, ") must divide the channels of input X ",
+             ShapeStr(xs));
+      rows = N * H;
+    } else {
+      Fail(label_, "input X: expected rank 2 [N, K] or rank 4 [N, C, H, W], got shape ",
+           ShapeStr(xs));
+    }
+    if (C < 1) Fail(label_, "input X: expected at least one channel, got shape ", ShapeStr(xs));
+    const int64_t Cg = C / G, Wg = Words(Cg), XW = G * P * Wg;
+    uint64_t* out = xs.size() == 2 ? y.Allocate({N, XW}) : y.Allocate({N, H, W, XW});
+    if (N == 0 || H == 0 || W == 0) return;
+    const float* in = x.Data();
+    const float sc = scale_, zp = zero_point_, qmin = qmin_, qmax = qmax_;
+    const int64_t zpi = zp_int_, vmin = v_min_, vmax = v_max_;
+    const int rounding = rounding_;
+    // Per row (n, h): the first value that cannot be encoded, reported after the loop.
+    std::vector<float> bad(static_cast<size_t>(rows), 0.0f);
+    std::vector<char> has_bad(static_cast<size_t>(rows), 0);
+    ParallelFor(ctx, static_cast<size_t>(rows), [&](size_t r) {
+      const int64_t n = static_cast<int64_t>(r) / H, h = static_cast<int64_t>(r) % H;
+      uint64_t* o = out + (n * H + h) * W * XW;
+      std::memset(o, 0, static_cast<size_t>(W * XW) * sizeof(uint64_t));
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t g = c / Cg, cg = c % Cg;
+        const uint64_t bit = uint64_t{1} << (cg % kWordBits);
+        const float* xr = in + ((n * C + c) * H + h) * W;
+        for (int64_t w = 0; w < W; ++w) {
+          // Exactly Quant's float32 steps: one divide, one add, round, clamp.
+          const float v = xr[w] / sc + zp;
+          float q = rounding == 0 ? RoundMode<0>(v)
+                    : rounding == 1 ? RoundMode<1>(v)
+                    : rounding == 2 ? RoundMode<2>(v)
+                                    : RoundMode<3>(v);
+          q = q < qmin ? qmin : (q > qmax ? qmax : q);
+          if (!(q == q)) {  // NaN input: no integer code
+            if (!has_bad[r]) bad[r] = xr[w], has_bad[r] = 1;
+            continue;
+          }
+          const int64_t code = static_cast<int64_t>(q) - zpi;
+          if (code < vmin || code > vmax) {
+            if (!has_bad[r]) bad[r] = xr[w], has_bad[r] = 1;
+            continue;
+          }
+          const uint64_t u = static_cast<uint64_t>(code < 0 ? code + (int64_t{1} << P) : code);
+          uint64_t* px = o + w * XW + g * P * Wg + cg / kWordBits;
+          for (int64_t p = 0; p < P; ++p)
+            if ((u >> p) & 1u) px[p * Wg] |= bit;
+        }
+      }
+    });
+    for (int64_t r = 0; r < rows; ++r)
+      if (has_bad[r])
+        Fail(label_, "input X ", ShapeStr(xs), ": value ", bad[r], " quantizes to a code outside [",
+             vmin, ", ", vmax, "] that ", P, " planes hold (or is NaN)");
+  });
+}
+
+// ---------------------------------------------------------------------------- plane attributes
+
+void PlaneAttrs::Parse(const Attrs& at, const std::string& label) {
+  act_coeffs = at.Ints("act_coeffs", {});
+  weight_coeffs = at.Ints("weight_coeffs", {});
+  weight_offset = at.Int("weight_offset", 0);
+  auto check = [&](const char* name, const std::vector<int64_t>& v) {
+    if (v.empty() || static_cast<int64_t>(v.size()) > bitserial::kMaxPlanes)
+      Fail(label, "attribute '", name, "': expected 1..", bitserial::kMaxPlanes, " ints, got ",
+           v.size(), v.empty() ? " (missing or empty; it is required)" : "");
+    for (int64_t c : v)
+      if (c < -(int64_t{1} << 20) || c > (int64_t{1} << 20))
+        Fail(label, "attribute '", name, "': expected |coefficient| <= 2^20, got ", ShapeStr(v));
+  };
+  check("act_coeffs", act_coeffs);
+  check("weight_coeffs", weight_coeffs);
+  if (weight_offset < -(int64_t{1} << 20) || weight_offset > (int64_t{1} << 20))
+    Fail(label, "attribute 'weight_offset': expected |offset| <= 2^20, got ", weight_offset);
+}
+
+void PlaneAttrs::CheckRange(const std::string& label, int64_t terms) const {
+  int64_t amax = 0, wmax = std::llabs(weight_offset);
+  for (int64_t c : act_coeffs) amax += std::llabs(c);
+  for (int64_t c : weight_coeffs) wmax += std::llabs(c);
+  // |D| <= terms * max|v_act| * max|v_w|, computed in double to stay clear of overflow.
+  const double bound =
+      static_cast<double>(terms) * static_cast<double>(amax) * static_cast<double>(wmax);
+  if (bound > 2147483647.0)
+    Fail(label, "the dot product can reach ", bound, " (", terms, " terms, act_coeffs ",
+         ShapeStr(act_coeffs), ", weight_coeffs ", ShapeStr(weight_coeffs), ", weight_offset ",
+         weight_offset, "), more than the int32 D holds");
+}
+
+void PlaneAttrs::Fill(bitserial::BitSerialArgs* a) const {
+  a->P = static_cast<int64_t>(act_coeffs.size());
+  a->Q = static_cast<int64_t>(weight_coeffs.size());
+  for (int64_t p = 0; p < a->P; ++p) a->act_coeffs[p] = act_coeffs[p];
+  for (int64_t q = 0; q < a->Q; ++q) a->weight_coeffs[q] = weight_coeffs[q];
+  a->weight_offset = weight_offset;
+}
+
+// ---------------------------------------------------------------------------- BitSerialConv
+
+BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  Construct(api, info, "qcompile::BitSerialConv", &label_, &init_error_, [&](const Attrs& at) {
+    CheckNodeArity(api, info, label_, 4, 1);
+    attrs_.Parse(at, label_, /*with_channels=*/true);
+    planes_.Parse(at, label_);
+    planes_.CheckRange(label_, (attrs_.in_channels / attrs_.group) * attrs_.kernel_shape[0] *
+                                   attrs_.kernel_shape[1]);
+  });
+}
+
+Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                                     const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& ws = w.Shape();
+    bitserial::BitSerialArgs a{};
+    planes_.Fill(&a);
+    a.geo = MakeConvGeometry(label_, attrs_, x.Shape(), ws, a.P, a.Q);
+    const xnor::ConvGeometry& s = a.geo;
+    CheckVector(label_, "scale", scale.Shape(), s.M, "W is " + ShapeStr(ws));
+    CheckVector(label_, "bias", bias.Shape(), s.M, "W is " + ShapeStr(ws));
+    float* out = y.Allocate({s.N, s.M, s.OH, s.OW});
+    if (s.N == 0) return;
+    if (s.H == 0 || s.W == 0) {  // only padded taps: D = 0
+      for (int64_t i = 0; i < s.N * s.M * s.OH * s.OW; ++i) {
+        const int64_t m = (i / (s.OH * s.OW)) % s.M;
+        out[i] = 0.0f * scale.Data()[m] + bias.Data()[m];
+      }
+      return;
+    }
+    a.x = x.Data();
+    a.w = w.Data();
+    a.scale = scale.Data();
+    a.bias = bias.Data();
+    a.y = out;
+    RunBitSerial(ctx, a);
+  });
+}
+
+// ---------------------------------------------------------------------------- BitSerialGemm
+
+BitSerialGemmOp::BitSerialGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  Construct(api, info, "qcompile::BitSerialGemm", &label_, &init_error_, [&](const Attrs& at) {
+    CheckNodeArity(api, info, label_, 4, 1);
+    in_features_ = at.Int("in_features", -1);
+    if (in_features_ < 1 || in_features_ > kMaxAttr)
+      Fail(label_, "attribute 'in_features': expected 1..", kMaxAttr, ", got ", in_features_,
+           in_features_ == -1 ? " (missing; it is required)" : "");
+    planes_.Parse(at, label_);
+    planes_.CheckRange(label_, in_features_);
+  });
+}
+
+Ort::Status BitSerialGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                                     const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& xs = x.Shape();
+    const std::vector<int64_t>& ws = w.Shape();
+    bitserial::BitSerialArgs a{};
+    planes_.Fill(&a);
+    CheckRank(label_, "X", xs, 2, "[N, P*Kw]");
+    CheckRank(label_, "W", ws, 2, "[M, Q*Kw]");
+    const int64_t Kw = Words(in_features_);
+    if (xs[1] != a.P * Kw)
+      Fail(label_, "input X: expected last dim P*ceil(in_features/64) = ", a.P, "*", Kw, " = ",
+           a.P * Kw, " (in_features ", in_features_, "), got shape ", ShapeStr(xs));
+    if (ws[0] < 1 || ws[1] != a.Q * Kw)
+      Fail(label_, "input W: expected shape [M, ", a.Q * Kw, "] (Q*ceil(in_features/64), Q = ",
+           a.Q, ") with M >= 1, got ", ShapeStr(ws));
+    CheckVector(label_, "scale", scale.Shape(), ws[0], "W is " + ShapeStr(ws));
+    CheckVector(label_, "bias", bias.Shape(), ws[0], "W is " + ShapeStr(ws));
+    // A dense layer is a 1x1 convolution of a 1x1 image: the same plane layouts.
+    xnor::ConvGeometry& s = a.geo;
+    s.N = xs[0];
+    s.H = s.W = 1;
+    s.G = 1;
+    s.Cg = in_features_;
+    s.Wg = Kw;
+    s.XW = a.P * Kw;
+    s.M = s.Mg = ws[0];
+    s.KH = s.KW = 1;
+    s.sh = s.sw = s.dh = s.dw = 1;
+    s.OH = s.OW = 1;
+    float* out = y.Allocate({s.N, s.M});
+    if (s.N == 0) return;
+    a.x = x.Data();
+    a.w = w.Data();
+    a.scale = scale.Data();
+    a.bias = bias.Data();
+    a.y = out;
+    RunBitSerial(ctx, a);
+  });
+}
+
+}  // namespace qcompile

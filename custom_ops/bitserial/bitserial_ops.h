@@ -1,0 +1,58 @@
+// qcompile::QuantizePack, qcompile::BitSerialConv, qcompile::BitSerialGemm
+// (custom_ops/SPEC.md, "Multi-bit operands: bit planes").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../common/conv_attrs.h"
+#include "../common/op_util.h"
+#include "../xnor/xnor_ops.h"
+#include "bitserial_kernel.h"
+
+namespace qcompile {
+
+struct QuantizePackOp {
+  QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const F32Tensor& x, U64Tensor& y);
+
+  std::string label_, init_error_;
+  float scale_ = 1.0f, zero_point_ = 0.0f, qmin_ = 0.0f, qmax_ = 0.0f;
+  int64_t bitwidth_ = 0, signed_ = 0, narrow_ = 0, planes_ = 0, group_ = 1, zp_int_ = 0;
+  int rounding_ = 0;          // 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO
+  bool twos_complement_ = false;
+  int64_t v_min_ = 0, v_max_ = 0;  // what `planes_` planes can hold
+};
+
+// Coefficients and range checks shared by BitSerialConv and BitSerialGemm.
+struct PlaneAttrs {
+  std::vector<int64_t> act_coeffs, weight_coeffs;
+  int64_t weight_offset = 0;
+  void Parse(const Attrs& at, const std::string& label);
+  // Fails unless |D| < 2^31 for `terms` (channels x taps) products.
+  void CheckRange(const std::string& label, int64_t terms) const;
+  void Fill(bitserial::BitSerialArgs* a) const;
+};
+
+struct BitSerialConvOp {
+  BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                      const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y);
+
+  std::string label_, init_error_;
+  ConvAttrs attrs_;
+  PlaneAttrs planes_;
+};
+
+struct BitSerialGemmOp {
+  BitSerialGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                      const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y);
+
+  std::string label_, init_error_;
+  int64_t in_features_ = 0;
+  PlaneAttrs planes_;
+};
+
+}  // namespace qcompile

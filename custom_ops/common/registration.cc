@@ -1,0 +1,118 @@
+// The registration table: every op of the library, by domain. onnxruntime calls
+// RegisterCustomOps when a session registers the library (register_custom_ops_library in Python,
+// RegisterCustomOpsLibrary_V2 in C/C++).
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "../bitserial/bitserial_ops.h"
+#include "../qonnx/qonnx_ops.h"
+#include "../xnor/xnor_ops.h"
+#include "ort_api.h"
+
+#define QCOMPILE_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace qcompile {
+namespace {
+
+constexpr const char* kCpu = "CPUExecutionProvider";
+
+struct Registry {
+  std::vector<std::unique_ptr<OrtCustomOp>> ops;
+  std::vector<Ort::CustomOpDomain> domains;
+};
+
+// Domains and ops live as long as the library (ORT keeps pointers to them in every session).
+Registry& BuildRegistry() {
+  static Registry* registry = [] {
+    auto* r = new Registry;
+    using Ort::Custom::CreateLiteCustomOp;
+    Ort::CustomOpDomain qc("qcompile");
+    r->ops.emplace_back(CreateLiteCustomOp<BinarizePackOp>("BinarizePack", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<XnorConvOp>("XnorConv", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<XnorGemmOp>("XnorGemm", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<XnorConvThresholdOp>("XnorConvThreshold", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<PackedMaxPoolOp>("PackedMaxPool", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<QuantizePackOp>("QuantizePack", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<BitSerialConvOp>("BitSerialConv", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<BitSerialGemmOp>("BitSerialGemm", kCpu));
+    for (auto& op : r->ops) qc.Add(op.get());
+    const size_t n_qc = r->ops.size();
+
+    Ort::CustomOpDomain qonnx("qonnx.custom_op.general");
+    r->ops.emplace_back(CreateLiteCustomOp<BipolarQuantOp>("BipolarQuant", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kQuantName>>("Quant", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kIntQuantName>>("IntQuant", kCpu));
+    for (size_t i = n_qc; i < r->ops.size(); ++i) qonnx.Add(r->ops[i].get());
+
+    r->domains.push_back(std::move(qc));
+    r->domains.push_back(std::move(qonnx));
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace
+}  // namespace qcompile
+
+QCOMPILE_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                          const OrtApiBase* api_base) {
+  // Request the API version of the headers we were built with (21 for the default Debian trixie
+  // headers); any newer onnxruntime serves it.
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (!api) {
+    const OrtApi* v1 = api_base->GetApi(1);
+    const std::string msg =
+        std::string("libqcompile_ops needs onnxruntime with C API version >= ") +
+        std::to_string(ORT_API_VERSION) + ", this one is " + api_base->GetVersionString();
+    return v1 ? v1->CreateStatus(ORT_FAIL, msg.c_str()) : nullptr;
+  }
+  static std::once_flag once;
+  std::call_once(once, [api] { Ort::InitApi(api); });
+  try {
+    qcompile::Registry& r = qcompile::BuildRegistry();
+    for (auto& domain : r.domains) {
+      OrtStatus* st = api->AddCustomOpDomain(options, domain);
+      if (st) return st;
+    }
+  } catch (const std::exception& e) {
+    const std::string msg = std::string("qcompile RegisterCustomOps: ") + e.what();
+    return api->CreateStatus(ORT_FAIL, msg.c_str());
+  }
+  return nullptr;
+}
+
+// ------------------------------------------------------------------ kernel variant list (C ABI)
+// Used by qcompile.runtime.kernel_variants() through ctypes; needs no onnxruntime.
+
+QCOMPILE_EXPORT int qcompile_kernel_variant_count(void) {
+  size_t n = 0;
+  qcompile::xnor::Variants(&n);
+  return static_cast<int>(n);
+}
+
+QCOMPILE_EXPORT const char* qcompile_kernel_variant_name(int i) {
+  size_t n = 0;
+  const auto* v = qcompile::xnor::Variants(&n);
+  return (i >= 0 && static_cast<size_t>(i) < n) ? v[i].name : nullptr;
+}
+
+QCOMPILE_EXPORT const char* qcompile_kernel_variant_isa(int i) {
+  size_t n = 0;
+  const auto* v = qcompile::xnor::Variants(&n);
+  return (i >= 0 && static_cast<size_t>(i) < n) ? v[i].isa : nullptr;
+}
+
+QCOMPILE_EXPORT int qcompile_kernel_variant_supported(int i) {
+  size_t n = 0;
+  const auto* v = qcompile::xnor::Variants(&n);
+  return (i >= 0 && static_cast<size_t>(i) < n && v[i].supported()) ? 1 : 0;
+}
+
+// The variant a kernel created now would use (QCOMPILE_KERNEL honoured); nullptr when the
+// override names an unknown or unsupported variant.
+QCOMPILE_EXPORT const char* qcompile_kernel_selected(void) {
+  std::string err;
+  const auto* v = qcompile::xnor::SelectVariant(&err);
+  return v ? v->name : nullptr;
+}

@@ -1,0 +1,40 @@
+// QONNX reference quantizers (domain qonnx.custom_op.general): BipolarQuant, Quant, IntQuant
+// (custom_ops/SPEC.md). Parameters broadcast against X; the output has X's shape.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../common/op_util.h"
+
+namespace qcompile {
+
+struct BipolarQuantOp {
+  BipolarQuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
+                      const Ort::Custom::Tensor<float>& scale, Ort::Custom::Tensor<float>& y);
+
+  std::string label_, init_error_;
+};
+
+enum class Rounding { kRound, kCeil, kFloor, kRoundToZero };
+
+// Quant and IntQuant share this kernel; `kName` only changes the messages.
+template <const char* kName>
+struct QuantOp {
+  QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
+                      const Ort::Custom::Tensor<float>& scale,
+                      const Ort::Custom::Tensor<float>& zeropt,
+                      const Ort::Custom::Tensor<float>& bitwidth, Ort::Custom::Tensor<float>& y);
+
+  std::string label_, init_error_;
+  int64_t signed_ = 1, narrow_ = 0;
+  Rounding rounding_ = Rounding::kRound;
+};
+
+extern const char kQuantName[];
+extern const char kIntQuantName[];
+
+}  // namespace qcompile

@@ -1,0 +1,146 @@
+// The row driver shared by the fast XnorConv kernels: it walks output pixels, computes the
+// in-bounds kernel window once per output row (kh) and column (kw) instead of testing taps, and
+// hands the window to a block kernel that sums popcount(x ^ w) for 8 output channels.
+//
+// Everything here is in an anonymous namespace on purpose: each ISA translation unit gets its
+// own internal copy compiled for its ISA, and the linker can never merge an AVX-512 copy into
+// code that runs on a CPU without AVX-512.
+#pragma once
+
+#include <cstdint>
+
+#include "xnor_kernel.h"
+
+namespace qcompile {
+namespace xnor {
+namespace {
+
+struct TapRange {
+  int64_t lo, hi;  // taps k in [lo, hi) read in-bounds positions start + k*d
+};
+
+// Taps k in [0, K) with 0 <= start + k*d < size.
+inline TapRange ValidTaps(int64_t start, int64_t K, int64_t d, int64_t size) {
+  int64_t lo = start >= 0 ? 0 : (-start + d - 1) / d;
+  int64_t room = size - start;  // need k*d < room
+  int64_t hi = room > 0 ? (room + d - 1) / d : 0;
+  if (hi > K) hi = K;
+  if (hi < lo) hi = lo;
+  return {lo, hi};
+}
+
+// Window of one output pixel, as the block kernels see it.
+struct Window {
+  // The image's words of this group: tap (kh, kw) of a pixel whose window starts at word offset
+  // `base` (possibly negative, in padding) reads word base + kh*row_step + kw*col_step + k,
+  // times kXWords for a nibble-split source. Only in-bounds taps are ever formed.
+  const uint64_t* x;
+  int64_t row_step;    // words between taps kh and kh+1 (dh * W * XW)
+  int64_t col_step;    // words between taps kw and kw+1 (dw * XW)
+  TapRange rh, rw;
+  int64_t KW, Wg;
+};
+
+// Output columns per pass: D values of a pass wait in a small int32 buffer, then the affine
+// runs over contiguous columns of each channel (vectorisable, unlike per-pixel stores that
+// stride across channel planes).
+constexpr int64_t kColumnChunk = 64;
+
+// out[base + j*plane + ow0 + p] for channel m0 + j: float(d[j][p]) * scale + bias into y, or
+// d[j][p] itself into ConvArgs::d.
+inline void StoreChunk(const ConvArgs& a, int64_t out_base, int64_t plane, int64_t m0,
+                       int64_t nm, int64_t ow0, int64_t count, const int32_t (*d)[kColumnChunk]) {
+  for (int64_t j = 0; j < nm; ++j) {
+    const int64_t at = out_base + j * plane + ow0;
+    if (a.d) {
+      for (int64_t p = 0; p < count; ++p) a.d[at + p] = d[j][p];
+      continue;
+    }
+    const float sc = a.scale[m0 + j], bi = a.bias[m0 + j];
+    float* yj = a.y + at;
+    for (int64_t p = 0; p < count; ++p) yj[p] = static_cast<float>(d[j][p]) * sc + bi;
+  }
+}
+
+// BlockDot provides
+//   Run(const Window&, int64_t base, const uint64_t* wblock, int64_t sums[kBlockM]):
+//     writes, for each of the 8 channels j, the sum of popcount(x ^ w) over the window's
+//     in-bounds taps and Wg words;
+//   kXWords, kWWords: 2 if it reads ConvArgs::xs / nibble-blocked weights, else 1;
+//   kTile and RunTile(const Window&, int64_t base, int64_t pixel_step, const uint64_t* wblock,
+//                     int64_t sums[kTile][kBlockM]):
+//     the same for kTile neighbouring output pixels whose windows are all in-bounds along W
+//     (pixel p reads at base + p * pixel_step), sharing each weight load across the pixels.
+template <class BlockDot>
+inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, int64_t b1,
+                           int64_t oh) {
+  constexpr int64_t kTile = BlockDot::kTile;
+  const ConvGeometry& s = a.geo;
+  const int64_t ih0 = oh * s.sh - s.pt;
+  const TapRange rh = ValidTaps(ih0, s.KH, s.dh, s.H);
+  // kXWords: words per activation word in the source the kernel reads (2 for a nibble split);
+  // kWWords: the same for the blocked weights. Window offsets stay in activation words.
+  constexpr int64_t kXWords = BlockDot::kXWords, kWWords = BlockDot::kWWords;
+  const int64_t block_words = s.KH * s.KW * s.Wg * kBlockM * kWWords;
+  const int64_t plane = s.OH * s.OW;
+  const uint64_t* x_img = (kXWords == 2 ? a.xs : a.x) + kXWords * (n * s.H * s.W * s.XW + g * s.Wg);
+  // Output columns whose horizontal window is wholly inside the image: 0 <= iw0 and
+  // iw0 + (KW-1)*dw <= W-1 with iw0 = ow*sw - pl.
+  int64_t ow_a = (s.pl + s.sw - 1) / s.sw;
+  const int64_t last = s.W - 1 - (s.KW - 1) * s.dw + s.pl;
+  int64_t ow_b = last < 0 ? 0 : last / s.sw + 1;
+  if (ow_a > s.OW) ow_a = s.OW;
+  if (ow_b > s.OW) ow_b = s.OW;
+  if (ow_b < ow_a) ow_b = ow_a;
+
+  Window win;
+  win.x = x_img;
+  win.rh = rh;
+  win.row_step = s.dh * s.W * s.XW;
+  win.col_step = s.dw * s.XW;
+  win.KW = s.KW;
+  win.Wg = s.Wg;
+  const int64_t pixel_step = s.sw * s.XW;
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint64_t* wblock = a.wb + (g * s.blocks_per_group + b) * block_words;
+    const int64_t m0 = g * s.Mg + b * kBlockM;
+    int64_t nm = s.Mg - b * kBlockM;
+    if (nm > kBlockM) nm = kBlockM;
+    const int64_t out_base = ((n * s.M + m0) * s.OH + oh) * s.OW;
+    int32_t d[kBlockM][kColumnChunk];
+    for (int64_t ow0 = 0; ow0 < s.OW; ow0 += kColumnChunk) {
+      const int64_t ow1 = ow0 + kColumnChunk < s.OW ? ow0 + kColumnChunk : s.OW;
+      int64_t ow = ow0;
+      while (ow < ow1) {
+        const int64_t iw0 = ow * s.sw - s.pl;
+        // Offsets, not pointers, until a tap is known to be in-bounds.
+        const int64_t base = ih0 * s.W * s.XW + iw0 * s.XW;
+        if constexpr (kTile > 1) {
+          if (ow >= ow_a && ow + kTile <= ow_b && ow + kTile <= ow1) {
+            win.rw = {0, s.KW};
+            int64_t sums[kTile][kBlockM];  // written by RunTile
+            BlockDot::RunTile(win, base, pixel_step, wblock, sums);
+            const int64_t cg_taps = s.Cg * (rh.hi - rh.lo) * s.KW;
+            for (int64_t j = 0; j < kBlockM; ++j)
+              for (int64_t p = 0; p < kTile; ++p)
+                d[j][ow - ow0 + p] = static_cast<int32_t>(cg_taps - 2 * sums[p][j]);
+            ow += kTile;
+            continue;
+          }
+        }
+        win.rw = ValidTaps(iw0, s.KW, s.dw, s.W);
+        int64_t sums[kBlockM];  // written by Run
+        BlockDot::Run(win, base, wblock, sums);
+        const int64_t cg_taps = s.Cg * (rh.hi - rh.lo) * (win.rw.hi - win.rw.lo);
+        for (int64_t j = 0; j < kBlockM; ++j)
+          d[j][ow - ow0] = static_cast<int32_t>(cg_taps - 2 * sums[j]);
+        ow += 1;
+      }
+      StoreChunk(a, out_base, plane, m0, nm, ow0, ow1 - ow0, d);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace xnor
+}  // namespace qcompile

@@ -1,0 +1,60 @@
+// Interface of the XnorConv kernels (custom_ops/SPEC.md, qcompile::XnorConv). XnorGemm runs on
+// the same kernels as a 1x1 convolution of a 1x1 image.
+//
+// This header is included by the ISA translation units (compiled with -mavx2 / -mavx512*), so
+// it holds only plain data and declarations: no inline code that the linker could merge with a
+// copy built for another ISA.
+#pragma once
+
+#include <cstdint>
+
+namespace qcompile {
+namespace xnor {
+
+// Output channels per block of the blocked weight layout and of the fast kernels.
+constexpr int64_t kBlockM = 8;
+
+// Shapes and attributes, validated by the op (xnor_ops.cc) before any kernel runs.
+struct ConvGeometry {
+  int64_t N, H, W;
+  int64_t XW;  // words per input pixel: G * Wg
+  int64_t G, Cg, Wg;
+  int64_t M, Mg;
+  int64_t KH, KW;
+  int64_t sh, sw, pt, pl, dh, dw;
+  int64_t OH, OW;
+  int64_t blocks_per_group;  // ceil(Mg / kBlockM)
+};
+
+struct ConvArgs {
+  ConvGeometry geo;
+  const uint64_t* x;  // [N, H, W, G*Wg]
+  const uint64_t* w;  // [M, KH, KW, Wg] as given (reference kernel)
+  // Blocked weights (fast kernels): block b of group g holds output channels
+  // g*Mg + b*8 + j (j < 8) as [KH][KW][Wg][8]; channels past Mg are zero words. In the nibble
+  // layout (kWeightsBlockedNibbles) each [8] becomes [2][8]: w & 0x0f0f.., then (w >> 4) & 0x0f0f..
+  const uint64_t* wb;
+  // Activations split into nibbles (variants with split_x): [N, H, W, G*Wg][2] holding
+  // x & 0x0f0f.. and (x >> 4) & 0x0f0f.. of each word of x.
+  const uint64_t* xs;
+  const float* scale;  // [M]
+  const float* bias;   // [M]
+  float* y;            // [N, M, OH, OW]: float(D) * scale + bias, when d is null
+  int32_t* d = nullptr;  // [N, M, OH, OW]: D itself instead (XnorConvThreshold)
+};
+
+enum WeightLayout { kWeightsPlain, kWeightsBlocked, kWeightsBlockedNibbles };
+
+constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
+
+// Computes y[n, m, oh, 0:OW] for the output channels m of blocks [b0, b1) of group g.
+using ConvRowFn = void (*)(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, int64_t b1,
+                           int64_t oh);
+
+void xnor_conv2d_u64__reference(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
+void xnor_conv2d_u64__portable(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
+void xnor_conv2d_u64__avx2(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
+void xnor_conv2d_u64__avx512vpopcnt(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+}  // namespace xnor
+}  // namespace qcompile

@@ -1,0 +1,89 @@
+// qcompile::BinarizePack, qcompile::XnorConv, qcompile::XnorGemm (custom_ops/SPEC.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../common/conv_attrs.h"
+#include "../common/op_util.h"
+#include "xnor_variants.h"
+
+namespace qcompile {
+
+// W laid out for the kernel variant once at kernel creation when W is a constant initializer
+// (the usual case for compiled models), so runs skip the re-layout.
+struct ConstWeights {
+  const uint64_t* src = nullptr;  // W's data in the session; nullptr when W is not constant
+  std::vector<int64_t> shape;
+  std::vector<uint64_t> laid_out;
+
+  void Prepare(const OrtKernelInfo* info, const xnor::XnorVariant& v, int64_t group);
+  // The laid-out weights if w is that constant, else nullptr.
+  const uint64_t* Get(const uint64_t* w, const std::vector<int64_t>& ws) const {
+    return (src && w == src && ws == shape) ? laid_out.data() : nullptr;
+  }
+};
+
+using U64Tensor = Ort::Custom::Tensor<uint64_t>;
+using F32Tensor = Ort::Custom::Tensor<float>;
+using I32Tensor = Ort::Custom::Tensor<int32_t>;
+
+// Checks X [N, H, W, G*P*Wg] and W [M, KH, KW, Q*Wg] against conv attributes (P, Q planes; 1
+// for binary operands) and returns the kernels' geometry; fails naming the tensor and shapes.
+xnor::ConvGeometry MakeConvGeometry(const std::string& label, const ConvAttrs& a,
+                                    const std::vector<int64_t>& xs,
+                                    const std::vector<int64_t>& ws, int64_t P, int64_t Q);
+
+struct BinarizePackOp {
+  BinarizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const F32Tensor& x, U64Tensor& y);
+
+  std::string label_, init_error_;
+  int64_t group_ = 1;
+};
+
+struct XnorConvOp {
+  XnorConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                      const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y);
+
+  std::string label_, init_error_;
+  ConvAttrs attrs_;
+  const xnor::XnorVariant* variant_ = nullptr;
+  ConstWeights const_w_;
+};
+
+struct XnorConvThresholdOp {
+  XnorConvThresholdOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                      const I32Tensor& threshold, const I32Tensor& direction, U64Tensor& y);
+
+  std::string label_, init_error_;
+  ConvAttrs attrs_;
+  int64_t out_group_ = 1;
+  const xnor::XnorVariant* variant_ = nullptr;
+  ConstWeights const_w_;
+};
+
+struct PackedMaxPoolOp {
+  PackedMaxPoolOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& or_mask,
+                      U64Tensor& y);
+
+  std::string label_, init_error_;
+  ConvAttrs attrs_;
+};
+
+struct XnorGemmOp {
+  XnorGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
+  Ort::Status Compute(OrtKernelContext* ctx, const U64Tensor& x, const U64Tensor& w,
+                      const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y);
+
+  std::string label_, init_error_;
+  int64_t in_features_ = 0;
+  const xnor::XnorVariant* variant_ = nullptr;
+  ConstWeights const_w_;
+};
+
+}  // namespace qcompile

@@ -1,0 +1,31 @@
+// The one list of XnorConv/XnorGemm kernel variants. Dispatch, the exported variant list that
+// Python tests and benchmarks iterate over (qcompile.runtime.kernel_variants()), and the
+// QCOMPILE_KERNEL override all read this table; a new variant is added here and nowhere else.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "xnor_kernel.h"
+
+namespace qcompile {
+namespace xnor {
+
+struct XnorVariant {
+  const char* name;      // value of QCOMPILE_KERNEL that forces it
+  const char* isa;       // what the CPU must have, for messages ("" = nothing)
+  bool (*supported)();   // from CPU flags read at load; false when not compiled in
+  WeightLayout weights;  // kWeightsPlain: reads ConvArgs::w; else ConvArgs::wb in that layout
+  bool split_x;          // reads ConvArgs::xs (activations split into nibbles)
+  ConvRowFn conv;
+};
+
+// All variants, in order of preference (best first).
+const XnorVariant* Variants(size_t* count);
+
+// The variant a new kernel uses: QCOMPILE_KERNEL when set (an error message in *error when it
+// names an unknown or unsupported variant, and nullptr returned), else the first supported.
+const XnorVariant* SelectVariant(std::string* error);
+
+}  // namespace xnor
+}  // namespace qcompile

@@ -1,0 +1,207 @@
+"""qcompile::QuantizePack / BitSerialConv / BitSerialGemm in onnxruntime against the numpy
+reference (qcompile.ops.bitserial): packed planes equal bit for bit, the integer part D exactly
+(scale 1, bias 0), the float part bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from qcompile import runtime
+from qcompile.ops import bitserial
+
+U64, F32 = TensorProto.UINT64, TensorProto.FLOAT
+INPUTS4 = ["X", "W", "scale", "bias"]
+TYPES4 = [("X", U64), ("W", U64), ("scale", F32), ("bias", F32)]
+
+
+def _model(node, inputs: list[tuple[str, int]], out_type: int) -> bytes:
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(n, t, None) for n, t in inputs],
+        [helper.make_tensor_value_info(node.output[0], out_type, None)],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("qcompile", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _session(op: str, inputs, out_type, threads: int = 1, **attrs):
+    node = helper.make_node(op, [n for n, _ in inputs], ["Y"], domain="qcompile", **attrs)
+    return runtime.InferenceSession(_model(node, inputs, out_type), threads=threads)
+
+
+def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal bit patterns (so -0.0 != 0.0): float32 results must match bit for bit."""
+    same_kind = a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    return same_kind and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def _code_range(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _act_coeffs(bits: int, signed: bool) -> list[int]:
+    return bitserial.plane_coeffs(*bitserial.planes_needed(*_code_range(bits, signed)))
+
+
+# ------------------------------------------------------------------------------ QuantizePack
+
+QP_CASES = [
+    # bitwidth, signed, narrow, zero_point, rounding_mode, planes (0 = as needed)
+    (1, 0, 0, 0.0, "ROUND", 0),
+    (2, 1, 0, 0.0, "ROUND", 0),  # signed 2-bit, as ternary uses
+    (2, 1, 1, 0.0, "FLOOR", 0),
+    (3, 0, 0, 0.0, "CEIL", 0),
+    (4, 0, 1, 3.0, "ROUND_TO_ZERO", 0),  # zero point > 0: v = q - zp reaches below 0
+    (4, 1, 0, 0.0, "ROUND", 6),  # more planes than needed
+    (8, 0, 0, 0.0, "ROUND", 0),
+]
+
+
+@pytest.mark.parametrize("bitwidth,signed,narrow,zp,mode,planes", QP_CASES)
+@pytest.mark.parametrize("shape,group", [((2, 70, 3, 4), 1), ((1, 130, 2, 3), 2), ((3, 65), 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_quantize_pack(bitwidth, signed, narrow, zp, mode, planes, shape, group, threads):
+    rng = np.random.default_rng(bitwidth * 10 + signed)
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    x.flat[:4] = [0.0, -0.0, 0.125, -0.375]  # ties at half steps of scale 0.25
+    attrs = dict(
+        scale=0.25, zero_point=zp, bitwidth=bitwidth, signed=signed, narrow=narrow,
+        rounding_mode=mode, planes=planes, group=group,
+    )
+    sess = _session("QuantizePack", [("X", F32)], U64, threads, **attrs)
+    (p,) = sess.run(None, {"X": x})
+    want = bitserial.quantize_pack(x, **{**attrs, "planes": planes or None})
+    assert p.dtype == np.uint64 and np.array_equal(p, want)
+
+
+def test_quantize_pack_errors():
+    zeros = {"X": np.zeros((1, 2), np.float32)}
+    sess = _session("QuantizePack", [("X", F32)], U64, scale=0.5, bitwidth=4, signed=1, planes=2)
+    match = r"QuantizePack.*value 3 quantizes to a code outside \[-2, 1\]"
+    with pytest.raises(Exception, match=match):
+        sess.run(None, {"X": np.array([[0.0, 3.0]], np.float32)})
+    sess = _session("QuantizePack", [("X", F32)], U64, scale=0.5, bitwidth=9)
+    with pytest.raises(Exception, match=r"QuantizePack.*'bitwidth': expected 1..8, got 9"):
+        sess.run(None, zeros)
+    sess = _session("QuantizePack", [("X", F32)], U64, bitwidth=2)
+    with pytest.raises(Exception, match=r"QuantizePack.*attribute 'scale'.*missing"):
+        sess.run(None, zeros)
+
+
+# ------------------------------------------------------------------ BitSerialConv / Gemm
+
+# activation (bits, signed), weight (bits, signed or "binary")
+PRECISIONS = [
+    ((2, False), (2, True)),
+    ((3, True), (1, "binary")),
+    ((1, False), (3, False)),
+    ((4, False), (2, True)),
+]
+CONV_GEOMS = [
+    # C, M, (H, W), (KH, KW), stride, dilation, pads, group, batch
+    (64, 9, (6, 7), (3, 3), 1, 1, (1, 1, 1, 1), 1, 1),
+    (65, 8, (5, 6), (3, 1), 2, 1, (1, 0, 2, 1), 1, 2),
+    (130, 6, (5, 9), (1, 5), 1, 2, (0, 2, 3, 1), 2, 1),
+    (3, 5, (7, 4), (5, 5), 1, 1, (2, 2, 2, 2), 1, 1),
+    (16, 16, (4, 4), (3, 3), 2, 1, (1, 1, 1, 1), 16, 2),
+]
+
+
+def _operands(rng, shape, bits: int, signed: bool) -> np.ndarray:
+    lo, hi = _code_range(bits, signed)
+    return rng.integers(lo, hi + 1, size=shape)
+
+
+def _weights(rng, shape, wprec):
+    """Integer weights, their packed planes, coefficients and offset."""
+    bits, kind = wprec
+    if kind == "binary":  # +-1 with bit 1 <-> -1: v = 1 - 2b
+        codes = np.where(rng.random(shape) < 0.5, -1, 1)
+        packed = bitserial.pack_weight_planes((codes < 0).astype(np.int64), 1, False)
+        return codes, packed, [-2], 1
+    codes = _operands(rng, shape, bits, bool(kind))
+    packed = bitserial.pack_weight_planes(codes, bits, bool(kind))
+    return codes, packed, bitserial.plane_coeffs(bits, bool(kind)), 0
+
+
+@pytest.mark.parametrize("aprec,wprec", PRECISIONS, ids=lambda p: f"{p[0]}{p[1]}")
+@pytest.mark.parametrize("geom", CONV_GEOMS, ids=lambda g: f"C{g[0]}-k{g[3][0]}x{g[3][1]}-g{g[7]}")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bitserial_conv(aprec, wprec, geom, threads):
+    c, m, (h, w), (kh, kw), s, d, pads, g, n = geom
+    rng = np.random.default_rng(c + m + kh)
+    abits, asigned = aprec
+    acts = _operands(rng, (n, c, h, w), abits, asigned)
+    _, wp, wcoeffs, woff = _weights(rng, (m, c // g, kh, kw), wprec)
+    # Activations in QuantizePack's layout: scale 1, zero point 0, so v is the code itself.
+    xp = bitserial.quantize_pack(
+        acts.astype(np.float32), scale=1.0, bitwidth=abits, signed=int(asigned), group=g
+    )
+    geo = dict(
+        in_channels=c, kernel_shape=[kh, kw], strides=[s, s], pads=list(pads), dilations=[d, d],
+        group=g,
+    )
+    planes = dict(act_coeffs=_act_coeffs(abits, asigned), weight_coeffs=wcoeffs, weight_offset=woff)
+    sess = _session("BitSerialConv", TYPES4, F32, threads, **geo, **planes)
+    ref = {**{k: tuple(v) if isinstance(v, list) else v for k, v in geo.items()}, **planes}
+    d_ref = bitserial.bitserial_conv_int(xp, wp, **ref)
+    ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
+    (y,) = sess.run(None, {"X": xp, "W": wp, "scale": ones, "bias": zeros})
+    assert np.array_equal(y, d_ref.astype(np.float32))
+    scale = rng.uniform(-1, 1, m).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    (y,) = sess.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
+    assert bits_equal(y, bitserial.bitserial_conv(xp, wp, scale, bias, **ref))
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 130])
+@pytest.mark.parametrize("aprec,wprec", PRECISIONS[:2], ids=lambda p: f"{p[0]}{p[1]}")
+def test_bitserial_gemm(k, aprec, wprec):
+    n, m = 3, 11
+    rng = np.random.default_rng(k)
+    abits, asigned = aprec
+    acts = _operands(rng, (n, k), abits, asigned)
+    wcodes, wp, wcoeffs, woff = _weights(rng, (m, k), wprec)
+    xp = bitserial.quantize_pack(
+        acts.astype(np.float32), scale=1.0, bitwidth=abits, signed=int(asigned)
+    )
+    attrs = dict(
+        in_features=k, act_coeffs=_act_coeffs(abits, asigned), weight_coeffs=wcoeffs,
+        weight_offset=woff,
+    )
+    sess = _session("BitSerialGemm", TYPES4, F32, **attrs)
+    scale = rng.uniform(-1, 1, m).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    (y,) = sess.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
+    d_ref = bitserial.bitserial_gemm_int(xp, wp, **attrs)
+    assert np.array_equal(d_ref, (acts @ wcodes.T).astype(np.int32))  # the oracle's own check
+    assert bits_equal(y, bitserial.bitserial_gemm(xp, wp, scale, bias, **attrs))
+
+
+def test_bitserial_errors():
+    attrs = dict(
+        in_channels=64, kernel_shape=[3, 3], act_coeffs=[1, 2], weight_coeffs=[-2], weight_offset=1
+    )
+    feeds = {
+        "X": np.zeros((1, 5, 5, 1), np.uint64),
+        "W": np.zeros((4, 3, 3, 1), np.uint64),
+        "scale": np.ones(4, np.float32),
+        "bias": np.zeros(4, np.float32),
+    }
+    match = (
+        r"BitSerialConv.*input X: expected last dim G\*P\*ceil\(\(C/G\)/64\) = 1\*2\*1 = 2 "
+        r".*got shape \[1, 5, 5, 1\]"
+    )
+    with pytest.raises(Exception, match=match):
+        _session("BitSerialConv", TYPES4, F32, **attrs).run(None, feeds)
+    no_act = {k: v for k, v in attrs.items() if k != "act_coeffs"}
+    with pytest.raises(Exception, match=r"BitSerialConv.*attribute 'act_coeffs'.*required"):
+        _session("BitSerialConv", TYPES4, F32, **no_act).run(None, feeds)
+    big = {**attrs, "act_coeffs": [1 << 20] * 16, "weight_coeffs": [1 << 20]}
+    with pytest.raises(Exception, match=r"BitSerialConv.*more than the int32 D holds"):
+        _session("BitSerialConv", TYPES4, F32, **big).run(None, feeds)

@@ -1,0 +1,204 @@
+"""Per-layer benchmark: XnorConv (each kernel variant this CPU runs) vs onnxruntime's float Conv.
+
+Shapes are ResNet-18's 3x3 layers at 224x224, batch 1. Each (layer, threads) pair builds one
+session per variant (QCOMPILE_KERNEL set while the session is created) and one float Conv session,
+then times them in alternating rounds so drift hits all alike; the median of the rounds is kept.
+Writes JSON (times in ms and float-Conv / XnorConv speed ratios) to --out.
+
+    python tools/bench_ops.py --out runs/bench_ops.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from qcompile import runtime
+from qcompile.ops import packing
+
+# name, channels, spatial size (ResNet-18 3x3 convolutions at 224x224 input)
+LAYERS = [
+    ("conv2_x 56x56x64", 64, 56),
+    ("conv3_x 28x28x128", 128, 28),
+    ("conv4_x 14x14x256", 256, 14),
+    ("conv5_x 7x7x512", 512, 7),
+]
+
+
+def _model(nodes, inputs, inits, opsets) -> bytes:
+    graph = helper.make_graph(
+        nodes,
+        "bench",
+        [helper.make_tensor_value_info(n, t, None) for n, t in inputs],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def float_conv_model(w: np.ndarray) -> bytes:
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    inits = [onnx.numpy_helper.from_array(w, "W")]
+    return _model([node], [("X", TensorProto.FLOAT)], inits, [("", 17)])
+
+
+def xnor_conv_model(w: np.ndarray) -> bytes:
+    m, c = w.shape[:2]
+    inits = [
+        onnx.numpy_helper.from_array(packing.pack_conv_weights(w), "W"),
+        onnx.numpy_helper.from_array(np.ones(m, np.float32), "scale"),
+        onnx.numpy_helper.from_array(np.zeros(m, np.float32), "bias"),
+    ]
+    node = helper.make_node(
+        "XnorConv", ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
+        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+    )
+    return _model([node], [("X", TensorProto.UINT64)], inits, [("", 17), ("qcompile", 1)])
+
+
+def _session(model: bytes, threads: int, variant: str | None) -> ort.InferenceSession:
+    old = os.environ.get("QCOMPILE_KERNEL")
+    try:
+        if variant:
+            os.environ["QCOMPILE_KERNEL"] = variant
+        so = runtime.session_options(threads)
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    finally:
+        if old is None:
+            os.environ.pop("QCOMPILE_KERNEL", None)
+        else:
+            os.environ["QCOMPILE_KERNEL"] = old
+
+
+def _time_once(sess: ort.InferenceSession, feeds: dict, inner: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        sess.run(None, feeds)
+    return (time.perf_counter() - t0) / inner * 1e3
+
+
+def bench_layer(
+    name: str, c: int, hw: int, threads: int, variants: list[str], rounds: int, min_ms: float
+) -> dict:
+    """Times float Conv and XnorConv (each variant) on one layer shape; alternating rounds."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
+    xp = packing.pack_activations(x)
+    cases = {"float_conv": (_session(float_conv_model(w), threads, None), {"X": x})}
+    for v in variants:
+        cases[v] = (_session(xnor_conv_model(w), threads, v), {"X": xp})
+    inner = {}
+    for key, (sess, feeds) in cases.items():
+        for _ in range(3):
+            sess.run(None, feeds)  # warm-up
+        once = _time_once(sess, feeds, 1)
+        inner[key] = max(1, int(min_ms / max(once, 1e-3)))
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds):  # alternate: every case once per round
+        for key, (sess, feeds) in cases.items():
+            samples[key].append(_time_once(sess, feeds, inner[key]))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    best = {k: min(v) for k, v in samples.items()}
+    return {
+        "layer": name,
+        "shape": {"N": 1, "C": c, "M": c, "H": hw, "W": hw, "kernel": [3, 3], "pads": [1, 1, 1, 1]},
+        "threads": threads,
+        "median_ms": med,
+        "speedup_vs_float_conv": {v: med["float_conv"] / med[v] for v in variants},
+        # min over rounds: less sensitive to other load on a shared machine
+        "min_ms": best,
+        "speedup_vs_float_conv_min": {v: best["float_conv"] / best[v] for v in variants},
+        "loadavg_1min_after": os.getloadavg()[0],
+        "rounds": rounds,
+        "runs_per_round": inner,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench_ops.json", help="JSON output path")
+    ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
+    ap.add_argument("--rounds", type=int, default=9, help="alternating timing rounds (median kept)")
+    ap.add_argument("--min-ms", type=float, default=30.0, help="time per sample, at least")
+    ap.add_argument(
+        "--variants", default=None, help="comma-separated variants (default: supported, not reference)"
+    )
+    ap.add_argument("--layers", default=None, help="comma-separated layer indices 0-3 (default: all)")
+    args = ap.parse_args(argv)
+
+    table = runtime.kernel_variants()
+    if args.variants:
+        variants = args.variants.split(",")
+        known = {v.name: v for v in table}
+        for v in variants:
+            if v not in known or not known[v].supported:
+                supported = ", ".join(k.name for k in table if k.supported)
+                ap.error(f"expected a supported variant ({supported}), got {v!r}")
+    else:
+        variants = [v.name for v in table if v.supported and v.name != "reference"]
+    layers = [LAYERS[int(i)] for i in args.layers.split(",")] if args.layers else LAYERS
+    threads = [int(t) for t in args.threads.split(",")]
+
+    load_before = os.getloadavg()[0]
+    results = []
+    for name, c, hw in layers:
+        for t in threads:
+            r = bench_layer(name, c, hw, t, variants, args.rounds, args.min_ms)
+            results.append(r)
+            med, ratio = r["median_ms"], r["speedup_vs_float_conv"]
+            ratio_min = r["speedup_vs_float_conv_min"]
+            ratios = "  ".join(
+                f"{v} {med[v]:.3f} ms ({ratio[v]:.1f}x, min {ratio_min[v]:.1f}x)" for v in variants
+            )
+            line = f"{name:20s} threads={t}  float_conv {med['float_conv']:.3f} ms  {ratios}"
+            print(line, flush=True)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "tool": "tools/bench_ops.py",
+        "onnxruntime": ort.__version__,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "cpu_model": _cpu_model(),
+        },
+        "variants": [{"name": v.name, "isa": v.isa, "supported": v.supported} for v in table],
+        "default_variant": runtime.selected_kernel(),
+        "ratio": "float Conv time / XnorConv time (same shape and threads); > 1: XnorConv faster",
+        "loadavg_1min_before": load_before,
+        "results": results,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
