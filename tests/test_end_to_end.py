@@ -29,7 +29,12 @@ def test_cli_compiles_and_reports_parity(vgg):
     assert result.exit_code == 0, result.output
     assert "PARITY OK" in result.output
     ops = [n.op_type for n in onnx.load(out).graph.node]
-    assert ops.count("XnorConv") == 3 and "Conv" in ops and "Gemm" in ops  # float first conv / classifier
+    # binary -> binary layers exchange packed bits: one BinarizePack (after the float first conv),
+    # two convs that threshold their output into bits, a packed max-pool, and a last float-out conv
+    assert ops.count("BinarizePack") == 1
+    assert ops.count("XnorConvThreshold") == 2 and ops.count("XnorConv") == 1
+    assert "PackedMaxPool" in ops
+    assert "Conv" in ops and "Gemm" in ops  # float first conv and classifier
 
 
 def test_same_top1_on_every_input_and_float_rounding_error(vgg):

@@ -1,0 +1,108 @@
+"""Smoke test of tools/reproduce.py: two tiny experiments on digits, outputs, skip and resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "tools" / "reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+reproduce = _load()
+
+
+def test_experiment_list_is_valid():
+    from qcompile.train.layers import METHODS, method_spec
+
+    names = [e.name for e in reproduce.EXPERIMENTS]
+    assert len(names) == len(set(names))
+    groups = {g.key for g in reproduce.GROUPS}
+    for e in reproduce.EXPERIMENTS:
+        assert e.method in METHODS and set(e.groups) <= groups
+        method_spec(e.method, e.wbits, e.abits)  # raises on a combination the trainer refuses
+    for g in reproduce.GROUPS:
+        for c in g.claims:
+            assert c.better in names and c.worse in names
+    assert [e.name for e in reproduce.select(("sq",))] == \
+        ["bwn-w1a32", "sq-bwn-w1a32", "twn-w2a32", "sq-twn-w2a32"]
+    res = CliRunner().invoke(reproduce.main, ["--list"])
+    assert res.exit_code == 0 and "aqe-w3a3" in res.output
+
+
+def test_smoke_run_outputs_skip_and_resume(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    args = ["--data", "digits", "--epochs", "1", "--subset", "200", "--seeds", "1",
+            "--width", "0.25", "--only", "fp32", "--only", "ste-w1a1", "--bench-repeats", "3",
+            "--runs", str(runs), "--out", str(out), "--no-progress"]
+    runner = CliRunner()
+    res = runner.invoke(reproduce.main, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    root = runs / "digits-e1-n200-w0.25"
+    for name in ("fp32", "ste-w1a1"):
+        d = root / name / "seed0"
+        assert (d / "result.json").is_file() and (d / "model.onnx").is_file()
+        assert (d / "checkpoint.pt").is_file()
+    for f in ("results.md", "results.json", "accuracy_vs_bits.png"):
+        assert (out / f).stat().st_size > 0
+    summary = json.loads((out / "results.json").read_text())
+    by = {r["experiment"]: r for r in summary["runs"]}
+    ste, fp = by["ste-w1a1"], by["fp32"]
+    # the binary model is compiled and its predictions compared with the reference and PyTorch
+    assert ste["compiled"] and (root / "ste-w1a1" / "seed0" / "model.q.onnx").is_file()
+    assert isinstance(ste["differing_compiled_vs_reference"], int)
+    assert isinstance(ste["differing_compiled_vs_pytorch"], int)
+    assert ste["differing_compiled_vs_reference"] == 0
+    assert ste["n_test"] == 449 and 0 <= ste["compiled_acc"] <= 1
+    assert ste["size_ratio_vs_reference"] < 0.5 and ste["latency_ratio_vs_float"] > 0
+    assert any(r["op_after"] != r["op_before"] for r in ste["compile"]["rows"])
+    # FP32 has nothing to lower: recorded as not compiled, the reference stands in
+    assert not fp["compiled"] and fp["differing_compiled_vs_reference"] is None
+    assert fp["compiled_acc"] == fp["reference_acc"]
+    agg = {a["name"]: a for a in summary["experiments"]}
+    assert agg["ste-w1a1"]["n"] == 1 and agg["aqe-w1a1"]["n"] == 0
+    md = (out / "results.md").read_text()
+    assert "≠ ref" in md and "AQE > STE at 1/1" in md and "not run yet" in md
+    assert summary["command"].startswith("python tools/reproduce.py")
+
+    # second invocation: both runs skipped, nothing rewritten
+    stamp = (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns
+    res = runner.invoke(reproduce.main, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("finished earlier, skipping") == 2
+    assert (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+
+    # a run interrupted after training (checkpoint, no result.json) resumes from its checkpoint
+    (root / "ste-w1a1" / "seed0" / "result.json").unlink()
+    res = runner.invoke(reproduce.main, args + ["--only", "ste-w1a1"])
+    assert res.exit_code == 0, res.output
+    assert "training already done" in res.output
+    again = json.loads((root / "ste-w1a1" / "seed0" / "result.json").read_text())
+    assert again["pytorch_acc"] == ste["pytorch_acc"]
+
+
+def test_changed_settings_refuse_a_foreign_checkpoint(tmp_path):
+    import torch
+
+    d = tmp_path / "runs" / "digits-e1-n200-w0.25" / "fp32" / "seed0"
+    d.mkdir(parents=True)
+    torch.save({"epoch": 1, "config": {"method": "ste", "epochs": 1}}, d / "checkpoint.pt")
+    res = CliRunner().invoke(reproduce.main, [
+        "--data", "digits", "--epochs", "1", "--subset", "200", "--seeds", "1", "--width",
+        "0.25", "--only", "fp32", "--runs", str(tmp_path / "runs"), "--out",
+        str(tmp_path / "out"), "--no-progress"])
+    assert res.exit_code != 0 and "different configuration" in res.output
