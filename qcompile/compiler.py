@@ -13,7 +13,7 @@ import onnx_ir as ir
 from qcompile.analysis import Layer, analyze_model
 from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
 from qcompile.modelio import load_proto, save_atomic
-from qcompile.passes.pipeline import CompileOptions, run_pipeline
+from qcompile.passes.pipeline import CompileOptions, run_frontend, run_pipeline
 from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS, const_array
 from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
 from qcompile.verify import VerifyReport, verify
@@ -167,7 +167,7 @@ def layer_rows(reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Mod
 
 def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
     """The table without compiling: what each layer holds and what it would lower to."""
-    proto = model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    proto = normalize(model if isinstance(model, onnx.ModelProto) else load_proto(model))
     layers = analyze_model(ir.serde.deserialize_model(proto))
     wset = {la.weight.bits for la in layers if la.weight.bits is not None}
     aset = {la.input.bits for la in layers if la.input.bits is not None}
@@ -182,6 +182,11 @@ def _post_training_quantize(proto: onnx.ModelProto, wbits: int, abits: int | Non
     quantized, report = quantize_float_model(proto, wbits, abits, feeds)
     measure_cost(proto, quantized, feeds if feeds is not None else random_inputs(proto), report)
     return quantized, report
+
+
+def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model in plain QONNX form (QCDQ read as Quant, constants as initializers)."""
+    return ir.serde.serialize_model(run_frontend(ir.serde.deserialize_model(proto)))
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
@@ -204,7 +209,8 @@ def compile(  # noqa: A001 - the package's verb
     A float model (no quantizers) with `wbits` given is first quantized post-training (qcompile.ptq),
     with activations too when `abits` and calibration inputs (`calib`) are given.
     """
-    proto = model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    original = model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    proto = normalize(original)
     layers = analyze_model(ir.serde.deserialize_model(proto))
     ptq_report = None
     if not any(layer.quantized for layer in layers) and wbits is not None:
@@ -214,14 +220,15 @@ def compile(  # noqa: A001 - the package's verb
     compiled_ir = run_pipeline(ir.serde.deserialize_model(proto), CompileOptions(wbits, abits))
     compiled = ir.serde.serialize_model(compiled_ir)
     result = CompileResult(compiled, layer_rows(proto, layers, compiled_ir), wbits, abits)
-    result.ptq, result.reference = ptq_report, proto
-    result.input_bytes = proto.ByteSize()
+    result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
+    result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
     if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):
         reasons = "; ".join(f"{r.name}: {r.note}" for r in result.rows if r.note)
         raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
     if check_parity:
-        result.parity = verify(proto, compiled, parity_inputs)
+        # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
+        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs)
     if output is None and not isinstance(model, onnx.ModelProto):
         output = default_output_path(model)
     if output is not None and (result.parity is None or result.parity.passed):

@@ -111,3 +111,13 @@ def export_multibit_cnn(path: Path, wbits: int, abits: int, seed: int = 0) -> Pa
     with torch.no_grad():
         export_qonnx(model, torch.randn(1, 1, 28, 28), export_path=str(path))
     return path
+
+
+def export_multibit_cnn_qcdq(path: Path, wbits: int, abits: int, seed: int = 0) -> Path:
+    """The same model exported as QCDQ (QuantizeLinear -> Clip -> DequantizeLinear)."""
+    from brevitas.export import export_onnx_qcdq
+
+    model = multibit_cnn(wbits, abits, seed)
+    with torch.no_grad():
+        export_onnx_qcdq(model, torch.randn(1, 1, 28, 28), export_path=str(path))
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _load():
     spec = importlib.util.spec_from_file_location("reproduce", REPO / "tools" / "reproduce.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 

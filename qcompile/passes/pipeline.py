@@ -14,6 +14,7 @@ from qcompile.passes.hoist_quantizers import hoist_rules
 from qcompile.passes.lower_binary import binary_lowering_rules
 from qcompile.passes.lower_multibit import multibit_lowering_rules
 from qcompile.passes.packed_activations import PackActivationsPass
+from qcompile.passes.qcdq import qcdq_rules
 from qcompile.passes.rewrite import RewriteRulesPass
 
 
@@ -63,6 +64,23 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
         ],
         steps=1,
     )
+
+
+def frontend_pipeline() -> ir.passes.PassManager:
+    """What turns any accepted input into plain QONNX: run before analysis, so the layer table and
+    the bit-width checks see the same quantizers the lowering does."""
+    return ir.passes.PassManager(
+        [
+            cleanup_pass(),
+            # QCDQ exports (QuantizeLinear -> Clip -> DequantizeLinear) become QONNX Quant nodes.
+            RewriteRulesPass("qcdq-to-quant", qcdq_rules),
+            cleanup_pass(),
+        ]
+    )
+
+
+def run_frontend(model: ir.Model) -> ir.Model:
+    return frontend_pipeline()(model).model
 
 
 def run_pipeline(model: ir.Model, options: CompileOptions | None = None) -> ir.Model:
