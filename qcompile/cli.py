@@ -40,7 +40,7 @@ def _human(n: int) -> str:
 
 def print_layer_table(rows, title: str) -> None:
     table = Table(title=title, title_justify="left")
-    for col in ("layer", "op", "W/A bits", "kernel", "weight bytes", "binary ops", "note"):
+    for col in ("layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "note"):
         table.add_column(col, overflow="fold")
     for r in rows:
         op = r.op_before if r.op_after == r.op_before else f"{r.op_before} -> {r.op_after}"

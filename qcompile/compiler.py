@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ class LayerRow:
     kernel: str
     bytes_before: int
     bytes_after: int
-    binary_ops: int | None  # +-1 multiply-adds per sample, for lowered layers with known shapes
+    binary_ops: int | None  # low-bit multiply-adds per sample, for lowered layers with known shapes
     note: str = ""
 
 
@@ -48,7 +48,6 @@ class CompileResult:
     input_bytes: int = 0
     output_bytes: int = 0
     parity: VerifyReport | None = None
-    notes: list[str] = field(default_factory=list)
     ptq: object | None = None  # ptq.PtqReport when the input was a float model
     reference: onnx.ModelProto | None = None  # what parity was checked against (the PTQ model for floats)
 
@@ -57,10 +56,12 @@ def _bits_text(bits: int | None) -> str:
     return "fp32" if bits is None else str(bits)
 
 
-def _single(values: set[int], what: str, flag: str) -> int | None:
-    if len(values) > 1:
-        return None  # mixed widths: each layer is lowered or kept float on its own
-    return next(iter(values), None)
+def model_bit_widths(layers: list[Layer]) -> tuple[int | None, int | None]:
+    """(weight bits, input bits) that all quantized layers share; None where they are mixed (each
+    layer is then lowered or kept float on its own) or where no layer is quantized."""
+    wset = {layer.weight.bits for layer in layers if layer.weight.bits is not None}
+    aset = {layer.input.bits for layer in layers if layer.input.bits is not None}
+    return (next(iter(wset)) if len(wset) == 1 else None, next(iter(aset)) if len(aset) == 1 else None)
 
 
 def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) -> tuple[int | None, int | None]:
@@ -96,9 +97,8 @@ def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) 
                 f"{flag} {requested}: {requested}-bit {attr}s are not supported by this version "
                 f"(supported: {', '.join(map(str, supported))})"
             )
-    wset = {layer.weight.bits for layer in quantized if layer.weight.bits is not None}
-    aset = {layer.input.bits for layer in quantized if layer.input.bits is not None}
-    return wbits or _single(wset, "weight", "--wbits"), abits or _single(aset, "input", "--abits")
+    model_wbits, model_abits = model_bit_widths(quantized)
+    return wbits or model_wbits, abits or model_abits
 
 
 def _shape_model(proto: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -122,7 +122,9 @@ def _shape_model(proto: onnx.ModelProto) -> dict[str, list[int | None]]:
 
 
 def _packed_bytes(node: ir.Node) -> int:
-    return sum(int(const_array(v).nbytes) for v in node.inputs[1:4] if v is not None and const_array(v) is not None)
+    """Bytes of a compiled layer's constants: packed weights and its per-channel scale/bias or thresholds."""
+    arrays = (const_array(v) for v in node.inputs[1:4])
+    return sum(int(a.nbytes) for a in arrays if a is not None)
 
 
 def _binary_ops(layer: Layer, out_shape: list[int | None] | None) -> int | None:
@@ -169,9 +171,7 @@ def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow],
     """The table without compiling: what each layer holds and what it would lower to."""
     proto = normalize(model if isinstance(model, onnx.ModelProto) else load_proto(model))
     layers = analyze_model(ir.serde.deserialize_model(proto))
-    wset = {la.weight.bits for la in layers if la.weight.bits is not None}
-    aset = {la.input.bits for la in layers if la.input.bits is not None}
-    return layer_rows(proto, layers, None), _single(wset, "", ""), _single(aset, "", "")
+    return (layer_rows(proto, layers, None), *model_bit_widths(layers))
 
 
 def _post_training_quantize(proto: onnx.ModelProto, wbits: int, abits: int | None, calib):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
@@ -63,7 +63,6 @@ class VerifyReport:
     inputs: dict[str, list[int]]
     rtol: float
     first_divergence: Divergence | None = None
-    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -135,7 +134,7 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return extended
 
 
-def _float_tensors_in_order(model: onnx.ModelProto) -> dict[str, str]:
+def _tensors_in_order(model: onnx.ModelProto) -> dict[str, str]:
     """Every node output in graph order -> the name of the node producing it."""
     return {o: (n.name or n.op_type) for n in model.graph.node for o in n.output if o}
 
@@ -148,8 +147,8 @@ def find_divergence(
     Compiled ops keep the names of the reference tensors they replace, so every tensor name the
     two graphs share is a point where their values must agree.
     """
-    ref_tensors = _float_tensors_in_order(ref)
-    comp_tensors = _float_tensors_in_order(comp)
+    ref_tensors = _tensors_in_order(ref)
+    comp_tensors = _tensors_in_order(comp)
     shared = [t for t in ref_tensors if t in comp_tensors]
     if not shared:
         return None

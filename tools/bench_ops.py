@@ -5,7 +5,13 @@ session per variant (QCOMPILE_KERNEL set while the session is created) and one f
 then times them in alternating rounds so drift hits all alike; the median of the rounds is kept.
 Writes JSON (times in ms and float-Conv / XnorConv speed ratios) to --out.
 
+Also times BitSerialConv 2/2 (2 unsigned activation planes, 2 two's-complement weight planes) on
+a 3x3 128->128 28x28 layer against float Conv the same way (--bitserial, on by default), and with
+--baseline-lib OLD.so every XnorConv/BitSerialConv variant a second time from another build of
+the library ("<variant>@baseline"), in the same alternating rounds: before/after side by side.
+
     python tools/bench_ops.py --out runs/bench_ops.json
+    python tools/bench_ops.py --threads 1 --baseline-lib /tmp/base/libqcompile_ops.so
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from qcompile import runtime
-from qcompile.ops import packing
+from qcompile.ops import bitserial, packing
 
 # name, channels, spatial size (ResNet-18 3x3 convolutions at 224x224 input)
 LAYERS = [
@@ -69,12 +75,39 @@ def xnor_conv_model(w: np.ndarray) -> bytes:
     return _model([node], [("X", TensorProto.UINT64)], inits, [("", 17), ("qcompile", 1)])
 
 
-def _session(model: bytes, threads: int, variant: str | None) -> ort.InferenceSession:
+def bitserial_conv_model(wp: np.ndarray, c: int, act_coeffs, weight_coeffs) -> bytes:
+    m = wp.shape[0]
+    inits = [
+        onnx.numpy_helper.from_array(wp, "W"),
+        onnx.numpy_helper.from_array(np.ones(m, np.float32), "scale"),
+        onnx.numpy_helper.from_array(np.zeros(m, np.float32), "bias"),
+    ]
+    node = helper.make_node(
+        "BitSerialConv", ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
+        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+        act_coeffs=list(act_coeffs), weight_coeffs=list(weight_coeffs), weight_offset=0,
+    )
+    return _model([node], [("X", TensorProto.UINT64)], inits, [("", 17), ("qcompile", 1)])
+
+
+BASELINE = "@baseline"
+
+
+def _session(
+    model: bytes, threads: int, variant: str | None, library: str | None = None
+) -> ort.InferenceSession:
+    """A session; `variant` forces QCOMPILE_KERNEL (a "@baseline" suffix: from `library`)."""
     old = os.environ.get("QCOMPILE_KERNEL")
     try:
+        if variant and variant.endswith(BASELINE):
+            variant = variant[: -len(BASELINE)]
+            so = ort.SessionOptions()
+            so.register_custom_ops_library(library)
+            so.intra_op_num_threads = threads
+        else:
+            so = runtime.session_options(threads)
         if variant:
             os.environ["QCOMPILE_KERNEL"] = variant
-        so = runtime.session_options(threads)
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
@@ -93,16 +126,24 @@ def _time_once(sess: ort.InferenceSession, feeds: dict, inner: int) -> float:
 
 
 def bench_layer(
-    name: str, c: int, hw: int, threads: int, variants: list[str], rounds: int, min_ms: float
+    name: str, c: int, hw: int, threads: int, variants: list[str], rounds: int, min_ms: float,
+    library: str | None = None, op: str = "XnorConv",
 ) -> dict:
-    """Times float Conv and XnorConv (each variant) on one layer shape; alternating rounds."""
+    """Times float Conv and `op` (each variant) on one layer shape; alternating rounds."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
     w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
-    xp = packing.pack_activations(x)
+    if op == "XnorConv":
+        model, xp = xnor_conv_model(w), packing.pack_activations(x)
+    else:  # BitSerialConv 2/2: unsigned 2-bit activations, two's complement 2-bit weights
+        codes = rng.integers(-2, 2, size=w.shape)
+        wp = bitserial.pack_weight_planes(codes, 2, True)
+        model = bitserial_conv_model(wp, c, [1, 2], bitserial.plane_coeffs(2, True))
+        acts = rng.integers(0, 4, size=x.shape).astype(np.float32)
+        xp = bitserial.quantize_pack(acts, scale=1.0, bitwidth=2, signed=0)
     cases = {"float_conv": (_session(float_conv_model(w), threads, None), {"X": x})}
     for v in variants:
-        cases[v] = (_session(xnor_conv_model(w), threads, v), {"X": xp})
+        cases[v] = (_session(model, threads, v, library), {"X": xp})
     inner = {}
     for key, (sess, feeds) in cases.items():
         for _ in range(3):
@@ -117,6 +158,7 @@ def bench_layer(
     best = {k: min(v) for k, v in samples.items()}
     return {
         "layer": name,
+        "op": op,
         "shape": {"N": 1, "C": c, "M": c, "H": hw, "W": hw, "kernel": [3, 3], "pads": [1, 1, 1, 1]},
         "threads": threads,
         "median_ms": med,
@@ -140,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default=None, help="comma-separated variants (default: supported, not reference)"
     )
     ap.add_argument("--layers", default=None, help="comma-separated layer indices 0-3 (default: all)")
+    ap.add_argument(
+        "--bitserial", default=True, action=argparse.BooleanOptionalAction,
+        help="also time BitSerialConv 2/2 on 3x3 128->128 28x28 (default: on)",
+    )
+    ap.add_argument(
+        "--baseline-lib", default=None,
+        help="another libqcompile_ops.so: its variants race too, as '<variant>@baseline'",
+    )
     args = ap.parse_args(argv)
 
     table = runtime.kernel_variants()
@@ -155,16 +205,26 @@ def main(argv: list[str] | None = None) -> int:
     layers = [LAYERS[int(i)] for i in args.layers.split(",")] if args.layers else LAYERS
     threads = [int(t) for t in args.threads.split(",")]
 
+    contenders = list(variants)
+    if args.baseline_lib:
+        contenders += [v + BASELINE for v in variants]
+    jobs = [(name, c, hw, "XnorConv") for name, c, hw in layers]
+    if args.bitserial:
+        jobs.append(("bitserial 2/2 28x28x128", 128, 28, "BitSerialConv"))
     load_before = os.getloadavg()[0]
     results = []
-    for name, c, hw in layers:
+    for name, c, hw, op in jobs:
         for t in threads:
-            r = bench_layer(name, c, hw, t, variants, args.rounds, args.min_ms)
+            r = bench_layer(
+                name, c, hw, t, contenders, args.rounds, args.min_ms, args.baseline_lib, op
+            )
+            variants_shown = contenders
             results.append(r)
             med, ratio = r["median_ms"], r["speedup_vs_float_conv"]
             ratio_min = r["speedup_vs_float_conv_min"]
             ratios = "  ".join(
-                f"{v} {med[v]:.3f} ms ({ratio[v]:.1f}x, min {ratio_min[v]:.1f}x)" for v in variants
+                f"{v} {med[v]:.3f} ms ({ratio[v]:.1f}x, min {ratio_min[v]:.1f}x)"
+                for v in variants_shown
             )
             line = f"{name:20s} threads={t}  float_conv {med['float_conv']:.3f} ms  {ratios}"
             print(line, flush=True)
@@ -181,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "variants": [{"name": v.name, "isa": v.isa, "supported": v.supported} for v in table],
         "default_variant": runtime.selected_kernel(),
-        "ratio": "float Conv time / XnorConv time (same shape and threads); > 1: XnorConv faster",
+        "ratio": "float Conv time / op time (same shape and threads); > 1: the op is faster",
+        "baseline_lib": args.baseline_lib,
         "loadavg_1min_before": load_before,
         "results": results,
     }

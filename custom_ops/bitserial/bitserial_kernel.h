@@ -24,14 +24,21 @@ struct BitSerialArgs {
   const float* scale;
   const float* bias;
   float* y;  // [N, M, OH, OW]
+  // Variants with bitserial_split (xnor_variants.h): W in kWeightsBlockedNibbles with
+  // KH*KW*Q*Wg words per channel, and X in the split layout (XW = G*P*Wg words per pixel).
+  const uint64_t* wb = nullptr;
+  const uint64_t* xs = nullptr;
+  const xnor::SplitLayout* split = nullptr;
 };
 
-// y[n, m, oh, :] for m in [m0, m1).
+// y[n, m, oh, :] for m in [m0, m1), a range of whole 8-channel blocks of one group (the last
+// block of a group may be partial).
 using BitSerialRowFn = void (*)(const BitSerialArgs&, int64_t n, int64_t m0, int64_t m1,
                                 int64_t oh);
 
 void bitserial_conv2d_u64__popcnt(const BitSerialArgs&, int64_t, int64_t, int64_t, int64_t);
 void bitserial_conv2d_u64__generic(const BitSerialArgs&, int64_t, int64_t, int64_t, int64_t);
+void bitserial_conv2d_u64__avx2(const BitSerialArgs&, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace bitserial
 }  // namespace qcompile

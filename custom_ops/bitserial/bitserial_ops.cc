@@ -1,38 +1,97 @@
 #include "bitserial_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
-#include "../common/cpu_features.h"
 
 namespace qcompile {
 namespace {
 
-// Output channels per parallel task.
-constexpr int64_t kChunkM = 16;
+// Output-channel blocks (8 channels) per parallel task.
+constexpr int64_t kChunkBlocks = 2;
 
-bitserial::BitSerialRowFn RowKernel() {
-#if defined(__x86_64__) || defined(__i386__)
-  return Cpu().popcnt ? bitserial::bitserial_conv2d_u64__popcnt
-                      : bitserial::bitserial_conv2d_u64__generic;
-#else
-  return bitserial::bitserial_conv2d_u64__generic;
-#endif
+}  // namespace
+
+// W [M, taps, Q*Wg] reordered plane-major, [M, Q, taps, Wg], then nibble-blocked: what the
+// split kernels read (bitserial_avx2.cc).
+std::vector<uint64_t> PlaneMajorWeights(const uint64_t* w, int64_t M, int64_t G, int64_t taps,
+                                        int64_t Q, int64_t Wg) {
+  std::vector<uint64_t> pm(static_cast<size_t>(M * taps * Q * Wg));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t q = 0; q < Q; ++q)
+        for (int64_t k = 0; k < Wg; ++k)
+          pm[((m * Q + q) * taps + t) * Wg + k] = w[((m * taps + t) * Q + q) * Wg + k];
+  return LayoutWeights(xnor::kWeightsBlockedNibbles, pm.data(), M, G, taps * Q * Wg);
 }
 
-void RunBitSerial(OrtKernelContext* ctx, const bitserial::BitSerialArgs& a) {
-  const xnor::ConvGeometry& s = a.geo;
-  const int64_t chunks = (s.M + kChunkM - 1) / kChunkM;
-  const bitserial::BitSerialRowFn fn = RowKernel();
-  ParallelFor(ctx, static_cast<size_t>(s.N * chunks * s.OH), [&](size_t i) {
+namespace {
+
+// Constant W laid out once, plane-major (PlaneMajorWeights), for variants with bitserial_split.
+void PrepareWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v, int64_t group,
+                    int64_t Q, ConstWeights* cw) {
+  if (!v || !v->bitserial_split) return;
+  int is_constant = 0;
+  Ort::ConstValue w = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
+  if (!is_constant) return;
+  Ort::TensorTypeAndShapeInfo ti = w.GetTensorTypeAndShapeInfo();
+  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
+  std::vector<int64_t> ws = ti.GetShape();
+  // Compute checks the shape; only a shape it can accept is laid out here.
+  if ((ws.size() != 2 && ws.size() != 4) || ws[0] < 1 || ws[0] % group != 0) return;
+  if (ws.back() < Q || ws.back() % Q != 0) return;
+  const int64_t taps = ws.size() == 4 ? ws[1] * ws[2] : 1;
+  cw->src = w.GetTensorData<uint64_t>();
+  cw->shape = ws;
+  cw->laid_out = PlaneMajorWeights(cw->src, ws[0], group, taps, Q, ws.back() / Q);
+}
+
+// Runs the variant's BitSerialConv kernel over (batch x group x 16-channel chunk x output row)
+// tasks on ORT's intra-op pool, after laying out X and W for it when it reads split operands.
+void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
+                  const ConstWeights* prepared) {
+  xnor::ConvGeometry& s = a.geo;
+  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+  bitserial::BitSerialRowFn fn = v.bitserial;
+  std::vector<uint64_t> blocked, split;
+  std::vector<int64_t> x_step;
+  xnor::SplitLayout layout{};
+  if (v.bitserial_split) {
+    layout = xnor::MakeSplitLayout(s);
+    // Huge pads would make the padded copy huge: such calls take the POPCNT kernel.
+    if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
+        layout.steps > (int64_t{1} << 20)) {
+      fn = bitserial::bitserial_conv2d_u64__popcnt;
+    } else {
+      if (prepared) {
+        a.wb = prepared->laid_out.data();
+      } else {
+        blocked = PlaneMajorWeights(a.w, s.M, s.G, s.KH * s.KW, a.Q, s.Wg);
+        a.wb = blocked.data();
+      }
+      x_step.resize(static_cast<size_t>(layout.steps));
+      xnor::SplitSteps(s, layout, x_step.data());
+      layout.x_step = x_step.data();
+      split.resize(static_cast<size_t>(layout.words));
+      xnor::SplitActivations(s, layout, a.x, split.data());
+      a.xs = split.data();
+      a.split = &layout;
+    }
+  }
+  const int64_t chunks = (s.blocks_per_group + kChunkBlocks - 1) / kChunkBlocks;
+  ParallelFor(ctx, static_cast<size_t>(s.N * s.G * chunks * s.OH), [&](size_t i) {
     int64_t t = static_cast<int64_t>(i);
     const int64_t oh = t % s.OH;
     t /= s.OH;
     const int64_t c = t % chunks;
-    const int64_t n = t / chunks;
-    const int64_t m0 = c * kChunkM;
-    fn(a, n, m0, m0 + kChunkM < s.M ? m0 + kChunkM : s.M, oh);
+    t /= chunks;
+    const int64_t g = t % s.G;
+    const int64_t n = t / s.G;
+    const int64_t m0 = g * s.Mg + c * kChunkBlocks * xnor::kBlockM;
+    const int64_t m1 = std::min(m0 + kChunkBlocks * xnor::kBlockM, (g + 1) * s.Mg);
+    fn(a, n, m0, m1, oh);
   });
 }
 
@@ -236,6 +295,9 @@ BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) n
     planes_.Parse(at, label_);
     planes_.CheckRange(label_, (attrs_.in_channels / attrs_.group) * attrs_.kernel_shape[0] *
                                    attrs_.kernel_shape[1]);
+    variant_ = PickVariant(label_, &init_error_);
+    PrepareWeights(info, variant_, attrs_.group,
+                   static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_);
   });
 }
 
@@ -264,7 +326,7 @@ Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     a.scale = scale.Data();
     a.bias = bias.Data();
     a.y = out;
-    RunBitSerial(ctx, a);
+    RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws));
   });
 }
 
@@ -279,6 +341,9 @@ BitSerialGemmOp::BitSerialGemmOp(const OrtApi* api, const OrtKernelInfo* info) n
            in_features_ == -1 ? " (missing; it is required)" : "");
     planes_.Parse(at, label_);
     planes_.CheckRange(label_, in_features_);
+    variant_ = PickVariant(label_, &init_error_);
+    PrepareWeights(info, variant_, 1, static_cast<int64_t>(planes_.weight_coeffs.size()),
+                   &const_w_);
   });
 }
 
@@ -320,7 +385,7 @@ Ort::Status BitSerialGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     a.scale = scale.Data();
     a.bias = bias.Data();
     a.y = out;
-    RunBitSerial(ctx, a);
+    RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws));
   });
 }
 

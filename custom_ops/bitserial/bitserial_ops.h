@@ -13,6 +13,11 @@
 
 namespace qcompile {
 
+// W [M, taps, Q*Wg] as the split kernels read it: plane-major [M, Q, taps, Wg], then in
+// kWeightsBlockedNibbles.
+std::vector<uint64_t> PlaneMajorWeights(const uint64_t* w, int64_t M, int64_t G, int64_t taps,
+                                        int64_t Q, int64_t Wg);
+
 struct QuantizePackOp {
   QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   Ort::Status Compute(OrtKernelContext* ctx, const F32Tensor& x, U64Tensor& y);
@@ -43,6 +48,8 @@ struct BitSerialConvOp {
   std::string label_, init_error_;
   ConvAttrs attrs_;
   PlaneAttrs planes_;
+  const xnor::XnorVariant* variant_ = nullptr;
+  ConstWeights const_w_;
 };
 
 struct BitSerialGemmOp {
@@ -53,6 +60,8 @@ struct BitSerialGemmOp {
   std::string label_, init_error_;
   int64_t in_features_ = 0;
   PlaneAttrs planes_;
+  const xnor::XnorVariant* variant_ = nullptr;
+  ConstWeights const_w_;
 };
 
 }  // namespace qcompile

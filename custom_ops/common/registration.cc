@@ -116,3 +116,10 @@ QCOMPILE_EXPORT const char* qcompile_kernel_selected(void) {
   const auto* v = qcompile::xnor::SelectVariant(&err);
   return v ? v->name : nullptr;
 }
+
+// Binary multiply-adds per second on one core for the named variant's inner loop (XOR,
+// popcount, accumulate over L1-resident data, the kernel's own tile code), measured for about
+// `seconds`; 0 for an unknown variant or one this CPU cannot run. Used by tools/bench.py.
+QCOMPILE_EXPORT double qcompile_popcount_ceiling(const char* variant, double seconds) {
+  return qcompile::xnor::PopcountCeiling(variant, seconds);
+}

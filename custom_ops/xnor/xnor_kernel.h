@@ -26,6 +26,27 @@ struct ConvGeometry {
   int64_t blocks_per_group;  // ceil(Mg / kBlockM)
 };
 
+// The split activation layout (ConvArgs::xs), for kernels that put neighbouring output pixels
+// in the lanes of a vector. With padded coordinates hp = ih + pt, wp = iw + pl, column wp lives
+// in phase r = wp % sw at position q = wp / sw, so output pixel ow's tap kw reads phase
+// (kw*dw) % sw at q = ow + (kw*dw) / sw: consecutive output pixels, consecutive words.
+//   xs[((((n*Hp + hp)*sw + r)*XW + word)*2 + half)*Wq + q]
+//     = (x[n, hp-pt, q*sw+r-pl, word] >> 4*half) & kLowNibbles, or 0 outside the image.
+// Hp and Wq cover every tap of output rows [0, OH) and columns [0, OW).
+constexpr int64_t kLanes = 4;  // output pixels per vector in the split-layout kernels
+
+struct SplitLayout {
+  int64_t Hp, Wq;
+  int64_t words;        // N * Hp * sw * XW * 2 * Wq
+  int64_t word_step;    // 2 * Wq: between words of a pixel (the high nibbles sit Wq after)
+  int64_t phase_step;   // XW * word_step: between phases of a padded row
+  // [KH*KW*Wg]: step t = (kh*KW + kw)*Wg + k of a window reads words at x_step[t] from the
+  // window's first row and column: kh*dh*sw*phase_step + ((kw*dw) % sw)*phase_step
+  // + (kw*dw) / sw + k*word_step.
+  const int64_t* x_step = nullptr;
+  int64_t steps;  // KH*KW*Wg
+};
+
 struct ConvArgs {
   ConvGeometry geo;
   const uint64_t* x;  // [N, H, W, G*Wg]
@@ -34,14 +55,26 @@ struct ConvArgs {
   // g*Mg + b*8 + j (j < 8) as [KH][KW][Wg][8]; channels past Mg are zero words. In the nibble
   // layout (kWeightsBlockedNibbles) each [8] becomes [2][8]: w & 0x0f0f.., then (w >> 4) & 0x0f0f..
   const uint64_t* wb;
-  // Activations split into nibbles (variants with split_x): [N, H, W, G*Wg][2] holding
-  // x & 0x0f0f.. and (x >> 4) & 0x0f0f.. of each word of x.
+  // Activations split into nibbles (variants with split_x), zero-padded and split by column
+  // phase so that neighbouring output pixels read neighbouring words (SplitLayout below).
   const uint64_t* xs;
   const float* scale;  // [M]
   const float* bias;   // [M]
   float* y;            // [N, M, OH, OW]: float(D) * scale + bias, when d is null
   int32_t* d = nullptr;  // [N, M, OH, OW]: D itself instead (XnorConvThreshold)
+  // Variants with split_x: popcount of each output channel's words at each tap, [M][KH*KW]
+  // (their sum over the taps a padded position covers is what zero padding adds to the sum of
+  // popcount(x ^ w), subtracted again at the borders).
+  const int32_t* wpop = nullptr;
+  const SplitLayout* split = nullptr;  // layout of xs
 };
+
+SplitLayout MakeSplitLayout(const ConvGeometry& s);
+// x_step for MakeSplitLayout's layout: l.steps entries into out.
+void SplitSteps(const ConvGeometry& s, const SplitLayout& l, int64_t* out);
+// Fills xs (l.words words) from x [N, H, W, XW].
+void SplitActivations(const ConvGeometry& s, const SplitLayout& l, const uint64_t* x,
+                      uint64_t* xs);
 
 enum WeightLayout { kWeightsPlain, kWeightsBlocked, kWeightsBlockedNibbles };
 
@@ -54,6 +87,14 @@ using ConvRowFn = void (*)(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
 void xnor_conv2d_u64__reference(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
 void xnor_conv2d_u64__portable(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
 void xnor_conv2d_u64__avx2(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
+// The popcount-ceiling microbenchmark of a variant (qcompile_popcount_ceiling): `iters` runs of
+// the variant's inner tile on L1-resident data; returns the binary multiply-adds done. The
+// timing lives in xnor_variants.cc, outside the ISA translation units.
+using CeilingFn = int64_t (*)(int64_t iters);
+int64_t xnor_ceiling__portable(int64_t iters);
+int64_t xnor_ceiling__avx2(int64_t iters);
+int64_t xnor_ceiling__avx512vpopcnt(int64_t iters);
+
 void xnor_conv2d_u64__avx512vpopcnt(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace xnor

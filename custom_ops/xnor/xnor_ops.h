@@ -17,13 +17,25 @@ struct ConstWeights {
   const uint64_t* src = nullptr;  // W's data in the session; nullptr when W is not constant
   std::vector<int64_t> shape;
   std::vector<uint64_t> laid_out;
+  std::vector<int32_t> wpop;  // ConvArgs::wpop, for variants with split_x
 
-  void Prepare(const OrtKernelInfo* info, const xnor::XnorVariant& v, int64_t group);
-  // The laid-out weights if w is that constant, else nullptr.
-  const uint64_t* Get(const uint64_t* w, const std::vector<int64_t>& ws) const {
-    return (src && w == src && ws == shape) ? laid_out.data() : nullptr;
+
+  // Lays out input 1 (W) in `layout` when it is a constant; with_wpop: ConvArgs::wpop too.
+  void Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, bool with_wpop,
+               int64_t group);
+  // This (laid-out weights, popcounts) if w is that constant, else nullptr.
+  const ConstWeights* Get(const uint64_t* w, const std::vector<int64_t>& ws) const {
+    return (src && w == src && ws == shape) ? this : nullptr;
   }
 };
+
+// W [M, taps words per channel] in `layout` (ConvArgs::wb); empty for kWeightsPlain.
+std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w, int64_t M,
+                                    int64_t G, int64_t taps);
+
+// The kernel variant for a new kernel (QCOMPILE_KERNEL honoured); nullptr and *init_error set
+// ("<label>: ...") when none.
+const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init_error);
 
 using U64Tensor = Ort::Custom::Tensor<uint64_t>;
 using F32Tensor = Ort::Custom::Tensor<float>;

@@ -1,5 +1,6 @@
 #include "xnor_variants.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -20,9 +21,13 @@ bool HasPopcnt() {
 #ifdef QCOMPILE_HAVE_AVX2
 bool HasAvx2() { return Cpu().avx2 && Cpu().popcnt; }
 constexpr ConvRowFn kAvx2 = xnor_conv2d_u64__avx2;
+constexpr CeilingFn kAvx2Ceiling = xnor_ceiling__avx2;
+constexpr bitserial::BitSerialRowFn kAvx2BitSerial = bitserial::bitserial_conv2d_u64__avx2;
 #else
 bool HasAvx2() { return false; }  // not an x86 build
 constexpr ConvRowFn kAvx2 = nullptr;
+constexpr CeilingFn kAvx2Ceiling = nullptr;
+constexpr bitserial::BitSerialRowFn kAvx2BitSerial = nullptr;
 #endif
 #ifdef QCOMPILE_HAVE_AVX512
 bool HasAvx512Vpopcnt() { return Cpu().avx512f && Cpu().avx512vpopcntdq; }
@@ -32,17 +37,27 @@ bool HasAvx512Vpopcnt() { return false; }  // compiler lacks -mavx512vpopcntdq
 
 #ifdef QCOMPILE_HAVE_AVX512
 constexpr ConvRowFn kAvx512 = xnor_conv2d_u64__avx512vpopcnt;
+constexpr CeilingFn kAvx512Ceiling = xnor_ceiling__avx512vpopcnt;
 #else
 constexpr ConvRowFn kAvx512 = nullptr;
+constexpr CeilingFn kAvx512Ceiling = nullptr;
 #endif
 
 // Preference order: the first supported variant is the default. On an AMD EPYC (Zen, AVX2)
 // avx2 runs 2-2.5x faster than portable on ResNet-18's 3x3 layers (tools/bench_ops.py).
+// BitSerialConv has no AVX-512 kernel yet: that row runs the POPCNT one.
+using bitserial::bitserial_conv2d_u64__generic;
+using bitserial::bitserial_conv2d_u64__popcnt;
 const XnorVariant kVariants[] = {
-    {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512},
-    {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2},
-    {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable},
-    {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference},
+    {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512,
+     kWeightsBlocked, kAvx512, kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false},
+    {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kWeightsBlocked,
+     xnor_conv2d_u64__portable, kAvx2Ceiling, kAvx2BitSerial, true},
+    {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable,
+     kWeightsBlocked, xnor_conv2d_u64__portable, xnor_ceiling__portable,
+     bitserial_conv2d_u64__popcnt, false},
+    {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference, kWeightsPlain,
+     xnor_conv2d_u64__reference, nullptr, bitserial_conv2d_u64__generic, false},
 };
 
 }  // namespace
@@ -75,6 +90,39 @@ const XnorVariant* SelectVariant(std::string* error) {
   }
   *error = "no XnorConv kernel variant is supported on this CPU";
   return nullptr;
+}
+
+double PopcountCeiling(const char* name, double seconds) {
+  if (!name) return 0.0;
+  const XnorVariant* v = nullptr;
+  for (const XnorVariant& c : kVariants)
+    if (std::strcmp(c.name, name) == 0) v = &c;
+  if (!v || !v->ceiling || !v->supported()) return 0.0;
+  if (!(seconds > 0.0)) seconds = 0.5;
+  if (seconds > 60.0) seconds = 60.0;
+  using Clock = std::chrono::steady_clock;
+  auto run = [v](int64_t iters, double* secs) {
+    const Clock::time_point t0 = Clock::now();
+    const int64_t macs = v->ceiling(iters);
+    *secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    return static_cast<double>(macs);
+  };
+  // Grow the batch to about 1/20 of the time, then keep the best of the batches: the best is
+  // the machine's rate with the least interference from other processes.
+  double secs = 0.0;
+  int64_t iters = 64;
+  run(iters, &secs);
+  while (secs < seconds / 20 && iters < (int64_t{1} << 40)) {
+    iters *= 2;
+    run(iters, &secs);
+  }
+  double best = 0.0, spent = 0.0;
+  do {
+    const double macs = run(iters, &secs);
+    spent += secs;
+    if (secs > 0.0 && macs / secs > best) best = macs / secs;
+  } while (spent < seconds);
+  return best;
 }
 
 }  // namespace xnor

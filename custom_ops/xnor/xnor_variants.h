@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 
+#include "../bitserial/bitserial_kernel.h"
 #include "xnor_kernel.h"
 
 namespace qcompile {
@@ -16,8 +17,17 @@ struct XnorVariant {
   const char* isa;       // what the CPU must have, for messages ("" = nothing)
   bool (*supported)();   // from CPU flags read at load; false when not compiled in
   WeightLayout weights;  // kWeightsPlain: reads ConvArgs::w; else ConvArgs::wb in that layout
-  bool split_x;          // reads ConvArgs::xs (activations split into nibbles)
+  bool split_x;          // reads ConvArgs::xs, ::split and ::wpop (SplitLayout)
   ConvRowFn conv;
+  // What a split_x variant runs when the padded copy of X would be too large (pads far beyond
+  // the image); for the others the same as weights / conv.
+  WeightLayout weights_unpadded;
+  ConvRowFn conv_unpadded;
+  CeilingFn ceiling;  // popcount-ceiling microbenchmark; nullptr: none (reference)
+  // BitSerialConv / BitSerialGemm under this variant; bitserial_split: it reads
+  // BitSerialArgs::xs / ::wb (split activations, nibble-blocked weights).
+  bitserial::BitSerialRowFn bitserial;
+  bool bitserial_split;
 };
 
 // All variants, in order of preference (best first).
@@ -26,6 +36,10 @@ const XnorVariant* Variants(size_t* count);
 // The variant a new kernel uses: QCOMPILE_KERNEL when set (an error message in *error when it
 // names an unknown or unsupported variant, and nullptr returned), else the first supported.
 const XnorVariant* SelectVariant(std::string* error);
+
+// Binary multiply-adds per second of the named variant's inner loop on one core, measured for
+// about `seconds`; 0 when the name is unknown or the CPU cannot run it.
+double PopcountCeiling(const char* name, double seconds);
 
 }  // namespace xnor
 }  // namespace qcompile
