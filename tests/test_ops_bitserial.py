@@ -1,27 +1,44 @@
 """qcompile::QuantizePack / BitSerialConv / BitSerialGemm in onnxruntime against the numpy
 reference (qcompile.ops.bitserial): packed planes equal bit for bit, the integer part D exactly
-(scale 1, bias 0), the float part bit for bit."""
+(scale 1, bias 0), the float part bit for bit. BitSerialConv/Gemm run under every kernel variant
+of the one variant table (QCOMPILE_KERNEL), with W as a graph input and as a constant (laid out
+once when the session is created)."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
 from qcompile import runtime
 from qcompile.ops import bitserial
 
+VARIANTS = runtime.kernel_variants()
+VARIANT_PARAMS = [
+    pytest.param(
+        v.name,
+        id=v.name,
+        marks=[]
+        if v.supported
+        else pytest.mark.skip(reason=f"CPU lacks {v.isa} for variant {v.name}"),
+    )
+    for v in VARIANTS
+]
+
 U64, F32 = TensorProto.UINT64, TensorProto.FLOAT
 INPUTS4 = ["X", "W", "scale", "bias"]
 TYPES4 = [("X", U64), ("W", U64), ("scale", F32), ("bias", F32)]
 
 
-def _model(node, inputs: list[tuple[str, int]], out_type: int) -> bytes:
+def _model(node, inputs: list[tuple[str, int]], out_type: int, inits=()) -> bytes:
+    names = {i.name for i in inits}
     graph = helper.make_graph(
         [node],
         "g",
-        [helper.make_tensor_value_info(n, t, None) for n, t in inputs],
+        [helper.make_tensor_value_info(n, t, None) for n, t in inputs if n not in names],
         [helper.make_tensor_value_info(node.output[0], out_type, None)],
+        initializer=list(inits),
     )
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("qcompile", 1)]
     model = helper.make_model(graph, opset_imports=opsets)
@@ -29,9 +46,13 @@ def _model(node, inputs: list[tuple[str, int]], out_type: int) -> bytes:
     return model.SerializeToString()
 
 
-def _session(op: str, inputs, out_type, threads: int = 1, **attrs):
+def _session(op: str, inputs, out_type, threads: int = 1, variant=None, inits=(), **attrs):
+    """A one-node session; `variant` forces QCOMPILE_KERNEL while its kernels are created."""
     node = helper.make_node(op, [n for n, _ in inputs], ["Y"], domain="qcompile", **attrs)
-    return runtime.InferenceSession(_model(node, inputs, out_type), threads=threads)
+    with pytest.MonkeyPatch.context() as mp:
+        if variant:
+            mp.setenv("QCOMPILE_KERNEL", variant)
+        return runtime.InferenceSession(_model(node, inputs, out_type, inits), threads=threads)
 
 
 def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -132,7 +153,8 @@ def _weights(rng, shape, wprec):
 @pytest.mark.parametrize("aprec,wprec", PRECISIONS, ids=lambda p: f"{p[0]}{p[1]}")
 @pytest.mark.parametrize("geom", CONV_GEOMS, ids=lambda g: f"C{g[0]}-k{g[3][0]}x{g[3][1]}-g{g[7]}")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_bitserial_conv(aprec, wprec, geom, threads):
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_bitserial_conv(aprec, wprec, geom, threads, variant):
     c, m, (h, w), (kh, kw), s, d, pads, g, n = geom
     rng = np.random.default_rng(c + m + kh)
     abits, asigned = aprec
@@ -147,7 +169,7 @@ def test_bitserial_conv(aprec, wprec, geom, threads):
         group=g,
     )
     planes = dict(act_coeffs=_act_coeffs(abits, asigned), weight_coeffs=wcoeffs, weight_offset=woff)
-    sess = _session("BitSerialConv", TYPES4, F32, threads, **geo, **planes)
+    sess = _session("BitSerialConv", TYPES4, F32, threads, variant, **geo, **planes)
     ref = {**{k: tuple(v) if isinstance(v, list) else v for k, v in geo.items()}, **planes}
     d_ref = bitserial.bitserial_conv_int(xp, wp, **ref)
     ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
@@ -157,11 +179,17 @@ def test_bitserial_conv(aprec, wprec, geom, threads):
     bias = rng.standard_normal(m).astype(np.float32)
     (y,) = sess.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
     assert bits_equal(y, bitserial.bitserial_conv(xp, wp, scale, bias, **ref))
+    # W as a constant: laid out once when the session is created.
+    w_init = [onnx.numpy_helper.from_array(wp, "W")]
+    sess_c = _session("BitSerialConv", TYPES4, F32, threads, variant, w_init, **geo, **planes)
+    (y,) = sess_c.run(None, {"X": xp, "scale": scale, "bias": bias})
+    assert bits_equal(y, bitserial.bitserial_conv(xp, wp, scale, bias, **ref))
 
 
 @pytest.mark.parametrize("k", [1, 63, 64, 65, 130])
 @pytest.mark.parametrize("aprec,wprec", PRECISIONS[:2], ids=lambda p: f"{p[0]}{p[1]}")
-def test_bitserial_gemm(k, aprec, wprec):
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_bitserial_gemm(k, aprec, wprec, variant):
     n, m = 3, 11
     rng = np.random.default_rng(k)
     abits, asigned = aprec
@@ -174,12 +202,16 @@ def test_bitserial_gemm(k, aprec, wprec):
         in_features=k, act_coeffs=_act_coeffs(abits, asigned), weight_coeffs=wcoeffs,
         weight_offset=woff,
     )
-    sess = _session("BitSerialGemm", TYPES4, F32, **attrs)
+    sess = _session("BitSerialGemm", TYPES4, F32, 1, variant, **attrs)
     scale = rng.uniform(-1, 1, m).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
     (y,) = sess.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
     d_ref = bitserial.bitserial_gemm_int(xp, wp, **attrs)
     assert np.array_equal(d_ref, (acts @ wcodes.T).astype(np.int32))  # the oracle's own check
+    assert bits_equal(y, bitserial.bitserial_gemm(xp, wp, scale, bias, **attrs))
+    w_init = [onnx.numpy_helper.from_array(wp, "W")]
+    sess_c = _session("BitSerialGemm", TYPES4, F32, 1, variant, w_init, **attrs)
+    (y,) = sess_c.run(None, {"X": xp, "scale": scale, "bias": bias})
     assert bits_equal(y, bitserial.bitserial_gemm(xp, wp, scale, bias, **attrs))
 
 

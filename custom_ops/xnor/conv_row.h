@@ -21,8 +21,14 @@ struct TapRange {
 
 // Taps k in [0, K) with 0 <= start + k*d < size.
 inline TapRange ValidTaps(int64_t start, int64_t K, int64_t d, int64_t size) {
-  int64_t lo = start >= 0 ? 0 : (-start + d - 1) / d;
   int64_t room = size - start;  // need k*d < room
+  if (d == 1) {  // the common case, without two integer divisions per pixel
+    const int64_t lo = start >= 0 ? 0 : -start;
+    int64_t hi = room > 0 ? room : 0;
+    if (hi > K) hi = K;
+    return {lo, hi < lo ? lo : hi};
+  }
+  int64_t lo = start >= 0 ? 0 : (-start + d - 1) / d;
   int64_t hi = room > 0 ? (room + d - 1) / d : 0;
   if (hi > K) hi = K;
   if (hi < lo) hi = lo;

@@ -26,8 +26,8 @@ struct ConvGeometry {
   int64_t blocks_per_group;  // ceil(Mg / kBlockM)
 };
 
-// The split activation layout (ConvArgs::xs), for kernels that put neighbouring output pixels
-// in the lanes of a vector. With padded coordinates hp = ih + pt, wp = iw + pl, column wp lives
+// The split activation layout (BitSerialArgs::xs), for kernels that put neighbouring output
+// pixels in the lanes of a vector (bitserial_conv2d_u64__avx2). With padded coordinates hp = ih + pt, wp = iw + pl, column wp lives
 // in phase r = wp % sw at position q = wp / sw, so output pixel ow's tap kw reads phase
 // (kw*dw) % sw at q = ow + (kw*dw) / sw: consecutive output pixels, consecutive words.
 //   xs[((((n*Hp + hp)*sw + r)*XW + word)*2 + half)*Wq + q]
@@ -55,18 +55,13 @@ struct ConvArgs {
   // g*Mg + b*8 + j (j < 8) as [KH][KW][Wg][8]; channels past Mg are zero words. In the nibble
   // layout (kWeightsBlockedNibbles) each [8] becomes [2][8]: w & 0x0f0f.., then (w >> 4) & 0x0f0f..
   const uint64_t* wb;
-  // Activations split into nibbles (variants with split_x), zero-padded and split by column
-  // phase so that neighbouring output pixels read neighbouring words (SplitLayout below).
+  // Activations split into nibbles (variants with split_x): [N, H, W, G*Wg][2] holding
+  // x & 0x0f0f.. and (x >> 4) & 0x0f0f.. of each word of x.
   const uint64_t* xs;
   const float* scale;  // [M]
   const float* bias;   // [M]
   float* y;            // [N, M, OH, OW]: float(D) * scale + bias, when d is null
   int32_t* d = nullptr;  // [N, M, OH, OW]: D itself instead (XnorConvThreshold)
-  // Variants with split_x: popcount of each output channel's words at each tap, [M][KH*KW]
-  // (their sum over the taps a padded position covers is what zero padding adds to the sum of
-  // popcount(x ^ w), subtracted again at the borders).
-  const int32_t* wpop = nullptr;
-  const SplitLayout* split = nullptr;  // layout of xs
 };
 
 SplitLayout MakeSplitLayout(const ConvGeometry& s);

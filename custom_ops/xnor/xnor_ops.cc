@@ -40,59 +40,32 @@ std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w
 
 namespace {
 
-// popcount of each output channel's words at each tap, [M][taps / words_per_tap] (ConvArgs::wpop).
-std::vector<int32_t> WeightPopcounts(const uint64_t* w, int64_t M, int64_t taps,
-                                     int64_t words_per_tap) {
-  const int64_t per = taps / words_per_tap;
-  std::vector<int32_t> pop(static_cast<size_t>(M * per), 0);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t t = 0; t < taps; ++t)
-      pop[m * per + t / words_per_tap] += __builtin_popcountll(w[m * taps + t]);
-  return pop;
-}
-
 // Runs the selected kernel over (batch x group x 32-channel chunk x output row) tasks on ORT's
 // intra-op pool. Weights are laid out here, per call, unless `prepared` already holds them.
 void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
              const ConstWeights* prepared) {
   const xnor::ConvGeometry& s = args.geo;
   std::vector<uint64_t> blocked, split;
-  std::vector<int32_t> wpop;
-  std::vector<int64_t> x_step;
-  xnor::SplitLayout layout{};
-  xnor::ConvRowFn fn = v.conv;
-  if (v.split_x) {
-    layout = xnor::MakeSplitLayout(s);
-    // Huge pads would make the padded copy huge: such calls take the unpadded kernel.
-    if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
-        layout.steps > (int64_t{1} << 20)) fn = v.conv_unpadded;
-  }
-  const bool use_split = v.split_x && fn == v.conv;
-  const xnor::WeightLayout wl = use_split ? v.weights : v.weights_unpadded;
-  if (wl != xnor::kWeightsPlain) {
-    if (prepared && wl == v.weights) {
+  if (v.weights != xnor::kWeightsPlain) {
+    if (prepared) {
       args.wb = prepared->laid_out.data();
-      if (!prepared->wpop.empty()) args.wpop = prepared->wpop.data();
     } else {
-      blocked = LayoutWeights(wl, args.w, s.M, s.G, s.KH * s.KW * s.Wg);
+      blocked = LayoutWeights(v.weights, args.w, s.M, s.G, s.KH * s.KW * s.Wg);
       args.wb = blocked.data();
     }
   }
-  if (use_split) {
-    if (!args.wpop) {
-      wpop = WeightPopcounts(args.w, s.M, s.KH * s.KW * s.Wg, s.Wg);
-      args.wpop = wpop.data();
+  if (v.split_x) {
+    const int64_t words = s.N * s.H * s.W * s.XW;
+    split.resize(static_cast<size_t>(2 * words));
+    for (int64_t i = 0; i < words; ++i) {
+      split[2 * i] = args.x[i] & xnor::kLowNibbles;
+      split[2 * i + 1] = (args.x[i] >> 4) & xnor::kLowNibbles;
     }
-    x_step.resize(static_cast<size_t>(layout.steps));
-    xnor::SplitSteps(s, layout, x_step.data());
-    layout.x_step = x_step.data();
-    split.resize(static_cast<size_t>(layout.words));
-    xnor::SplitActivations(s, layout, args.x, split.data());
     args.xs = split.data();
-    args.split = &layout;
   }
   const int64_t chunks = (s.blocks_per_group + kChunkBlocks - 1) / kChunkBlocks;
   const int64_t total = s.N * s.G * chunks * s.OH;
+  const xnor::ConvRowFn fn = v.conv;
   auto task = [&args, fn, chunks, &s](size_t i) {
     int64_t t = static_cast<int64_t>(i);
     const int64_t oh = t % s.OH;
@@ -117,8 +90,7 @@ const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init
   return v;
 }
 
-void ConstWeights::Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, bool with_wpop,
-                           int64_t group) {
+void ConstWeights::Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, int64_t group) {
   int is_constant = 0;
   Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
   if (!is_constant || layout == xnor::kWeightsPlain) return;
@@ -131,8 +103,6 @@ void ConstWeights::Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout,
   src = cw.GetTensorData<uint64_t>();
   shape = ws;
   laid_out = LayoutWeights(layout, src, ws[0], group, taps);
-  if (with_wpop && ws.size() >= 2 && ws.back() >= 1 && taps % ws.back() == 0)
-    wpop = WeightPopcounts(src, ws[0], taps, ws.back());
 }
 
 // ---------------------------------------------------------------------------- BinarizePack
@@ -262,7 +232,7 @@ XnorConvOp::XnorConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
     CheckNodeArity(api, info, label_, 4, 1);
     ParseXnorConvAttrs(at, label_, &attrs_);
     variant_ = PickVariant(label_, &init_error_);
-    if (variant_) const_w_.Prepare(info, variant_->weights, variant_->split_x, attrs_.group);
+    if (variant_) const_w_.Prepare(info, variant_->weights, attrs_.group);
   });
 }
 
@@ -299,7 +269,7 @@ XnorConvThresholdOp::XnorConvThresholdOp(const OrtApi* api, const OrtKernelInfo*
               if (out_group_ < 1 || out_group_ > kMaxAttr)
                 Fail(label_, "attribute 'out_group': expected >= 1, got ", out_group_);
               variant_ = PickVariant(label_, &init_error_);
-              if (variant_) const_w_.Prepare(info, variant_->weights, variant_->split_x, attrs_.group);
+              if (variant_) const_w_.Prepare(info, variant_->weights, attrs_.group);
             });
 }
 
@@ -421,7 +391,7 @@ XnorGemmOp::XnorGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
       Fail(label_, "attribute 'in_features': expected 1..2^31-1, got ", in_features_,
            in_features_ == -1 ? " (missing; it is required)" : "");
     variant_ = PickVariant(label_, &init_error_);
-    if (variant_) const_w_.Prepare(info, variant_->weights, variant_->split_x, 1);
+    if (variant_) const_w_.Prepare(info, variant_->weights, 1);
   });
 }
 

@@ -17,13 +17,10 @@ struct ConstWeights {
   const uint64_t* src = nullptr;  // W's data in the session; nullptr when W is not constant
   std::vector<int64_t> shape;
   std::vector<uint64_t> laid_out;
-  std::vector<int32_t> wpop;  // ConvArgs::wpop, for variants with split_x
 
-
-  // Lays out input 1 (W) in `layout` when it is a constant; with_wpop: ConvArgs::wpop too.
-  void Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, bool with_wpop,
-               int64_t group);
-  // This (laid-out weights, popcounts) if w is that constant, else nullptr.
+  // Lays out input 1 (W) in `layout` when it is a constant.
+  void Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, int64_t group);
+  // This (the laid-out weights) if w is that constant, else nullptr.
   const ConstWeights* Get(const uint64_t* w, const std::vector<int64_t>& ws) const {
     return (src && w == src && ws == shape) ? this : nullptr;
   }

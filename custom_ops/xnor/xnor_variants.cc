@@ -50,14 +50,13 @@ using bitserial::bitserial_conv2d_u64__generic;
 using bitserial::bitserial_conv2d_u64__popcnt;
 const XnorVariant kVariants[] = {
     {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512,
-     kWeightsBlocked, kAvx512, kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false},
-    {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kWeightsBlocked,
-     xnor_conv2d_u64__portable, kAvx2Ceiling, kAvx2BitSerial, true},
+     kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false},
+    {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kAvx2Ceiling,
+     kAvx2BitSerial, true},
     {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable,
-     kWeightsBlocked, xnor_conv2d_u64__portable, xnor_ceiling__portable,
-     bitserial_conv2d_u64__popcnt, false},
-    {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference, kWeightsPlain,
-     xnor_conv2d_u64__reference, nullptr, bitserial_conv2d_u64__generic, false},
+     xnor_ceiling__portable, bitserial_conv2d_u64__popcnt, false},
+    {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference, nullptr,
+     bitserial_conv2d_u64__generic, false},
 };
 
 }  // namespace

@@ -17,12 +17,8 @@ struct XnorVariant {
   const char* isa;       // what the CPU must have, for messages ("" = nothing)
   bool (*supported)();   // from CPU flags read at load; false when not compiled in
   WeightLayout weights;  // kWeightsPlain: reads ConvArgs::w; else ConvArgs::wb in that layout
-  bool split_x;          // reads ConvArgs::xs, ::split and ::wpop (SplitLayout)
+  bool split_x;          // reads ConvArgs::xs (activations split into nibbles)
   ConvRowFn conv;
-  // What a split_x variant runs when the padded copy of X would be too large (pads far beyond
-  // the image); for the others the same as weights / conv.
-  WeightLayout weights_unpadded;
-  ConvRowFn conv_unpadded;
   CeilingFn ceiling;  // popcount-ceiling microbenchmark; nullptr: none (reference)
   // BitSerialConv / BitSerialGemm under this variant; bitserial_split: it reads
   // BitSerialArgs::xs / ::wb (split activations, nibble-blocked weights).
