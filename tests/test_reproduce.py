@@ -81,12 +81,17 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
     assert "≠ ref" in md and "AQE > STE at 1/1" in md and "not run yet" in md
     assert summary["command"].startswith("python tools/reproduce.py")
 
-    # second invocation: both runs skipped, nothing rewritten
+    # second invocation: both runs skipped, nothing rewritten; the README section is filled in
     stamp = (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns
-    res = runner.invoke(reproduce.main, args)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- reproduce:begin -->\nold\n<!-- reproduce:end -->\ntail\n")
+    res = runner.invoke(reproduce.main, [*args, "--readme", str(readme)])
     assert res.exit_code == 0, res.output
     assert res.output.count("finished earlier, skipping") == 2
     assert (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    text = readme.read_text()
+    assert "old" not in text and "AQE > STE at 1/1" in text and text.endswith("tail\n")
+    assert "(out/results.md)" in text
 
     # a run interrupted after training (checkpoint, no result.json) resumes from its checkpoint
     (root / "ste-w1a1" / "seed0" / "result.json").unlink()
