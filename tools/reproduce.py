@@ -804,7 +804,8 @@ def main(epochs: int, subset: int, width: float, seeds: int, only: tuple[str, ..
     torch.set_num_threads(threads)
     failures: list[str] = []
     if not report_only:
-        todo = [(e, k) for e in chosen for k in range(seeds)]
+        # seed-major: an interrupted run still leaves every experiment with its first seeds
+        todo = [(e, k) for k in range(seeds) for e in chosen]
         log(f"reproduce: {len(chosen)} experiment(s) × {seeds} seed(s) = {len(todo)} runs "
             f"in {root}")
         for i, (e, k) in enumerate(todo, 1):
