@@ -129,7 +129,9 @@ def popcount_ceiling(variants) -> dict[str, float]:
         return {}
     fn.restype = ctypes.c_double
     fn.argtypes = [ctypes.c_char_p, ctypes.c_double]
-    return {v.name: float(fn(v.name.encode(), 0.5)) for v in variants if v.supported}
+    # the best of several short measurements: a ceiling is a maximum, and one sample on a shared
+    # machine can land in a busy moment
+    return {v.name: max(float(fn(v.name.encode(), 0.4)) for _ in range(5)) for v in variants if v.supported}
 
 
 def bench_layers(threads_list, rounds, quick) -> list[dict]:
