@@ -123,6 +123,13 @@ PRECISIONS = [
     ((1, False), (3, False)),
     ((4, False), (2, True)),
 ]
+# every (M, N) in {1..4}^2 (unsigned M-bit activations; N = 1 binary +-1, else signed N-bit
+# weights), ternary weights, and signed activations
+PRECISION_GRID = [((m, False), (1, "binary") if n == 1 else (n, True)) for m in range(1, 5) for n in range(1, 5)] + [
+    ((2, False), (2, "ternary")),
+    ((4, False), (2, "ternary")),
+    ((2, True), (3, True)),
+]
 CONV_GEOMS = [
     # C, M, (H, W), (KH, KW), stride, dilation, pads, group, batch
     (64, 9, (6, 7), (3, 3), 1, 1, (1, 1, 1, 1), 1, 1),
@@ -145,6 +152,9 @@ def _weights(rng, shape, wprec):
         codes = np.where(rng.random(shape) < 0.5, -1, 1)
         packed = bitserial.pack_weight_planes((codes < 0).astype(np.int64), 1, False)
         return codes, packed, [-2], 1
+    if kind == "ternary":  # {-1, 0, 1}: the signed 2-bit (narrow) case
+        codes = rng.integers(-1, 2, size=shape)
+        return codes, bitserial.pack_weight_planes(codes, 2, True), bitserial.plane_coeffs(2, True), 0
     codes = _operands(rng, shape, bits, bool(kind))
     packed = bitserial.pack_weight_planes(codes, bits, bool(kind))
     return codes, packed, bitserial.plane_coeffs(bits, bool(kind)), 0
@@ -237,3 +247,11 @@ def test_bitserial_errors():
     big = {**attrs, "act_coeffs": [1 << 20] * 16, "weight_coeffs": [1 << 20]}
     with pytest.raises(Exception, match=r"BitSerialConv.*more than the int32 D holds"):
         _session("BitSerialConv", TYPES4, F32, **big).run(None, feeds)
+
+
+@pytest.mark.parametrize("aprec,wprec", PRECISION_GRID, ids=lambda p: f"{p[0]}{p[1]}")
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_bitserial_conv_precision_grid(aprec, wprec, variant):
+    """Every activation x weight precision pair, on two geometries (padded and strided/grouped)."""
+    for geom in (CONV_GEOMS[1], CONV_GEOMS[2]):
+        test_bitserial_conv(aprec, wprec, geom, 1, variant)
