@@ -11,20 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from kernel_variants import VARIANT_PARAMS
 from qcompile import runtime
 from qcompile.ops import bitserial
-
-VARIANTS = runtime.kernel_variants()
-VARIANT_PARAMS = [
-    pytest.param(
-        v.name,
-        id=v.name,
-        marks=[]
-        if v.supported
-        else pytest.mark.skip(reason=f"CPU lacks {v.isa} for variant {v.name}"),
-    )
-    for v in VARIANTS
-]
 
 U64, F32 = TensorProto.UINT64, TensorProto.FLOAT
 INPUTS4 = ["X", "W", "scale", "bias"]

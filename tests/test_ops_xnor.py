@@ -21,20 +21,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from kernel_variants import VARIANT_PARAMS, VARIANTS
 from qcompile import runtime
 from qcompile.ops import packing, xnor
-
-VARIANTS = runtime.kernel_variants()
-VARIANT_PARAMS = [
-    pytest.param(
-        v.name,
-        id=v.name,
-        marks=[]
-        if v.supported
-        else pytest.mark.skip(reason=f"CPU lacks {v.isa} for variant {v.name}"),
-    )
-    for v in VARIANTS
-]
 
 U64, F32 = TensorProto.UINT64, TensorProto.FLOAT
 CONV_INPUTS = ["X", "W", "scale", "bias"]

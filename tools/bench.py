@@ -30,6 +30,7 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_models  # noqa: E402
+from machine_info import cpu_model  # noqa: E402
 
 from qcompile import runtime  # noqa: E402
 from qcompile.compiler import compile as compile_model  # noqa: E402
@@ -40,14 +41,6 @@ RESNET_LAYERS = [("resnet18 conv2_x", 64, 56), ("resnet18 conv3_x", 128, 28), ("
 CONVNET_LAYERS = [("convnet conv2", 32, 28), ("convnet conv4", 64, 14), ("convnet conv6", 128, 7)]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def float_conv_model(c: int, hw: int, rng) -> onnx.ModelProto:

@@ -30,6 +30,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from machine_info import cpu_model  # tools/ is on sys.path when run as a script
 from qcompile import runtime
 from qcompile.ops import bitserial, packing
 
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
-            "cpu_model": _cpu_model(),
+            "cpu_model": cpu_model(),
         },
         "variants": [{"name": v.name, "isa": v.isa, "supported": v.supported} for v in table],
         "default_variant": runtime.selected_kernel(),
@@ -251,14 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
