@@ -42,7 +42,13 @@ def session_options(threads: int | None = None, options: Any | None = None) -> A
     """
     import onnxruntime as ort
 
-    so = options if options is not None else ort.SessionOptions()
+    if options is None:
+        so = ort.SessionOptions()
+        # errors only: onnxruntime warns once per initializer listed as a graph input (common in
+        # exported QONNX models), which buries what qcompile prints
+        so.log_severity_level = 3
+    else:
+        so = options
     so.register_custom_ops_library(get_library_path())
     if threads is not None:
         if threads < 1:
