@@ -163,14 +163,11 @@ def inspect_command(model) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 def verify_command(reference, compiled, inputs, batch, seed, json_path) -> None:
     """Run REFERENCE and COMPILED on the same inputs; exit 1 on a mismatch."""
-    from qcompile.modelio import save_atomic  # noqa: F401  (keeps import errors out of the hot path)
     from qcompile.verify import verify
 
     try:
         report = verify(reference, compiled, inputs, batch=batch, seed=seed)
-    except QCompileError as exc:
-        _fail(exc)
-    except ValueError as exc:
+    except (QCompileError, ValueError) as exc:  # ValueError: the two models' outputs differ
         _fail(exc)
     print_parity(report)
     if json_path is not None:
