@@ -542,6 +542,26 @@ def fmt(stat: dict[str, Any], scale: float = 1.0, digits: int = 2, suffix: str =
     return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}{suffix}"
 
 
+TABLE_HEADER = ("| Experiment | Method | W/A | Seeds | PyTorch acc % | Compiled acc % | ≠ ref "
+                "| ≠ PyTorch | Lowered to | Size KiB (× ref) | Latency × float |",
+                "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(summary: dict[str, Any], a: dict[str, Any], e: Experiment) -> str:
+    """One experiment's line of the results table (mean ± std over seeds; counts summed)."""
+    if not a["n"]:
+        return f"| {e.name} | {e.method} | {e.bits} | 0 | not run | | | | | | |"
+    dag = "" if a["compiled"] else " †"
+    diff_ref = "n/a" if a["differing_compiled_vs_reference"]["mean"] is None else \
+        f"{_sum(summary, e.name, 'differing_compiled_vs_reference')}"
+    size = f"{a['compiled_bytes']['mean'] / 1024:.0f} (× {a['size_ratio_vs_reference']['mean']:.3f})"
+    return (f"| {e.name} | {e.method} | {e.bits} | {a['n']} | {fmt(a['pytorch_acc'], 100)} "
+            f"| {fmt(a['compiled_acc'], 100)}{dag} | {diff_ref} "
+            f"| {_sum(summary, e.name, 'differing_compiled_vs_pytorch')} "
+            f"| {a['lowered'] if a['compiled'] else 'not compiled'} | {size} "
+            f"| {fmt(a['latency_ratio_vs_float'])} |")
+
+
 def markdown(summary: dict[str, Any]) -> str:
     s = summary["settings"]
     by = {a["name"]: a for a in summary["experiments"]}
@@ -579,26 +599,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", f"## {g.title}", "",
                   (f"Paper: {g.paper}. Claim: {'; '.join(c.text for c in g.claims)}. "
                   f"Published: {g.published}."), "",
-                  ("| Experiment | Method | W/A | Seeds | PyTorch acc % | Compiled acc % | ≠ ref "
-                  "| ≠ PyTorch | Lowered to | Size KiB (× ref) | Latency × float |"),
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for e in EXPERIMENTS:
-            if g.key not in e.groups:
-                continue
-            a = by[e.name]
-            if not a["n"]:
-                lines.append(f"| {e.name} | {e.method} | {e.bits} | 0 | not run | | | | | | |")
-                continue
-            dag = "" if a["compiled"] else " †"
-            diff_ref = "n/a" if a["differing_compiled_vs_reference"]["mean"] is None else \
-                f"{_sum(summary, e.name, 'differing_compiled_vs_reference')}"
-            size = f"{a['compiled_bytes']['mean'] / 1024:.0f} (× {a['size_ratio_vs_reference']['mean']:.3f})"
-            lines.append(
-                f"| {e.name} | {e.method} | {e.bits} | {a['n']} | {fmt(a['pytorch_acc'], 100)} "
-                f"| {fmt(a['compiled_acc'], 100)}{dag} | {diff_ref} "
-                f"| {_sum(summary, e.name, 'differing_compiled_vs_pytorch')} "
-                f"| {a['lowered'] if a['compiled'] else 'not compiled'} | {size} "
-                f"| {fmt(a['latency_ratio_vs_float'])} |")
+                  *TABLE_HEADER]
+        lines += [table_row(summary, by[e.name], e) for e in EXPERIMENTS if g.key in e.groups]
         lines.append("")
         for c in summary["claims"]:
             if c["group"] == g.key:
@@ -673,7 +675,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 
 def update_readme(readme: Path, md_path: Path, summary: dict[str, Any]) -> bool:
-    """Replace the text between the README's reproduce markers with the claims table."""
+    """Replace the text between the README's reproduce markers with the results and claims tables."""
     from qcompile.fileio import write_bytes_atomic
 
     begin, end = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
@@ -683,8 +685,17 @@ def update_readme(readme: Path, md_path: Path, summary: dict[str, Any]) -> bool:
     if begin not in text or end not in text:
         return False
     rel = os.path.relpath(md_path, readme.parent)
-    block = ["", f"Results of `{summary['command']}` (full tables: [{rel}]({rel})):", "",
-             "| Paper's claim | Held here? |", "|---|---|"]
+    s = summary["settings"]
+    by = {a["name"]: a for a in summary["experiments"]}
+    block = ["", f"Command: `{summary['command']}`  ",
+             (f"Time: {summary['compute_s'] / 60:.0f} min of training and evaluation over "
+              f"{summary['n_runs']} runs ({summary['machine']}). Model: AQE ConvNet width "
+              f"{s['width']:g}, {s['epochs']} epoch(s) on {s['subset'] or 'all'} training images, "
+              f"full test set; mean ± std over {s['seeds']} seeds; counts summed over seeds. "
+              f"Column meanings, per-paper sections and notes: [{rel}]({rel})."), "",
+             *TABLE_HEADER]
+    block += [table_row(summary, by[e.name], e) for e in EXPERIMENTS]
+    block += ["", "| Paper's claim | Held here? |", "|---|---|"]
     for c in summary["claims"]:
         mark = "—" if c["held"] is None else ("yes" if c["held"] else "no")
         block.append(f"| {c['claim']} | **{mark}** – {c['verdict']} |")
