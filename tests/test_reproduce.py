@@ -84,13 +84,14 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
     # second invocation: both runs skipped, nothing rewritten; the README section is filled in
     stamp = (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n<!-- reproduce:begin -->\nold\n<!-- reproduce:end -->\ntail\n")
+    readme.write_text("# x\n\n<!-- reproduce:begin -->\nSTALE-BLOCK\n<!-- reproduce:end -->\ntail\n")
     res = runner.invoke(reproduce.main, [*args, "--readme", str(readme)])
     assert res.exit_code == 0, res.output
     assert res.output.count("finished earlier, skipping") == 2
     assert (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns == stamp
     text = readme.read_text()
-    assert "old" not in text and "AQE > STE at 1/1" in text and text.endswith("tail\n")
+    assert "STALE-BLOCK" not in text and "AQE > STE at 1/1" in text and text.endswith("tail\n")
+    assert "| ste-w1a1 | ste | W1/A1 | 1 |" in text  # the results table itself, not only claims
     assert "(out/results.md)" in text
 
     # a run interrupted after training (checkpoint, no result.json) resumes from its checkpoint
