@@ -12,6 +12,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.passes._consts import (
+    QCOMPILE_DOMAIN,
     QONNX_QUANT_OPS,
     const_array,
     int_attr,
@@ -25,29 +26,64 @@ LAYER_OPS = ("Conv", "Gemm", "MatMul")
 
 
 @dataclass
+class Pow2Weights:
+    """Weights as scale[m] · w_int with w_int ∈ {0, ±2^e}, 0 ≤ e ≤ MAX_EXPONENT."""
+
+    ints: np.ndarray  # int64, output channels first, same shape as WeightInfo.values
+    scale: np.ndarray  # float32 [M]
+    bits: int  # code width of the grid {0, ±2^0 … ±2^emax}: ceil(log2(2·(emax+1)+1))
+
+
+def pow2_decomposition(rows: np.ndarray) -> Pow2Weights | None:
+    """Write each output channel as scale[m] · {0, ±2^e} exactly (scale = its smallest |w| ≠ 0), or None."""
+    from qcompile.ops.shift import MAX_EXPONENT
+
+    flat = np.asarray(rows, np.float32).reshape(rows.shape[0], -1)
+    mags = np.abs(flat)
+    if not np.all(np.isfinite(mags)):
+        return None
+    nonzero = np.where(mags > 0, mags, np.inf)
+    scale = np.where(np.isfinite(nonzero.min(axis=1)), nonzero.min(axis=1), 1.0).astype(np.float32)
+    ratio = mags / scale[:, None]  # exact where |w| = scale·2^e (a power-of-two multiple)
+    exps = np.zeros(ratio.shape, np.int64)
+    nz = ratio > 0
+    exps[nz] = np.round(np.log2(ratio[nz])).astype(np.int64)
+    if np.any(exps > MAX_EXPONENT) or not np.array_equal(np.ldexp(np.float32(1), exps)[nz], ratio[nz]):
+        return None
+    ints = np.where(nz, np.left_shift(1, exps), 0) * np.where(flat < 0, -1, 1)
+    emax = int(exps[nz].max()) if nz.any() else 0
+    bits = int(np.ceil(np.log2(2 * (emax + 1) + 1)))
+    return Pow2Weights(ints.reshape(rows.shape).astype(np.int64), scale, bits)
+
+
+@dataclass
 class WeightInfo:
     kind: str  # "binary", "float", "multi-level" or "non-constant"
     bits: int | None  # 1 for binary; the quantizer's bit width for other quantized weights
     source: str  # what produced the weight: "BipolarQuant", "Quant(2 bits)", "initializer"
     values: np.ndarray | None = None  # the quantized weight, output channels first ([M, ...])
     alpha: np.ndarray | None = None  # per-output-channel magnitude, for binary weights
+    pow2: Pow2Weights | None = None  # set when every weight is 0 or ±scale[m]·2^e (SHIFT-able)
 
     def describe(self) -> str:
         if self.kind == "binary":
             return "binary (+-alpha per output channel)"
         if self.kind == "multi-level":
             levels = int(np.unique(self.values).size)
-            return f"{levels} distinct levels from {self.source}"
+            grid = f", powers of two (0, ±2^0..2^{int(np.log2(np.abs(self.pow2.ints).max() or 1))})" \
+                if self.pow2 is not None else ""
+            return f"{levels} distinct levels from {self.source}{grid}"
         return f"{self.kind} ({self.source})"
 
 
 @dataclass
 class InputInfo:
-    kind: str  # "binary", "int" or "float"
+    kind: str  # "binary", "int", "pow2" (qcompile::Pow2Quant) or "float"
     bits: int | None
     source: str
     scale: float | None = None  # BipolarQuant's scalar scale
     quant_node: ir.Node | None = None
+    thresholds: list[float] | None = None  # Pow2Quant's
 
 
 @dataclass
@@ -97,9 +133,13 @@ def classify_weight(node: ir.Node) -> WeightInfo:
     mags = np.abs(rows.reshape(rows.shape[0], -1))
     alpha = mags.max(axis=1)
     if rows.ndim >= 2 and np.all(mags > 0) and np.all(mags == alpha[:, None]):
-        return WeightInfo("binary", 1, source, rows, alpha.astype(np.float32))
+        return WeightInfo("binary", 1, source, rows, alpha.astype(np.float32), pow2_decomposition(rows))
     if bits is not None:
-        return WeightInfo("multi-level", bits, source, rows)
+        pow2 = pow2_decomposition(rows)
+        # a power-of-two grid is narrower than the quantizer's integer grid (AQE's 3-bit levels
+        # {0, ±¼, ±½, ±1} need a 4-bit uniform Quant): the layer holds the smaller bit width
+        shown = min(bits, pow2.bits) if pow2 is not None else bits
+        return WeightInfo("multi-level", shown, source, rows, pow2=pow2)
     return WeightInfo("float", None, source, rows)
 
 
@@ -118,6 +158,12 @@ def classify_input(node: ir.Node) -> InputInfo:
         bw = const_array(producer.inputs[3])
         bits = int(np.asarray(bw).reshape(-1)[0]) if bw is not None else None
         return InputInfo("int", bits, f"{producer.op_type}({bits} bits)", None, producer)
+    if producer is not None and producer.domain == QCOMPILE_DOMAIN and producer.op_type == "Pow2Quant":
+        attr = producer.attributes.get("thresholds")
+        thresholds = [float(t) for t in attr.as_floats()] if attr is not None else []
+        # L thresholds give the 2L+1 levels {0, ±2^0 … ±2^(L-1)} (times 2^-(L-1))
+        bits = int(np.ceil(np.log2(2 * len(thresholds) + 1))) if thresholds else None
+        return InputInfo("pow2", bits, f"Pow2Quant({bits} bits)", None, producer, thresholds)
     return InputInfo("float", None, producer.op_type if producer is not None else "graph input")
 
 
@@ -235,15 +281,47 @@ def _plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> tuple[str | None
         if inp.scale is None or not inp.scale > 0:
             return None, "input BipolarQuant scale is not a positive scalar constant"
         return ("XnorConv" if conv else "XnorGemm"), ""
+    shift_op = "ShiftConv" if conv else "ShiftGemm"
+    if inp.kind == "pow2":
+        if weight.pow2 is None:
+            return None, f"power-of-two input with {weight.describe()} weights (SHIFT needs 0 or ±scale·2^e weights)"
+        why = shift_activation(inp)
+        return (shift_op, "") if isinstance(why, dict) else (None, why)
     if inp.kind == "int":
         act = activation_operand(inp.quant_node)
         if isinstance(act, str):
             return None, act
+        # MINW-Net's rule: the smaller bit width chooses; 1-2 bits run as popcounts, 3+ bits on
+        # power-of-two weights as shifts
+        if weight.pow2 is not None and min(weight.bits or 0, inp.bits or 0) >= 3 \
+                and isinstance(shift_activation(inp), dict):
+            return shift_op, ""
         wop = weight_operand(node, weight)
         if isinstance(wop, str):
             return None, wop
         return ("BitSerialConv" if conv else "BitSerialGemm"), ""
     return None, f"input is {inp.kind} ({inp.source}), not quantized"
+
+
+def shift_activation(inp: InputInfo) -> dict | str:
+    """ShiftConv's activation attributes for this input (custom_ops/SPEC.md), or why it has none."""
+    from qcompile.ops.shift import MAX_POW2_LEVELS, uniform_act_range
+
+    if inp.kind == "pow2":
+        t = inp.thresholds or []
+        if not 1 <= len(t) <= MAX_POW2_LEVELS or any(b <= a for a, b in zip(t, t[1:])) or t[0] <= 0:
+            return f"Pow2Quant thresholds {t} are not 1..{MAX_POW2_LEVELS} ascending positive values"
+        return dict(act_mode="pow2", act_thresholds=[float(v) for v in t])
+    act = activation_operand(inp.quant_node)
+    if isinstance(act, str):
+        return act
+    q = act.quant
+    lo, hi = uniform_act_range(q["bitwidth"], q["signed"], q["narrow"], q["zero_point"])
+    if lo < -128 or hi > 127:
+        return f"activation codes span [{lo}, {hi}], beyond ShiftConv's int8"
+    return dict(act_mode="uniform", act_scale=q["scale"], act_zero_point=q["zero_point"],
+                act_bitwidth=q["bitwidth"], act_signed=q["signed"], act_narrow=q["narrow"],
+                act_rounding_mode=q["rounding_mode"])
 
 
 def analyze_layer(node: ir.Node) -> Layer:

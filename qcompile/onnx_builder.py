@@ -40,6 +40,21 @@ class GraphBuilder:
                self.const(np.float32(bits), "b")]
         return self.op("Quant", ins, domain=QONNX, signed=signed, narrow=narrow, rounding_mode="ROUND")
 
+    def pow2(self, x: str, thresholds) -> str:
+        """qcompile::Pow2Quant (AQE's power-of-two activation quantizer)."""
+        return self.op("Pow2Quant", [x], domain="qcompile", thresholds=[float(t) for t in thresholds])
+
+    def pow2_weight(self, shape, max_exponent: int = 2, per_channel: bool = True, zeros: bool = True) -> str:
+        """Quant(values, unit) whose values are unit[m] * {0, ±2^e}, e <= max_exponent (AQE's ≥3-bit grid)."""
+        e = self.rng.integers(0, max_exponent + 1, shape)
+        ints = np.left_shift(1, e) * self.rng.choice([-1, 1], shape)
+        if zeros:
+            ints = ints * (self.rng.random(shape) > 0.25)
+        unit = self.rng.uniform(0.05, 0.2, (shape[0],) + (1,) * (len(shape) - 1)) if per_channel else 0.125
+        unit = np.asarray(unit, np.float32)
+        bits = int(max_exponent) + 2  # a signed narrow grid that holds ±2^max_exponent
+        return self.quant(self.const((ints * unit).astype(np.float32), "w"), unit, bits, narrow=1)
+
     def binary_weight(self, shape, per_channel: bool = True) -> str:
         w = self.rng.standard_normal(shape).astype(np.float32)
         alpha = np.abs(w).reshape(shape[0], -1).mean(axis=1) if per_channel else np.float32(1.0)
@@ -62,4 +77,7 @@ class GraphBuilder:
             [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
             self.inits,
         )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)])
+        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)]
+        if any(n.domain == "qcompile" for n in self.nodes):
+            opsets.append(helper.make_opsetid("qcompile", 1))
+        return helper.make_model(graph, opset_imports=opsets)

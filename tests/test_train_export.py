@@ -10,8 +10,10 @@ import torch
 from onnx import numpy_helper
 
 import qcompile.runtime
+from qcompile.ops.shift import pow2_quant
 from qcompile.train.export import QONNX_DOMAIN, export_onnx
 from qcompile.train.models import build_model
+from qcompile.train.quantizers import pow2_h, pow2_thresholds
 
 CASES = [  # (id, model, method, wbits, abits)
     ("binary-convnet", "convnet", "ste", 1, 1),
@@ -129,9 +131,29 @@ def test_quant_weight_initializers_reproduce_exactly(tmp_path):
         assert n_q == 7, method
 
 
-def test_aqe_3bit_activation_is_standard_ops(tmp_path):
+def test_aqe_pow2_activation_is_pow2quant(tmp_path):
+    """AQE >= 3-bit activations export as qcompile::Pow2Quant with pow2_h's thresholds."""
     model, _ = _trained_like("convnet", "aqe", 3, 3)
-    m, _, _ = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
-    acts = [n for n in m.graph.node if n.domain == QONNX_DOMAIN and n.op_type == "Quant"]
-    assert len(acts) == 7  # only the weight quantizers
-    assert {"GreaterOrEqual", "Where", "Abs"} <= {n.op_type for n in m.graph.node}
+    m, _, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
+    assert len([n for n in m.graph.node if n.domain == QONNX_DOMAIN and n.op_type == "Quant"]) == 7
+    acts = [n for n in m.graph.node if n.domain == "qcompile" and n.op_type == "Pow2Quant"]
+    assert acts and not {"GreaterOrEqual", "Where", "Abs"} & {n.op_type for n in m.graph.node}
+    for n in acts:
+        (attr,) = n.attribute
+        assert attr.name == "thresholds"
+        assert list(attr.floats) == pytest.approx(pow2_thresholds(3), rel=1e-7)
+    assert any(o.domain == "qcompile" for o in m.opset_import)
+    # every quantized conv after the first reads a Pow2Quant
+    convs = [n for n in m.graph.node if n.op_type == "Conv"][1:]
+    assert all(producers[n.input[0]].op_type == "Pow2Quant" for n in convs)
+
+
+@pytest.mark.parametrize("bits,zero_threshold", [(3, "log"), (4, "log"), (3, "linear")])
+def test_pow2_h_matches_the_pow2quant_reference(bits, zero_threshold):
+    """The trainer's h and the op's numpy oracle agree on every input, thresholds and ties included."""
+    t = pow2_thresholds(bits, zero_threshold)
+    x = np.concatenate([np.random.default_rng(0).uniform(-1.5, 1.5, 5000), t, -np.asarray(t),
+                        np.nextafter(np.float32(t), np.float32(0)), [0.0, -0.0, 1.0, -1.0, 1e30]]).astype(np.float32)
+    want = pow2_h(torch.from_numpy(x), bits, zero_threshold).numpy()
+    got = pow2_quant(x, t)
+    assert np.array_equal(want, got)  # == treats -0.0 and +0.0 alike, which a conv does too

@@ -11,7 +11,7 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from qcompile.ops import bitserial, packing, qonnx, xnor
+from qcompile.ops import bitserial, packing, qonnx, shift, xnor
 
 _DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
 
@@ -96,6 +96,49 @@ class BitSerialGemm(OpRun):
                                          weight_coeffs=list(weight_coeffs), weight_offset=int(weight_offset or 0)),)
 
 
+def _str(v, default):
+    return v.decode() if isinstance(v, bytes) else (v or default)
+
+
+def _act_attrs(act_mode, act_thresholds, act_scale, act_zero_point, act_bitwidth, act_signed, act_narrow,
+               act_rounding_mode):
+    mode = _str(act_mode, "")
+    if mode == "pow2":
+        return dict(act_mode=mode, act_thresholds=list(act_thresholds))
+    return dict(act_mode=mode, act_scale=float(act_scale), act_zero_point=float(act_zero_point or 0.0),
+                act_bitwidth=int(act_bitwidth), act_signed=int(act_signed or 0), act_narrow=int(act_narrow or 0),
+                act_rounding_mode=_str(act_rounding_mode, "ROUND"))
+
+
+class Pow2Quant(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, thresholds=None):
+        return (shift.pow2_quant(x, list(thresholds)),)
+
+
+class ShiftConv(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, scale, bias, in_channels=None, kernel_shape=None, strides=None, pads=None,
+             dilations=None, group=1, act_mode=None, act_thresholds=None, act_scale=None, act_zero_point=0.0,
+             act_bitwidth=None, act_signed=0, act_narrow=0, act_rounding_mode="ROUND"):
+        attrs = _conv_attrs(kernel_shape, strides, pads, dilations, group, in_channels)
+        act = _act_attrs(act_mode, act_thresholds, act_scale, act_zero_point, act_bitwidth, act_signed, act_narrow,
+                         act_rounding_mode)
+        return (shift.shift_conv(x, w, scale, bias, **attrs, **act),)
+
+
+class ShiftGemm(OpRun):
+    op_domain = "qcompile"
+
+    def _run(self, x, w, scale, bias, in_features=None, act_mode=None, act_thresholds=None, act_scale=None,
+             act_zero_point=0.0, act_bitwidth=None, act_signed=0, act_narrow=0, act_rounding_mode="ROUND"):
+        act = _act_attrs(act_mode, act_thresholds, act_scale, act_zero_point, act_bitwidth, act_signed, act_narrow,
+                         act_rounding_mode)
+        return (shift.shift_gemm(x, w, scale, bias, in_features=int(in_features), **act),)
+
+
 class BipolarQuant(OpRun):
     op_domain = "qonnx.custom_op.general"
 
@@ -116,7 +159,7 @@ class IntQuant(Quant):
 
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, BipolarQuant, Quant, IntQuant]
+       BitSerialGemm, Pow2Quant, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant]
 
 
 def evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:

@@ -18,7 +18,7 @@ from onnxscript.rewriter._basics import MatchResult
 from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr
 from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
 
-XNOR_OPS = ("XnorConv", "XnorGemm", "BitSerialConv", "BitSerialGemm")  # ops with (x, w, scale, bias)
+XNOR_OPS = ("XnorConv", "XnorGemm", "BitSerialConv", "BitSerialGemm", "ShiftConv", "ShiftGemm")  # (x, w, scale, bias)
 
 
 def _per_channel(c: np.ndarray | None, m: int, conv: bool) -> np.ndarray | None:

@@ -1,8 +1,8 @@
 """Move activation quantizers after shape-only ops: Flatten(Quant(x)) -> Quant(Flatten(x)).
 
-An elementwise quantizer (BipolarQuant, Quant, IntQuant) with scalar parameters commutes with Flatten / Reshape, and afterwards the
-dense layer reading the flattened activations sees a BipolarQuant directly in front of it, which
-is the pattern the binary lowering rules match.
+An elementwise quantizer (BipolarQuant, Quant, IntQuant with scalar parameters; qcompile::Pow2Quant)
+commutes with Flatten / Reshape, and afterwards the dense layer reading the flattened activations
+sees its quantizer directly in front of it, which is the pattern the lowering rules match.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter._basics import MatchResult
 
-from qcompile.passes._consts import QONNX_DOMAIN, const_array
+from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, const_array
 
 
 class QuantizerAfterShapeOp(pattern.RewriteRuleClassBase):
@@ -37,6 +37,23 @@ class QuantizerAfterShapeOp(pattern.RewriteRuleClassBase):
                                           **dict(quant.attributes.items()))
 
 
+class Pow2QuantAfterShapeOp(pattern.RewriteRuleClassBase):
+    """Flatten(Pow2Quant(x)) -> Pow2Quant(Flatten(x)); Pow2Quant has no parameter inputs."""
+
+    def __init__(self, shape_op: str):
+        super().__init__(name=f"Pow2QuantAfter{shape_op}")
+        self.shape_op = shape_op
+
+    def pattern(self, op, x):
+        q = op.Pow2Quant(x, _domain=QCOMPILE_DOMAIN, _allow_other_attributes=True, _outputs=["q"])
+        return getattr(op, self.shape_op)(q, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["out"])
+
+    def rewrite(self, op, x, q, out, **_):
+        node, quant = out.producer(), q.producer()
+        reshaped = getattr(op, self.shape_op)(x, *node.inputs[1:], **dict(node.attributes.items()))
+        return op.Pow2Quant(reshaped, _domain=QCOMPILE_DOMAIN, **dict(quant.attributes.items()))
+
+
 def hoist_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet(
         [
@@ -44,4 +61,5 @@ def hoist_rules() -> pattern.RewriteRuleSet:
             for quant in ("BipolarQuant", "Quant", "IntQuant")
             for shape in ("Flatten", "Reshape")
         ]
+        + [Pow2QuantAfterShapeOp.rule(shape) for shape in ("Flatten", "Reshape")]
     )

@@ -17,7 +17,7 @@ from onnxscript.rewriter._basics import MatchResult
 
 from qcompile.analysis import analyze_layer, conv_attrs
 from qcompile.ops.packing import pack_conv_weights, pack_dense_weights
-from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, int_attr, float_attr
+from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr
 
 LAYER_KEY = "qcompile.layer"  # node metadata: which reference layer a compiled node stands for
 FOLDED_KEY = "qcompile.folded"  # node metadata: ops folded into its output transform

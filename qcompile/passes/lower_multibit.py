@@ -12,32 +12,17 @@ Runs before weight quantizers are folded: the weight Quant node carries the inte
 from __future__ import annotations
 
 import numpy as np
-import onnx_ir as ir
 from onnxscript.rewriter import pattern
-from onnxscript.rewriter._basics import MatchResult
 
 from qcompile.analysis import activation_operand, analyze_layer, conv_attrs, weight_operand
 from qcompile.ops.bitserial import pack_weight_planes
-from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr
-from qcompile.passes.lower_binary import _f32, _tag
+from qcompile.passes._consts import QCOMPILE_DOMAIN
+from qcompile.passes._layer_rule import LayerLoweringRule, output_scale_bias
 
 
-class MultiBitToBitSerial(pattern.RewriteRuleClassBase):
+class MultiBitToBitSerial(LayerLoweringRule):
     def __init__(self, op_type: str):
-        super().__init__(name=f"MultiBit{op_type}ToBitSerial")
-        self.op_type = op_type
-        self.target = "BitSerialConv" if op_type == "Conv" else "BitSerialGemm"
-
-    def pattern(self, op, x, w):
-        layer_op = getattr(op, self.op_type)
-        return layer_op(x, w, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["out"])
-
-    def check(self, context, x, w, out, **_) -> MatchResult:
-        result = MatchResult()
-        layer = analyze_layer(out.producer())
-        if layer.target != self.target:
-            return result.fail(f"{layer.name}: {layer.reason or 'lowers to ' + str(layer.target)}")
-        return result
+        super().__init__(f"MultiBit{op_type}ToBitSerial", op_type, "BitSerialConv" if op_type == "Conv" else "BitSerialGemm")
 
     def rewrite(self, op, x, w, out, **_):
         node = out.producer()
@@ -47,36 +32,18 @@ class MultiBitToBitSerial(pattern.RewriteRuleClassBase):
         m = wop.codes.shape[0]
         signed_planes = wop.offset == 0 and wop.coeffs[-1] < 0
         packed_w = pack_weight_planes(wop.codes, wop.planes, signed_planes)
-        scale = (wop.scale * np.float32(act.scale)).astype(np.float32)
+        scale, bias = output_scale_bias(node, (wop.scale * np.float32(act.scale)).astype(np.float32), m)
         plane_attrs = dict(act_coeffs=act.coeffs, weight_coeffs=wop.coeffs, weight_offset=int(wop.offset))
         if self.op_type == "Conv":
             attrs = conv_attrs(node, layer.kernel)
-            bias = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
-            bias = np.zeros(m, np.float32) if bias is None else bias
             packed = op.QuantizePack(layer.input.quant_node.inputs[0], group=attrs["group"], _domain=QCOMPILE_DOMAIN,
                                      **act.quant)
             extra = dict(in_channels=int(wop.codes.shape[1] * attrs["group"]), **attrs)
         else:
-            bias = np.zeros(m, np.float32)
-            if node.op_type == "Gemm":
-                scale = (scale * np.float32(float_attr(node, "alpha", 1.0))).astype(np.float32)
-                if len(node.inputs) > 2 and node.inputs[2] is not None:
-                    c = const_array(node.inputs[2]).reshape(-1) * np.float32(float_attr(node, "beta", 1.0))
-                    bias = np.broadcast_to(c, (m,))
             packed = op.QuantizePack(layer.input.quant_node.inputs[0], _domain=QCOMPILE_DOMAIN, **act.quant)
             extra = dict(in_features=int(wop.codes.shape[1]))
         packed.producer().name = f"{layer.name}/pack"
-        y = getattr(op, self.target)(
-            packed,
-            op.initializer(ir.tensor(packed_w), f"{layer.name}/w_planes"),
-            _f32(op, scale, f"{layer.name}/scale"),
-            _f32(op, bias, f"{layer.name}/bias"),
-            _domain=QCOMPILE_DOMAIN,
-            **plane_attrs,
-            **extra,
-        )
-        return _tag(y, layer.name)
-
+        return self.emit(op, packed, packed_w, scale, bias, layer.name, **plane_attrs, **extra)
 
 def multibit_lowering_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([MultiBitToBitSerial.rule(op) for op in ("Conv", "Gemm", "MatMul")])

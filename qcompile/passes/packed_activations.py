@@ -28,7 +28,14 @@ from fractions import Fraction
 import numpy as np
 import onnx_ir as ir
 
-from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr, ints_attr, str_attr
+from qcompile.passes._consts import (
+    QCOMPILE_DOMAIN,
+    const_array,
+    float_attr,
+    int_attr,
+    ints_attr,
+    str_attr,
+)
 from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

@@ -13,6 +13,7 @@ from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import hoist_rules
 from qcompile.passes.lower_binary import binary_lowering_rules
 from qcompile.passes.lower_multibit import multibit_lowering_rules
+from qcompile.passes.lower_shift import shift_lowering_rules
 from qcompile.passes.packed_activations import PackActivationsPass
 from qcompile.passes.qcdq import qcdq_rules
 from qcompile.passes.rewrite import RewriteRulesPass
@@ -41,6 +42,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             # 3. Multi-bit layers become BitSerialConv / BitSerialGemm. Before weight quantizers are
             #    folded: the weight Quant node carries the integer grid (scale, zero point, bits).
             RewriteRulesPass("lower-multibit-layers", multibit_lowering_rules),
+            #    Power-of-two weights (and Pow2Quant inputs) become ShiftConv / ShiftGemm; the
+            #    rule reads the quantized values, so weight quantizers may be folded or not.
+            RewriteRulesPass("lower-shift-layers", shift_lowering_rules),
             # 4. Weight quantizers become plain constants holding the exact quantized values; the
             #    lowering rules classify layers by those values (binary = +-alpha per channel).
             FoldWeightQuantizersPass(),

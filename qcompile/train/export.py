@@ -7,10 +7,11 @@
 * Activations: binary → ``Clip(−1, 1)`` then ``BipolarQuant(x, 1.0)``; AQE 2-bit (Δ = ½) →
   ``Clip`` then ``Quant(x, 1, 0, 2, signed=1, narrow=1)``; DoReFa → ``Clip(0, 1)`` then
   ``Quant(x, 1/(2^k−1), 0, k, signed=0)``; BCGD → ``Quant(x, α, 0, b, signed=0,
-  rounding_mode="CEIL")``. AQE ≥3-bit (powers of two; also a ternary Δ ≠ ½) has no exact QONNX
-  form and is written as standard ops computing exactly what the eval-mode module computes:
-  ``sign_pm1(x) · Σ_k c_k·Cast(|x| ≥ t_k)`` (Abs, GreaterOrEqual, Cast, Mul, Add, Where; every
-  partial sum is an exact power-of-two sum, so there is no rounding to differ).
+  rounding_mode="CEIL")``. AQE ≥3-bit (powers of two) has no QONNX form: it is written as
+  ``qcompile::Pow2Quant(x; thresholds)`` (custom_ops/SPEC.md), which the op library runs and
+  the compiler lowers with the following layer to ShiftConv/ShiftGemm. A ternary Δ ≠ ½ is
+  written as standard ops computing exactly what the eval-mode module computes
+  (Abs, GreaterOrEqual, Cast, Mul, Add, Where; exact power-of-two sums, no rounding).
 * Everything else is standard ONNX (opset 17): Conv, BatchNormalization (eval form), MaxPool,
   Clip, Gemm, Add, GlobalAveragePool, Flatten. Input "input", output "logits", dynamic batch.
 
@@ -30,14 +31,14 @@ from typing import Any
 import onnx
 import torch
 from onnx import numpy_helper
-
-from ..fileio import atomic_path
 from torch import Tensor, nn
 
+from ..fileio import atomic_path
 from .layers import QuantConv2d, QuantLinear
-from .quantizers import ActQuantizer, aqe_h, qonnx_quant, sign_pm1
+from .quantizers import ActQuantizer, aqe_h, pow2_h, pow2_thresholds, qonnx_quant, sign_pm1
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
+QCOMPILE_DOMAIN = "qcompile"
 OPSET = 17
 
 
@@ -67,6 +68,19 @@ class QuantFn(torch.autograd.Function):
         bw = g.op("Constant", value_t=torch.tensor(float(bits), dtype=torch.float32))
         return g.op(f"{QONNX_DOMAIN}::Quant", x, scale, zp, bw, signed_i=int(signed),
                     narrow_i=int(narrow), rounding_mode_s=rounding_mode).setType(x.type())
+
+
+class Pow2QuantFn(torch.autograd.Function):
+    """qcompile::Pow2Quant: AQE's power-of-two h, given by its ascending |x| thresholds."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bits: int, zero_threshold: str) -> Tensor:  # noqa: D102
+        return pow2_h(x, bits, zero_threshold)
+
+    @staticmethod
+    def symbolic(g, x, bits, zero_threshold):  # noqa: D102
+        return g.op(f"{QCOMPILE_DOMAIN}::Pow2Quant", x,
+                    thresholds_f=pow2_thresholds(bits, zero_threshold)).setType(x.type())
 
 
 class GemmFn(torch.autograd.Function):
@@ -117,6 +131,8 @@ class _ExportAct(nn.Module):
             # |y| ≤ ½ → 0 else ±1 is round-half-even of y on [−1, 1]: Quant reproduces it,
             # ties included (round(±0.5) = ±0).
             return QuantFn.apply(y, self.scale, 0.0, 2, 1, 1, "ROUND")
+        if self.bits >= 3:
+            return Pow2QuantFn.apply(y, self.bits, aq.zero_threshold)
         return aqe_h(y, self.bits, aq.act_delta, aq.zero_threshold)
 
 
@@ -195,7 +211,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, in_shape: tuple[int, 
             torch.onnx.export(m, (dummy,), tmp, dynamo=False, opset_version=OPSET,
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              custom_opsets={QONNX_DOMAIN: 1}, do_constant_folding=True)
+                              custom_opsets={QONNX_DOMAIN: 1, QCOMPILE_DOMAIN: 1}, do_constant_folding=True)
         proto = onnx.load(tmp)
         _constants_to_initializers(proto)
         proto.producer_name = "qcompile.train"

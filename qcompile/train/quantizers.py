@@ -123,16 +123,26 @@ def pow2_h(x: Tensor, bits: int, zero_threshold: str = "log") -> Tensor:
     q, _ = pow2_levels(bits)
     a = x.abs()
     smallest = 2.0 ** -(q - 1)
-    if zero_threshold == "log":
-        t_zero = 2.0 ** -(q - 0.5)
-    elif zero_threshold == "linear":
-        t_zero = smallest / 2
-    else:
-        raise ValueError(f"expected zero_threshold 'log' or 'linear', got {zero_threshold!r}")
+    t_zero = pow2_thresholds(bits, zero_threshold)[0]
     mag = (a >= _f32(t_zero, x)).to(x.dtype) * smallest
     for p in range(q - 1):  # step from 2^-(p+1) up to 2^-p at 2^-(p+1/2)
         mag = mag + (a >= _f32(2.0 ** -(p + 0.5), x)).to(x.dtype) * (2.0**-p - 2.0 ** -(p + 1))
     return mag * sign_pm1(x)
+
+
+def pow2_thresholds(bits: int, zero_threshold: str = "log") -> list[float]:
+    """pow2_h's |x| thresholds, ascending: 0 → 2^-(q-1), then 2^-(p+1) → 2^-p for p = q-2 … 0.
+
+    The same list is qcompile::Pow2Quant's ``thresholds`` attribute (custom_ops/SPEC.md).
+    """
+    q, _ = pow2_levels(bits)
+    if zero_threshold == "log":
+        t_zero = 2.0 ** -(q - 0.5)
+    elif zero_threshold == "linear":
+        t_zero = 2.0 ** -(q - 1) / 2
+    else:
+        raise ValueError(f"expected zero_threshold 'log' or 'linear', got {zero_threshold!r}")
+    return [t_zero] + [2.0 ** -(p + 0.5) for p in range(q - 2, -1, -1)]
 
 
 def _f32(v: float, like: Tensor) -> Tensor:

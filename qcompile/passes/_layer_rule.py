@@ -1,0 +1,59 @@
+"""The shared half of the multi-bit and SHIFT lowering rules: match one Conv / Gemm / MatMul and let
+analysis.analyze_layer decide (so the compile table and the rule always agree)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import pattern
+from onnxscript.rewriter._basics import MatchResult
+
+from qcompile.analysis import analyze_layer
+from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr
+from qcompile.passes.lower_binary import _f32, _tag
+
+
+class LayerLoweringRule(pattern.RewriteRuleClassBase):
+    """Fires on a layer of ``op_type`` whose analysis target is ``target``; subclasses rewrite."""
+
+    def __init__(self, name: str, op_type: str, target: str):
+        super().__init__(name=name)
+        self.op_type = op_type
+        self.target = target
+
+    def pattern(self, op, x, w):
+        layer_op = getattr(op, self.op_type)
+        return layer_op(x, w, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["out"])
+
+    def check(self, context, x, w, out, **_) -> MatchResult:
+        result = MatchResult()
+        layer = analyze_layer(out.producer())
+        if layer.target != self.target:
+            return result.fail(f"{layer.name}: {layer.reason or 'lowers to ' + str(layer.target)}")
+        return result
+
+    def emit(self, op, x, weights: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer_name: str, **attrs):
+        """The target op on (x, packed weights, per-output scale, bias), tagged as the layer."""
+        y = getattr(op, self.target)(
+            x,
+            op.initializer(ir.tensor(weights), f"{layer_name}/w_packed"),
+            _f32(op, scale, f"{layer_name}/scale"),
+            _f32(op, bias, f"{layer_name}/bias"),
+            _domain=QCOMPILE_DOMAIN,
+            **attrs,
+        )
+        return _tag(y, layer_name)
+
+
+def output_scale_bias(node: ir.Node, scale: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The op's per-output scale and bias: a Conv's bias, or a Gemm's alpha and beta·C folded in."""
+    if node.op_type == "Conv":
+        bias = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+        return scale, np.zeros(m, np.float32) if bias is None else bias
+    bias = np.zeros(m, np.float32)
+    if node.op_type == "Gemm":
+        scale = (scale * np.float32(float_attr(node, "alpha", 1.0))).astype(np.float32)
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            c = const_array(node.inputs[2]).reshape(-1) * np.float32(float_attr(node, "beta", 1.0))
+            bias = np.broadcast_to(c, (m,))
+    return scale, bias
