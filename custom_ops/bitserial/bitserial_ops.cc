@@ -6,6 +6,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 namespace qcompile {
 namespace {
@@ -103,8 +107,8 @@ void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::
 inline float RoundHalfEven(float v) {
   constexpr float kTwo23 = 8388608.0f;
   const float a = std::fabs(v);
-  if (!(a < kTwo23)) return v;
-  return std::copysign((a + kTwo23) - kTwo23, v);
+  const float r = std::copysign((a + kTwo23) - kTwo23, v);
+  return a < kTwo23 ? r : v;  // a select, not a branch: QuantRow vectorises
 }
 
 template <int R>
@@ -113,6 +117,99 @@ inline float RoundMode(float v) {
   if (R == 1) return std::ceil(v);
   if (R == 2) return std::floor(v);
   return std::trunc(v);
+}
+
+struct QuantParams {
+  float sc, zp, qmin, qmax;
+  int32_t zpi, vmin, vmax;  // |zp| <= 65536, 1..16 planes: all fit int32
+};
+
+// code[i] = clamp(round(x[i] / sc + zp), qmin, qmax) - zp for n values, exactly Quant's float32
+// steps (one divide, one add, round, clamp); true if some value has no code (NaN, or outside
+// what the planes hold), whose code is then meaningless.
+template <int R>
+inline bool QuantRowScalar(const float* x, int64_t n, const QuantParams& qp, int32_t* code) {
+  const float sc = qp.sc, zp = qp.zp, qmin = qp.qmin, qmax = qp.qmax;
+  const int32_t zpi = qp.zpi, vmin = qp.vmin, vmax = qp.vmax;
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float q = RoundMode<R>(x[i] / sc + zp);
+    q = q < qmin ? qmin : (q > qmax ? qmax : q);
+    const bool nan = !(q == q);
+    const int32_t c = static_cast<int32_t>(nan ? 0.0f : q) - zpi;
+    bad |= static_cast<int>(nan) | static_cast<int>(c < vmin) | static_cast<int>(c > vmax);
+    code[i] = c;
+  }
+  return bad != 0;
+}
+
+template <int R>
+inline bool QuantRow(const float* x, int64_t n, const QuantParams& qp, int32_t* code) {
+#if defined(__SSE2__)
+  if constexpr (R == 0) {
+    // Four lanes of QuantRowScalar<0>: IEEE divide and add, RoundHalfEven's 2^23 trick and the
+    // clamp as selects, so every lane rounds exactly as the scalar code does.
+    const __m128 sc = _mm_set1_ps(qp.sc), zp = _mm_set1_ps(qp.zp);
+    const __m128 qmin = _mm_set1_ps(qp.qmin), qmax = _mm_set1_ps(qp.qmax);
+    const __m128 two23 = _mm_set1_ps(8388608.0f), sign = _mm_set1_ps(-0.0f);
+    const __m128i zpi = _mm_set1_epi32(qp.zpi);
+    const __m128i vmin = _mm_set1_epi32(qp.vmin), vmax = _mm_set1_epi32(qp.vmax);
+    auto select = [](__m128 m, __m128 a, __m128 b) {
+      return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b));
+    };
+    __m128i bad = _mm_setzero_si128();
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const __m128 v = _mm_add_ps(_mm_div_ps(_mm_loadu_ps(x + i), sc), zp);
+      const __m128 a = _mm_andnot_ps(sign, v);
+      const __m128 r = _mm_or_ps(_mm_sub_ps(_mm_add_ps(a, two23), two23), _mm_and_ps(v, sign));
+      __m128 q = select(_mm_cmplt_ps(a, two23), r, v);
+      q = select(_mm_cmplt_ps(q, qmin), qmin, select(_mm_cmpgt_ps(q, qmax), qmax, q));
+      const __m128 nan = _mm_cmpunord_ps(q, q);
+      const __m128i c = _mm_sub_epi32(_mm_cvttps_epi32(_mm_andnot_ps(nan, q)), zpi);
+      bad = _mm_or_si128(bad, _mm_castps_si128(nan));
+      bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmplt_epi32(c, vmin), _mm_cmpgt_epi32(c, vmax)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), c);
+    }
+    const bool any = _mm_movemask_epi8(bad) != 0;
+    return QuantRowScalar<R>(x + i, n - i, qp, code + i) || any;
+  }
+#endif
+  return QuantRowScalar<R>(x, n, qp, code);
+}
+
+// plane[w] |= bit p of code[w], shifted to `shift`, for w < n.
+inline void OrPlaneBits(const int32_t* code, int64_t n, int p, int shift, uint64_t* plane) {
+  int64_t w = 0;
+#if defined(__SSE2__)
+  const __m128i one = _mm_set1_epi32(1), zero = _mm_setzero_si128();
+  const __m128i cnt = _mm_cvtsi32_si128(shift);
+  for (; w + 4 <= n; w += 4) {
+    const __m128i b = _mm_and_si128(
+        _mm_srli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + w)), p), one);
+    __m128i* dst = reinterpret_cast<__m128i*>(plane + w);
+    _mm_storeu_si128(dst, _mm_or_si128(_mm_loadu_si128(dst),
+                                       _mm_sll_epi64(_mm_unpacklo_epi32(b, zero), cnt)));
+    _mm_storeu_si128(dst + 1, _mm_or_si128(_mm_loadu_si128(dst + 1),
+                                           _mm_sll_epi64(_mm_unpackhi_epi32(b, zero), cnt)));
+  }
+#endif
+  for (; w < n; ++w) plane[w] |= static_cast<uint64_t>((code[w] >> p) & 1) << shift;
+}
+
+// The first of n values (stride apart) with no code into *bad, unless one is already recorded.
+template <int R>
+inline void ReportRow(const float* x, int64_t n, int64_t stride, const QuantParams& qp,
+                      float* bad, char* has_bad) {
+  if (*has_bad) return;
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t c = 0;
+    if (QuantRow<R>(x + i * stride, 1, qp, &c)) {
+      *bad = x[i * stride];
+      *has_bad = 1;
+      return;
+    }
+  }
 }
 
 }  // namespace
@@ -212,43 +309,65 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     uint64_t* out = xs.size() == 2 ? y.Allocate({N, XW}) : y.Allocate({N, H, W, XW});
     if (N == 0 || H == 0 || W == 0) return;
     const float* in = x.Data();
-    const float sc = scale_, zp = zero_point_, qmin = qmin_, qmax = qmax_;
-    const int64_t zpi = zp_int_, vmin = v_min_, vmax = v_max_;
+    const QuantParams qp{scale_, zero_point_, qmin_, qmax_, static_cast<int32_t>(zp_int_),
+                         static_cast<int32_t>(v_min_), static_cast<int32_t>(v_max_)};
     const int rounding = rounding_;
     // Per row (n, h): the first value that cannot be encoded, reported after the loop.
     std::vector<float> bad(static_cast<size_t>(rows), 0.0f);
     std::vector<char> has_bad(static_cast<size_t>(rows), 0);
-    // One row (n, h) of every channel; the rounding mode is a template argument so the inner
-    // loop holds no dispatch, and plane bits are set without branches (real data makes the bit
-    // pattern unpredictable).
+    // One row (n, h) of every channel. Codes of a channel's W values come from a branch-free,
+    // vectorisable loop (QuantRow); their plane bits are ORed into plane-major scratch words
+    // [XW][W] (contiguous in w, vectorisable), transposed into the output at the end. A row with
+    // a value that has no code is redone value by value to report the first one.
     auto pack_row = [&](auto mode, size_t r) {
       constexpr int kMode = decltype(mode)::value;
       const int64_t n = static_cast<int64_t>(r) / H, h = static_cast<int64_t>(r) % H;
       uint64_t* o = out + (n * H + h) * W * XW;
-      std::memset(o, 0, static_cast<size_t>(W * XW) * sizeof(uint64_t));
+      thread_local std::vector<int32_t> codes;
+      thread_local std::vector<uint64_t> planes;
+      bool any_bad = false;
+      if (W == 1) {
+        // [N, K] (and 1x1 images): the row's channels are contiguous; one word at a time.
+        const float* xr = in + n * C * H + h;  // H == 1 here unless W == 1 < H
+        if (H == 1) {
+          if (codes.size() < static_cast<size_t>(C)) codes.resize(static_cast<size_t>(C));
+          any_bad = QuantRow<kMode>(xr, C, qp, codes.data());
+          for (int64_t g = 0; g < G; ++g)
+            for (int64_t k = 0; k < Wg; ++k) {
+              const int64_t c0 = g * Cg + k * kWordBits;
+              const int64_t nc = std::min<int64_t>(kWordBits, (g + 1) * Cg - c0);
+              const int32_t* cw = codes.data() + c0;
+              for (int64_t p = 0; p < P; ++p) {
+                uint64_t word = 0;
+                for (int64_t i = 0; i < nc; ++i)
+                  word |= static_cast<uint64_t>((cw[i] >> p) & 1) << i;
+                o[(g * P + p) * Wg + k] = word;
+              }
+            }
+          if (any_bad) ReportRow<kMode>(xr, C, 1, qp, &bad[r], &has_bad[r]);
+          return;
+        }
+      }
+      if (codes.size() < static_cast<size_t>(W)) codes.resize(static_cast<size_t>(W));
+      if (planes.size() < static_cast<size_t>(XW * W)) planes.resize(static_cast<size_t>(XW * W));
+      std::memset(planes.data(), 0, static_cast<size_t>(XW * W) * sizeof(uint64_t));
       for (int64_t c = 0; c < C; ++c) {
         const int64_t g = c / Cg, cg = c % Cg;
         const int shift = static_cast<int>(cg % kWordBits);
         const float* xr = in + ((n * C + c) * H + h) * W;
-        uint64_t* base = o + g * P * Wg + cg / kWordBits;
-        for (int64_t w = 0; w < W; ++w) {
-          // Exactly Quant's float32 steps: one divide, one add, round, clamp.
-          float q = RoundMode<kMode>(xr[w] / sc + zp);
-          q = q < qmin ? qmin : (q > qmax ? qmax : q);
-          if (!(q == q)) {  // NaN input: no integer code
-            if (!has_bad[r]) bad[r] = xr[w], has_bad[r] = 1;
-            continue;
-          }
-          const int64_t code = static_cast<int64_t>(q) - zpi;
-          if (code < vmin || code > vmax) {
-            if (!has_bad[r]) bad[r] = xr[w], has_bad[r] = 1;
-            continue;
-          }
-          const uint64_t u = static_cast<uint64_t>(code < 0 ? code + (int64_t{1} << P) : code);
-          uint64_t* px = base + w * XW;
-          for (int64_t p = 0; p < P; ++p) px[p * Wg] |= ((u >> p) & 1u) << shift;
+        if (QuantRow<kMode>(xr, W, qp, codes.data())) {
+          any_bad = true;
+          ReportRow<kMode>(xr, W, 1, qp, &bad[r], &has_bad[r]);
         }
+        const int32_t* cd = codes.data();
+        for (int64_t p = 0; p < P; ++p)
+          OrPlaneBits(cd, W, static_cast<int>(p), shift,
+                      planes.data() + ((g * P + p) * Wg + cg / kWordBits) * W);
       }
+      if (any_bad) return;  // the op fails: the output is never read
+      const uint64_t* pl = planes.data();
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t j = 0; j < XW; ++j) o[w * XW + j] = pl[j * W + w];
     };
     ParallelFor(ctx, static_cast<size_t>(rows), [&](size_t r) {
       switch (rounding) {
@@ -261,7 +380,7 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     for (int64_t r = 0; r < rows; ++r)
       if (has_bad[r])
         Fail(label_, "input X ", ShapeStr(xs), ": value ", bad[r], " quantizes to a code outside [",
-             vmin, ", ", vmax, "] that ", P, " planes hold (or is NaN)");
+             v_min_, ", ", v_max_, "] that ", P, " planes hold (or is NaN)");
   });
 }
 
