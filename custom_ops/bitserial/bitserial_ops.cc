@@ -53,38 +53,124 @@ void PrepareWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v, int64
   cw->laid_out = PlaneMajorWeights(cw->src, ws[0], group, taps, Q, ws.back() / Q);
 }
 
-// Runs the variant's BitSerialConv kernel over (batch x group x 16-channel chunk x output row)
-// tasks on ORT's intra-op pool, after laying out X and W for it when it reads split operands.
-void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
-                  const ConstWeights* prepared) {
-  xnor::ConvGeometry& s = a.geo;
-  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
-  bitserial::BitSerialRowFn fn = v.bitserial;
-  std::vector<uint64_t> blocked, split;
-  std::vector<int64_t> x_step;
-  xnor::SplitLayout layout{};
-  if (v.bitserial_split) {
-    layout = xnor::MakeSplitLayout(s);
-    // Huge pads would make the padded copy huge: such calls take the POPCNT kernel.
-    if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
-        layout.steps > (int64_t{1} << 20)) {
-      fn = bitserial::bitserial_conv2d_u64__popcnt;
-    } else {
-      if (prepared) {
-        a.wb = prepared->laid_out.data();
-      } else {
-        blocked = PlaneMajorWeights(a.w, s.M, s.G, s.KH * s.KW, a.Q, s.Wg);
-        a.wb = blocked.data();
+// ---------------------------------------------------------------------------- tap concatenation
+// Small channel counts leave most of a word as pad bits (16 channels: 48 of 64). For stride-1,
+// dilation-1 convolutions on the split (AND) kernels, the KW taps of a kernel row are
+// concatenated into one bit vector of KW*Cg bits: activation pixel ow of the new image holds
+// the channels of input columns ow-pl .. ow-pl+KW-1 (zero outside the image), the weights of
+// (kh, kw) land at bit kw*Cg, and the convolution becomes KH x 1 with no horizontal padding
+// over ceil(KW*Cg/64) words instead of KW*ceil(Cg/64). AND of zero bits adds nothing, so D is
+// unchanged: only valid bits are moved (masked), and the path is taken only when W's pad bits
+// are zero and X's are too (else popcount(A & W) or weight_offset * popcount(A) could see them).
+
+bool TapConcatApplies(const xnor::ConvGeometry& s) {
+  return s.sw == 1 && s.dw == 1 && s.KW > 1 && Words(s.KW * s.Cg) < s.KW * s.Wg;
+}
+
+inline uint64_t ValidBits(int64_t Cg, int64_t k) {
+  const int64_t b = Cg - k * kWordBits;
+  return b >= kWordBits ? ~uint64_t{0} : (uint64_t{1} << b) - 1;
+}
+
+// dst (n words) |= word << off, across a word boundary when needed.
+inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
+  const int64_t i = off / kWordBits, sh = off % kWordBits;
+  dst[i] |= word << sh;
+  if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
+}
+
+xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s, int64_t P) {
+  xnor::ConvGeometry c = s;
+  c.W = s.OW;
+  c.pl = 0;
+  c.KW = 1;
+  c.Cg = s.KW * s.Cg;
+  c.Wg = Words(c.Cg);
+  c.XW = s.G * P * c.Wg;
+  return c;
+}
+
+// W [M, KH, KW, Q*Wg] -> [M, KH, 1, Q*Wg2]; false (out unusable) when W has a pad bit set.
+bool TapConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
+                      std::vector<uint64_t>* out) {
+  const int64_t Wg2 = Words(s.KW * s.Cg);
+  out->assign(static_cast<size_t>(s.M * s.KH * Q * Wg2), 0);
+  uint64_t pad = 0;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t q = 0; q < Q; ++q) {
+        uint64_t* dst = out->data() + ((m * s.KH + kh) * Q + q) * Wg2;
+        for (int64_t kw = 0; kw < s.KW; ++kw)
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = w[((m * s.KH + kh) * s.KW + kw) * Q * s.Wg + q * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
       }
-      x_step.resize(static_cast<size_t>(layout.steps));
-      xnor::SplitSteps(s, layout, x_step.data());
-      layout.x_step = x_step.data();
-      split.resize(static_cast<size_t>(layout.words));
-      xnor::SplitActivations(s, layout, a.x, split.data());
-      a.xs = split.data();
-      a.split = &layout;
+  return pad == 0;
+}
+
+// X [N, H, W, G*P*Wg] -> [N, H, OW, G*P*Wg2]; false (out unusable) when X has a pad bit set.
+bool TapConcatActivations(const xnor::ConvGeometry& s, int64_t P, const uint64_t* x,
+                          std::vector<uint64_t>* out) {
+  const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = s.G * P * Wg2;
+  out->assign(static_cast<size_t>(s.N * s.H * s.OW * XW2), 0);
+  uint64_t pad = 0;
+  for (int64_t nh = 0; nh < s.N * s.H; ++nh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      uint64_t* dst = out->data() + (nh * s.OW + ow) * XW2;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = ow - s.pl + kw;
+        if (iw < 0 || iw >= s.W) continue;
+        const uint64_t* src = x + (nh * s.W + iw) * s.XW;
+        for (int64_t gp = 0; gp < s.G * P; ++gp)
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = src[gp * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            OrBitsAt(dst + gp * Wg2, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
+      }
     }
-  }
+  // Columns never read by any window (iw outside every ow's taps) are not checked; their pad
+  // bits do not reach D in the direct kernels either.
+  return pad == 0;
+}
+
+// Constant W in the tap-concatenated, plane-major, nibble-blocked layout (for BitSerialConv on
+// variants with bitserial_split), when the convolution qualifies and W has no pad bit set.
+void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v,
+                             const ConvAttrs& at, int64_t Q, ConstWeights* cw) {
+  if (!v || !v->bitserial_split) return;
+  int is_constant = 0;
+  Ort::ConstValue w = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
+  if (!is_constant) return;
+  Ort::TensorTypeAndShapeInfo ti = w.GetTensorTypeAndShapeInfo();
+  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
+  std::vector<int64_t> ws = ti.GetShape();
+  xnor::ConvGeometry s{};
+  s.G = at.group;
+  s.Cg = at.in_channels / at.group;
+  s.Wg = Words(s.Cg);
+  s.KH = at.kernel_shape[0];
+  s.KW = at.kernel_shape[1];
+  s.sw = at.strides[1];
+  s.dw = at.dilations[1];
+  if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
+      ws[3] != Q * s.Wg || !TapConcatApplies(s))
+    return;
+  s.M = ws[0];
+  std::vector<uint64_t> w2;
+  if (!TapConcatWeights(s, Q, w.GetTensorData<uint64_t>(), &w2)) return;
+  cw->src = w.GetTensorData<uint64_t>();
+  cw->shape = ws;
+  cw->laid_out = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, Q, Words(s.KW * s.Cg));
+}
+
+// Runs `fn` over (batch x group x 16-channel chunk x output row) tasks on ORT's intra-op pool.
+void RunTasks(OrtKernelContext* ctx, bitserial::BitSerialRowFn fn, const bitserial::BitSerialArgs& a) {
+  const xnor::ConvGeometry& s = a.geo;
   const int64_t chunks = (s.blocks_per_group + kChunkBlocks - 1) / kChunkBlocks;
   ParallelFor(ctx, static_cast<size_t>(s.N * s.G * chunks * s.OH), [&](size_t i) {
     int64_t t = static_cast<int64_t>(i);
@@ -98,6 +184,61 @@ void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::
     const int64_t m1 = std::min(m0 + kChunkBlocks * xnor::kBlockM, (g + 1) * s.Mg);
     fn(a, n, m0, m1, oh);
   });
+}
+
+// The split kernel on a.x with weights `wb` (plane-major, nibble-blocked; laid out here from
+// a.w when null); false, having run nothing, when the padded split copy would be huge.
+bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
+              const uint64_t* wb) {
+  const xnor::ConvGeometry& s = a.geo;
+  xnor::SplitLayout layout = xnor::MakeSplitLayout(s);
+  // Huge pads would make the padded copy huge: such calls take the POPCNT kernel.
+  if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
+      layout.steps > (int64_t{1} << 20))
+    return false;
+  std::vector<uint64_t> blocked, split;
+  if (!wb) {
+    blocked = PlaneMajorWeights(a.w, s.M, s.G, s.KH * s.KW, a.Q, s.Wg);
+    wb = blocked.data();
+  }
+  a.wb = wb;
+  std::vector<int64_t> x_step(static_cast<size_t>(layout.steps));
+  xnor::SplitSteps(s, layout, x_step.data());
+  layout.x_step = x_step.data();
+  split.resize(static_cast<size_t>(layout.words));
+  xnor::SplitActivations(s, layout, a.x, split.data());
+  a.xs = split.data();
+  a.split = &layout;
+  RunTasks(ctx, v.bitserial, a);
+  return true;
+}
+
+// Runs the variant's BitSerialConv kernel, after laying out X and W for it when it reads split
+// operands (tap-concatenated when that applies: `concat` holds W so laid out when constant).
+void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
+                  const ConstWeights* prepared, const ConstWeights* concat = nullptr) {
+  xnor::ConvGeometry& s = a.geo;
+  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+  if (v.bitserial_split) {
+    if (TapConcatApplies(s)) {
+      std::vector<uint64_t> w2, w2_blocked, x2;
+      const uint64_t* wb = concat ? concat->laid_out.data() : nullptr;
+      if (!wb && TapConcatWeights(s, a.Q, a.w, &w2)) {
+        w2_blocked = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, a.Q, Words(s.KW * s.Cg));
+        wb = w2_blocked.data();
+      }
+      if (wb && TapConcatActivations(s, a.P, a.x, &x2)) {
+        bitserial::BitSerialArgs c = a;
+        c.geo = TapConcatGeometry(s, a.P);
+        c.x = x2.data();
+        if (RunSplit(ctx, v, c, wb)) return;
+      }
+    }
+    if (RunSplit(ctx, v, a, prepared ? prepared->laid_out.data() : nullptr)) return;
+    RunTasks(ctx, bitserial::bitserial_conv2d_u64__popcnt, a);
+    return;
+  }
+  RunTasks(ctx, v.bitserial, a);
 }
 
 // Round half to even without a libm call (std::nearbyint is one on baseline x86-64, ~10 ns):
@@ -437,6 +578,8 @@ BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) n
     variant_ = PickVariant(label_, &init_error_);
     PrepareWeights(info, variant_, attrs_.group,
                    static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_);
+    PrepareTapConcatWeights(info, variant_, attrs_,
+                            static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_concat_);
   });
 }
 
@@ -465,7 +608,8 @@ Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     a.scale = scale.Data();
     a.bias = bias.Data();
     a.y = out;
-    RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws));
+    RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws),
+                 const_w_concat_.Get(w.Data(), ws));
   });
 }
 
