@@ -287,24 +287,41 @@ inline bool QuantRowScalar(const float* x, int64_t n, const QuantParams& qp, int
 template <int R>
 inline bool QuantRow(const float* x, int64_t n, const QuantParams& qp, int32_t* code) {
 #if defined(__SSE2__)
-  if constexpr (R == 0) {
-    // Four lanes of QuantRowScalar<0>: IEEE divide and add, RoundHalfEven's 2^23 trick and the
-    // clamp as selects, so every lane rounds exactly as the scalar code does.
+  {
+    // Four lanes of QuantRowScalar<R>: IEEE divide and add, the rounding (below) and the clamp
+    // as selects, so every lane rounds exactly as the scalar code does.
     const __m128 sc = _mm_set1_ps(qp.sc), zp = _mm_set1_ps(qp.zp);
     const __m128 qmin = _mm_set1_ps(qp.qmin), qmax = _mm_set1_ps(qp.qmax);
     const __m128 two23 = _mm_set1_ps(8388608.0f), sign = _mm_set1_ps(-0.0f);
+    const __m128 one = _mm_set1_ps(1.0f);
     const __m128i zpi = _mm_set1_epi32(qp.zpi);
     const __m128i vmin = _mm_set1_epi32(qp.vmin), vmax = _mm_set1_epi32(qp.vmax);
     auto select = [](__m128 m, __m128 a, __m128 b) {
       return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b));
     };
+    // |v| >= 2^23 is already an integer and NaN passes through (as RoundMode); below that:
+    // R 0: RoundHalfEven's 2^23 trick; R 3: truncation through int32 (exact for |v| < 2^23),
+    // R 1 / 2: that truncation plus / minus 1 where it fell below / above v; the sign of v is
+    // kept (so zeros come out signed as std::trunc / ceil / floor give them).
+    auto round = [&](__m128 v) {
+      const __m128 a = _mm_andnot_ps(sign, v);
+      __m128 r;
+      if (R == 0) {
+        r = _mm_sub_ps(_mm_add_ps(a, two23), two23);
+      } else {
+        const __m128 t = _mm_cvtepi32_ps(_mm_cvttps_epi32(v));
+        __m128 u = t;
+        if (R == 1) u = select(_mm_cmplt_ps(t, v), _mm_add_ps(t, one), t);
+        if (R == 2) u = select(_mm_cmpgt_ps(t, v), _mm_sub_ps(t, one), t);
+        r = _mm_andnot_ps(sign, u);  // |u|; u is 0 or has v's sign
+      }
+      r = _mm_or_ps(r, _mm_and_ps(v, sign));
+      return select(_mm_cmplt_ps(a, two23), r, v);
+    };
     __m128i bad = _mm_setzero_si128();
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
-      const __m128 v = _mm_add_ps(_mm_div_ps(_mm_loadu_ps(x + i), sc), zp);
-      const __m128 a = _mm_andnot_ps(sign, v);
-      const __m128 r = _mm_or_ps(_mm_sub_ps(_mm_add_ps(a, two23), two23), _mm_and_ps(v, sign));
-      __m128 q = select(_mm_cmplt_ps(a, two23), r, v);
+      __m128 q = round(_mm_add_ps(_mm_div_ps(_mm_loadu_ps(x + i), sc), zp));
       q = select(_mm_cmplt_ps(q, qmin), qmin, select(_mm_cmpgt_ps(q, qmax), qmax, q));
       const __m128 nan = _mm_cmpunord_ps(q, q);
       const __m128i c = _mm_sub_epi32(_mm_cvttps_epi32(_mm_andnot_ps(nan, q)), zpi);
