@@ -244,3 +244,50 @@ def test_bitserial_conv_precision_grid(aprec, wprec, variant):
     """Every activation x weight precision pair, on two geometries (padded and strided/grouped)."""
     for geom in (CONV_GEOMS[1], CONV_GEOMS[2]):
         test_bitserial_conv(aprec, wprec, geom, 1, variant)
+
+
+# Stride-1 convolutions with few channels per group, where the split kernels concatenate the
+# KW taps of a kernel row into one bit vector (bitserial_ops.cc, "tap concatenation"): words
+# shared by taps, vectors crossing word boundaries, groups, asymmetric pads, batches.
+TAP_CONCAT_GEOMS = [
+    # C, M, (H, W), (KH, KW), stride, dilation, pads, group, batch
+    (16, 16, (9, 10), (3, 3), 1, 1, (1, 1, 1, 1), 1, 1),
+    (32, 12, (6, 7), (3, 3), 1, 1, (1, 1, 1, 1), 1, 2),
+    (21, 9, (5, 6), (3, 3), 1, 1, (0, 2, 1, 0), 1, 1),
+    (22, 8, (5, 6), (2, 3), 1, 1, (1, 0, 0, 2), 1, 1),
+    (48, 10, (4, 9), (3, 2), 1, 1, (1, 1, 1, 1), 2, 1),
+    (40, 17, (3, 5), (1, 3), 1, 1, (0, 1, 0, 1), 1, 1),
+]
+
+
+@pytest.mark.parametrize("aprec,wprec", PRECISIONS, ids=lambda p: f"{p[0]}{p[1]}")
+@pytest.mark.parametrize("geom", TAP_CONCAT_GEOMS, ids=lambda g: f"C{g[0]}-k{g[3][0]}x{g[3][1]}-g{g[7]}")
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_bitserial_conv_tap_concat(aprec, wprec, geom, variant):
+    test_bitserial_conv(aprec, wprec, geom, 1, variant)
+
+
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_bitserial_conv_pad_bits(variant):
+    """Pad bits set in X or W: every variant (tap-concatenated or not) gives the same result as
+    the plain POPCNT kernel, which ANDs whole words."""
+    c, m, h, w, g = 16, 8, 6, 7, 1
+    rng = np.random.default_rng(5)
+    acts = _operands(rng, (1, c, h, w), 2, False)
+    xp = bitserial.quantize_pack(acts.astype(np.float32), scale=1.0, bitwidth=2, group=g)
+    geo = dict(in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=g)
+    scale = rng.uniform(-1, 1, m).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    junk = np.uint64(0xFFFF_0000_0000_0000)
+    for wprec in [(1, "binary"), (2, True)]:  # weight_offset 1 and 0
+        _, wp, wcoeffs, woff = _weights(rng, (m, c, 3, 3), wprec)
+        planes = dict(act_coeffs=[1, 2], weight_coeffs=wcoeffs, weight_offset=woff)
+        for xj, wj in [(xp | junk, wp), (xp, wp | junk), (xp | junk, wp | junk)]:
+            feeds = {"X": xj, "W": wj, "scale": scale, "bias": bias}
+            (want,) = _session("BitSerialConv", TYPES4, F32, 1, "portable", **geo, **planes).run(None, feeds)
+            (y,) = _session("BitSerialConv", TYPES4, F32, 1, variant, **geo, **planes).run(None, feeds)
+            assert bits_equal(y, want)
+            w_init = [onnx.numpy_helper.from_array(wj, "W")]
+            sess_c = _session("BitSerialConv", TYPES4, F32, 1, variant, w_init, **geo, **planes)
+            (y,) = sess_c.run(None, {k: v for k, v in feeds.items() if k != "W"})
+            assert bits_equal(y, want)

@@ -6,6 +6,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 namespace qcompile {
 namespace {
@@ -49,38 +53,124 @@ void PrepareWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v, int64
   cw->laid_out = PlaneMajorWeights(cw->src, ws[0], group, taps, Q, ws.back() / Q);
 }
 
-// Runs the variant's BitSerialConv kernel over (batch x group x 16-channel chunk x output row)
-// tasks on ORT's intra-op pool, after laying out X and W for it when it reads split operands.
-void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
-                  const ConstWeights* prepared) {
-  xnor::ConvGeometry& s = a.geo;
-  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
-  bitserial::BitSerialRowFn fn = v.bitserial;
-  std::vector<uint64_t> blocked, split;
-  std::vector<int64_t> x_step;
-  xnor::SplitLayout layout{};
-  if (v.bitserial_split) {
-    layout = xnor::MakeSplitLayout(s);
-    // Huge pads would make the padded copy huge: such calls take the POPCNT kernel.
-    if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
-        layout.steps > (int64_t{1} << 20)) {
-      fn = bitserial::bitserial_conv2d_u64__popcnt;
-    } else {
-      if (prepared) {
-        a.wb = prepared->laid_out.data();
-      } else {
-        blocked = PlaneMajorWeights(a.w, s.M, s.G, s.KH * s.KW, a.Q, s.Wg);
-        a.wb = blocked.data();
+// ---------------------------------------------------------------------------- tap concatenation
+// Small channel counts leave most of a word as pad bits (16 channels: 48 of 64). For stride-1,
+// dilation-1 convolutions on the split (AND) kernels, the KW taps of a kernel row are
+// concatenated into one bit vector of KW*Cg bits: activation pixel ow of the new image holds
+// the channels of input columns ow-pl .. ow-pl+KW-1 (zero outside the image), the weights of
+// (kh, kw) land at bit kw*Cg, and the convolution becomes KH x 1 with no horizontal padding
+// over ceil(KW*Cg/64) words instead of KW*ceil(Cg/64). AND of zero bits adds nothing, so D is
+// unchanged: only valid bits are moved (masked), and the path is taken only when W's pad bits
+// are zero and X's are too (else popcount(A & W) or weight_offset * popcount(A) could see them).
+
+bool TapConcatApplies(const xnor::ConvGeometry& s) {
+  return s.sw == 1 && s.dw == 1 && s.KW > 1 && Words(s.KW * s.Cg) < s.KW * s.Wg;
+}
+
+inline uint64_t ValidBits(int64_t Cg, int64_t k) {
+  const int64_t b = Cg - k * kWordBits;
+  return b >= kWordBits ? ~uint64_t{0} : (uint64_t{1} << b) - 1;
+}
+
+// dst (n words) |= word << off, across a word boundary when needed.
+inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
+  const int64_t i = off / kWordBits, sh = off % kWordBits;
+  dst[i] |= word << sh;
+  if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
+}
+
+xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s, int64_t P) {
+  xnor::ConvGeometry c = s;
+  c.W = s.OW;
+  c.pl = 0;
+  c.KW = 1;
+  c.Cg = s.KW * s.Cg;
+  c.Wg = Words(c.Cg);
+  c.XW = s.G * P * c.Wg;
+  return c;
+}
+
+// W [M, KH, KW, Q*Wg] -> [M, KH, 1, Q*Wg2]; false (out unusable) when W has a pad bit set.
+bool TapConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
+                      std::vector<uint64_t>* out) {
+  const int64_t Wg2 = Words(s.KW * s.Cg);
+  out->assign(static_cast<size_t>(s.M * s.KH * Q * Wg2), 0);
+  uint64_t pad = 0;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t q = 0; q < Q; ++q) {
+        uint64_t* dst = out->data() + ((m * s.KH + kh) * Q + q) * Wg2;
+        for (int64_t kw = 0; kw < s.KW; ++kw)
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = w[((m * s.KH + kh) * s.KW + kw) * Q * s.Wg + q * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
       }
-      x_step.resize(static_cast<size_t>(layout.steps));
-      xnor::SplitSteps(s, layout, x_step.data());
-      layout.x_step = x_step.data();
-      split.resize(static_cast<size_t>(layout.words));
-      xnor::SplitActivations(s, layout, a.x, split.data());
-      a.xs = split.data();
-      a.split = &layout;
+  return pad == 0;
+}
+
+// X [N, H, W, G*P*Wg] -> [N, H, OW, G*P*Wg2]; false (out unusable) when X has a pad bit set.
+bool TapConcatActivations(const xnor::ConvGeometry& s, int64_t P, const uint64_t* x,
+                          std::vector<uint64_t>* out) {
+  const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = s.G * P * Wg2;
+  out->assign(static_cast<size_t>(s.N * s.H * s.OW * XW2), 0);
+  uint64_t pad = 0;
+  for (int64_t nh = 0; nh < s.N * s.H; ++nh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      uint64_t* dst = out->data() + (nh * s.OW + ow) * XW2;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = ow - s.pl + kw;
+        if (iw < 0 || iw >= s.W) continue;
+        const uint64_t* src = x + (nh * s.W + iw) * s.XW;
+        for (int64_t gp = 0; gp < s.G * P; ++gp)
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = src[gp * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            OrBitsAt(dst + gp * Wg2, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
+      }
     }
-  }
+  // Columns never read by any window (iw outside every ow's taps) are not checked; their pad
+  // bits do not reach D in the direct kernels either.
+  return pad == 0;
+}
+
+// Constant W in the tap-concatenated, plane-major, nibble-blocked layout (for BitSerialConv on
+// variants with bitserial_split), when the convolution qualifies and W has no pad bit set.
+void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v,
+                             const ConvAttrs& at, int64_t Q, ConstWeights* cw) {
+  if (!v || !v->bitserial_split) return;
+  int is_constant = 0;
+  Ort::ConstValue w = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
+  if (!is_constant) return;
+  Ort::TensorTypeAndShapeInfo ti = w.GetTensorTypeAndShapeInfo();
+  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
+  std::vector<int64_t> ws = ti.GetShape();
+  xnor::ConvGeometry s{};
+  s.G = at.group;
+  s.Cg = at.in_channels / at.group;
+  s.Wg = Words(s.Cg);
+  s.KH = at.kernel_shape[0];
+  s.KW = at.kernel_shape[1];
+  s.sw = at.strides[1];
+  s.dw = at.dilations[1];
+  if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
+      ws[3] != Q * s.Wg || !TapConcatApplies(s))
+    return;
+  s.M = ws[0];
+  std::vector<uint64_t> w2;
+  if (!TapConcatWeights(s, Q, w.GetTensorData<uint64_t>(), &w2)) return;
+  cw->src = w.GetTensorData<uint64_t>();
+  cw->shape = ws;
+  cw->laid_out = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, Q, Words(s.KW * s.Cg));
+}
+
+// Runs `fn` over (batch x group x 16-channel chunk x output row) tasks on ORT's intra-op pool.
+void RunTasks(OrtKernelContext* ctx, bitserial::BitSerialRowFn fn, const bitserial::BitSerialArgs& a) {
+  const xnor::ConvGeometry& s = a.geo;
   const int64_t chunks = (s.blocks_per_group + kChunkBlocks - 1) / kChunkBlocks;
   ParallelFor(ctx, static_cast<size_t>(s.N * s.G * chunks * s.OH), [&](size_t i) {
     int64_t t = static_cast<int64_t>(i);
@@ -96,6 +186,61 @@ void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::
   });
 }
 
+// The split kernel on a.x with weights `wb` (plane-major, nibble-blocked; laid out here from
+// a.w when null); false, having run nothing, when the padded split copy would be huge.
+bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
+              const uint64_t* wb) {
+  const xnor::ConvGeometry& s = a.geo;
+  xnor::SplitLayout layout = xnor::MakeSplitLayout(s);
+  // Huge pads would make the padded copy huge: such calls take the POPCNT kernel.
+  if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
+      layout.steps > (int64_t{1} << 20))
+    return false;
+  std::vector<uint64_t> blocked, split;
+  if (!wb) {
+    blocked = PlaneMajorWeights(a.w, s.M, s.G, s.KH * s.KW, a.Q, s.Wg);
+    wb = blocked.data();
+  }
+  a.wb = wb;
+  std::vector<int64_t> x_step(static_cast<size_t>(layout.steps));
+  xnor::SplitSteps(s, layout, x_step.data());
+  layout.x_step = x_step.data();
+  split.resize(static_cast<size_t>(layout.words));
+  xnor::SplitActivations(s, layout, a.x, split.data());
+  a.xs = split.data();
+  a.split = &layout;
+  RunTasks(ctx, v.bitserial, a);
+  return true;
+}
+
+// Runs the variant's BitSerialConv kernel, after laying out X and W for it when it reads split
+// operands (tap-concatenated when that applies: `concat` holds W so laid out when constant).
+void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
+                  const ConstWeights* prepared, const ConstWeights* concat = nullptr) {
+  xnor::ConvGeometry& s = a.geo;
+  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+  if (v.bitserial_split) {
+    if (TapConcatApplies(s)) {
+      std::vector<uint64_t> w2, w2_blocked, x2;
+      const uint64_t* wb = concat ? concat->laid_out.data() : nullptr;
+      if (!wb && TapConcatWeights(s, a.Q, a.w, &w2)) {
+        w2_blocked = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, a.Q, Words(s.KW * s.Cg));
+        wb = w2_blocked.data();
+      }
+      if (wb && TapConcatActivations(s, a.P, a.x, &x2)) {
+        bitserial::BitSerialArgs c = a;
+        c.geo = TapConcatGeometry(s, a.P);
+        c.x = x2.data();
+        if (RunSplit(ctx, v, c, wb)) return;
+      }
+    }
+    if (RunSplit(ctx, v, a, prepared ? prepared->laid_out.data() : nullptr)) return;
+    RunTasks(ctx, bitserial::bitserial_conv2d_u64__popcnt, a);
+    return;
+  }
+  RunTasks(ctx, v.bitserial, a);
+}
+
 // Round half to even without a libm call (std::nearbyint is one on baseline x86-64, ~10 ns):
 // adding 2^23 moves |v| to where the float spacing is 1, so the addition itself rounds to the
 // nearest integer, ties to even (default rounding mode; -ffp-contract=off, no fast-math), and the
@@ -103,8 +248,8 @@ void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::
 inline float RoundHalfEven(float v) {
   constexpr float kTwo23 = 8388608.0f;
   const float a = std::fabs(v);
-  if (!(a < kTwo23)) return v;
-  return std::copysign((a + kTwo23) - kTwo23, v);
+  const float r = std::copysign((a + kTwo23) - kTwo23, v);
+  return a < kTwo23 ? r : v;  // a select, not a branch: QuantRow vectorises
 }
 
 template <int R>
@@ -113,6 +258,116 @@ inline float RoundMode(float v) {
   if (R == 1) return std::ceil(v);
   if (R == 2) return std::floor(v);
   return std::trunc(v);
+}
+
+struct QuantParams {
+  float sc, zp, qmin, qmax;
+  int32_t zpi, vmin, vmax;  // |zp| <= 65536, 1..16 planes: all fit int32
+};
+
+// code[i] = clamp(round(x[i] / sc + zp), qmin, qmax) - zp for n values, exactly Quant's float32
+// steps (one divide, one add, round, clamp); true if some value has no code (NaN, or outside
+// what the planes hold), whose code is then meaningless.
+template <int R>
+inline bool QuantRowScalar(const float* x, int64_t n, const QuantParams& qp, int32_t* code) {
+  const float sc = qp.sc, zp = qp.zp, qmin = qp.qmin, qmax = qp.qmax;
+  const int32_t zpi = qp.zpi, vmin = qp.vmin, vmax = qp.vmax;
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float q = RoundMode<R>(x[i] / sc + zp);
+    q = q < qmin ? qmin : (q > qmax ? qmax : q);
+    const bool nan = !(q == q);
+    const int32_t c = static_cast<int32_t>(nan ? 0.0f : q) - zpi;
+    bad |= static_cast<int>(nan) | static_cast<int>(c < vmin) | static_cast<int>(c > vmax);
+    code[i] = c;
+  }
+  return bad != 0;
+}
+
+template <int R>
+inline bool QuantRow(const float* x, int64_t n, const QuantParams& qp, int32_t* code) {
+#if defined(__SSE2__)
+  {
+    // Four lanes of QuantRowScalar<R>: IEEE divide and add, the rounding (below) and the clamp
+    // as selects, so every lane rounds exactly as the scalar code does.
+    const __m128 sc = _mm_set1_ps(qp.sc), zp = _mm_set1_ps(qp.zp);
+    const __m128 qmin = _mm_set1_ps(qp.qmin), qmax = _mm_set1_ps(qp.qmax);
+    const __m128 two23 = _mm_set1_ps(8388608.0f), sign = _mm_set1_ps(-0.0f);
+    const __m128 one = _mm_set1_ps(1.0f);
+    const __m128i zpi = _mm_set1_epi32(qp.zpi);
+    const __m128i vmin = _mm_set1_epi32(qp.vmin), vmax = _mm_set1_epi32(qp.vmax);
+    auto select = [](__m128 m, __m128 a, __m128 b) {
+      return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b));
+    };
+    // |v| >= 2^23 is already an integer and NaN passes through (as RoundMode); below that:
+    // R 0: RoundHalfEven's 2^23 trick; R 3: truncation through int32 (exact for |v| < 2^23),
+    // R 1 / 2: that truncation plus / minus 1 where it fell below / above v; the sign of v is
+    // kept (so zeros come out signed as std::trunc / ceil / floor give them).
+    auto round = [&](__m128 v) {
+      const __m128 a = _mm_andnot_ps(sign, v);
+      __m128 r;
+      if (R == 0) {
+        r = _mm_sub_ps(_mm_add_ps(a, two23), two23);
+      } else {
+        const __m128 t = _mm_cvtepi32_ps(_mm_cvttps_epi32(v));
+        __m128 u = t;
+        if (R == 1) u = select(_mm_cmplt_ps(t, v), _mm_add_ps(t, one), t);
+        if (R == 2) u = select(_mm_cmpgt_ps(t, v), _mm_sub_ps(t, one), t);
+        r = _mm_andnot_ps(sign, u);  // |u|; u is 0 or has v's sign
+      }
+      r = _mm_or_ps(r, _mm_and_ps(v, sign));
+      return select(_mm_cmplt_ps(a, two23), r, v);
+    };
+    __m128i bad = _mm_setzero_si128();
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      __m128 q = round(_mm_add_ps(_mm_div_ps(_mm_loadu_ps(x + i), sc), zp));
+      q = select(_mm_cmplt_ps(q, qmin), qmin, select(_mm_cmpgt_ps(q, qmax), qmax, q));
+      const __m128 nan = _mm_cmpunord_ps(q, q);
+      const __m128i c = _mm_sub_epi32(_mm_cvttps_epi32(_mm_andnot_ps(nan, q)), zpi);
+      bad = _mm_or_si128(bad, _mm_castps_si128(nan));
+      bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmplt_epi32(c, vmin), _mm_cmpgt_epi32(c, vmax)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), c);
+    }
+    const bool any = _mm_movemask_epi8(bad) != 0;
+    return QuantRowScalar<R>(x + i, n - i, qp, code + i) || any;
+  }
+#endif
+  return QuantRowScalar<R>(x, n, qp, code);
+}
+
+// plane[w] |= bit p of code[w], shifted to `shift`, for w < n.
+inline void OrPlaneBits(const int32_t* code, int64_t n, int p, int shift, uint64_t* plane) {
+  int64_t w = 0;
+#if defined(__SSE2__)
+  const __m128i one = _mm_set1_epi32(1), zero = _mm_setzero_si128();
+  const __m128i cnt = _mm_cvtsi32_si128(shift);
+  for (; w + 4 <= n; w += 4) {
+    const __m128i b = _mm_and_si128(
+        _mm_srli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + w)), p), one);
+    __m128i* dst = reinterpret_cast<__m128i*>(plane + w);
+    _mm_storeu_si128(dst, _mm_or_si128(_mm_loadu_si128(dst),
+                                       _mm_sll_epi64(_mm_unpacklo_epi32(b, zero), cnt)));
+    _mm_storeu_si128(dst + 1, _mm_or_si128(_mm_loadu_si128(dst + 1),
+                                           _mm_sll_epi64(_mm_unpackhi_epi32(b, zero), cnt)));
+  }
+#endif
+  for (; w < n; ++w) plane[w] |= static_cast<uint64_t>((code[w] >> p) & 1) << shift;
+}
+
+// The first of n values (stride apart) with no code into *bad, unless one is already recorded.
+template <int R>
+inline void ReportRow(const float* x, int64_t n, int64_t stride, const QuantParams& qp,
+                      float* bad, char* has_bad) {
+  if (*has_bad) return;
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t c = 0;
+    if (QuantRow<R>(x + i * stride, 1, qp, &c)) {
+      *bad = x[i * stride];
+      *has_bad = 1;
+      return;
+    }
+  }
 }
 
 }  // namespace
@@ -212,43 +467,65 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     uint64_t* out = xs.size() == 2 ? y.Allocate({N, XW}) : y.Allocate({N, H, W, XW});
     if (N == 0 || H == 0 || W == 0) return;
     const float* in = x.Data();
-    const float sc = scale_, zp = zero_point_, qmin = qmin_, qmax = qmax_;
-    const int64_t zpi = zp_int_, vmin = v_min_, vmax = v_max_;
+    const QuantParams qp{scale_, zero_point_, qmin_, qmax_, static_cast<int32_t>(zp_int_),
+                         static_cast<int32_t>(v_min_), static_cast<int32_t>(v_max_)};
     const int rounding = rounding_;
     // Per row (n, h): the first value that cannot be encoded, reported after the loop.
     std::vector<float> bad(static_cast<size_t>(rows), 0.0f);
     std::vector<char> has_bad(static_cast<size_t>(rows), 0);
-    // One row (n, h) of every channel; the rounding mode is a template argument so the inner
-    // loop holds no dispatch, and plane bits are set without branches (real data makes the bit
-    // pattern unpredictable).
+    // One row (n, h) of every channel. Codes of a channel's W values come from a branch-free,
+    // vectorisable loop (QuantRow); their plane bits are ORed into plane-major scratch words
+    // [XW][W] (contiguous in w, vectorisable), transposed into the output at the end. A row with
+    // a value that has no code is redone value by value to report the first one.
     auto pack_row = [&](auto mode, size_t r) {
       constexpr int kMode = decltype(mode)::value;
       const int64_t n = static_cast<int64_t>(r) / H, h = static_cast<int64_t>(r) % H;
       uint64_t* o = out + (n * H + h) * W * XW;
-      std::memset(o, 0, static_cast<size_t>(W * XW) * sizeof(uint64_t));
+      thread_local std::vector<int32_t> codes;
+      thread_local std::vector<uint64_t> planes;
+      bool any_bad = false;
+      if (W == 1) {
+        // [N, K] (and 1x1 images): the row's channels are contiguous; one word at a time.
+        const float* xr = in + n * C * H + h;  // H == 1 here unless W == 1 < H
+        if (H == 1) {
+          if (codes.size() < static_cast<size_t>(C)) codes.resize(static_cast<size_t>(C));
+          any_bad = QuantRow<kMode>(xr, C, qp, codes.data());
+          for (int64_t g = 0; g < G; ++g)
+            for (int64_t k = 0; k < Wg; ++k) {
+              const int64_t c0 = g * Cg + k * kWordBits;
+              const int64_t nc = std::min<int64_t>(kWordBits, (g + 1) * Cg - c0);
+              const int32_t* cw = codes.data() + c0;
+              for (int64_t p = 0; p < P; ++p) {
+                uint64_t word = 0;
+                for (int64_t i = 0; i < nc; ++i)
+                  word |= static_cast<uint64_t>((cw[i] >> p) & 1) << i;
+                o[(g * P + p) * Wg + k] = word;
+              }
+            }
+          if (any_bad) ReportRow<kMode>(xr, C, 1, qp, &bad[r], &has_bad[r]);
+          return;
+        }
+      }
+      if (codes.size() < static_cast<size_t>(W)) codes.resize(static_cast<size_t>(W));
+      if (planes.size() < static_cast<size_t>(XW * W)) planes.resize(static_cast<size_t>(XW * W));
+      std::memset(planes.data(), 0, static_cast<size_t>(XW * W) * sizeof(uint64_t));
       for (int64_t c = 0; c < C; ++c) {
         const int64_t g = c / Cg, cg = c % Cg;
         const int shift = static_cast<int>(cg % kWordBits);
         const float* xr = in + ((n * C + c) * H + h) * W;
-        uint64_t* base = o + g * P * Wg + cg / kWordBits;
-        for (int64_t w = 0; w < W; ++w) {
-          // Exactly Quant's float32 steps: one divide, one add, round, clamp.
-          float q = RoundMode<kMode>(xr[w] / sc + zp);
-          q = q < qmin ? qmin : (q > qmax ? qmax : q);
-          if (!(q == q)) {  // NaN input: no integer code
-            if (!has_bad[r]) bad[r] = xr[w], has_bad[r] = 1;
-            continue;
-          }
-          const int64_t code = static_cast<int64_t>(q) - zpi;
-          if (code < vmin || code > vmax) {
-            if (!has_bad[r]) bad[r] = xr[w], has_bad[r] = 1;
-            continue;
-          }
-          const uint64_t u = static_cast<uint64_t>(code < 0 ? code + (int64_t{1} << P) : code);
-          uint64_t* px = base + w * XW;
-          for (int64_t p = 0; p < P; ++p) px[p * Wg] |= ((u >> p) & 1u) << shift;
+        if (QuantRow<kMode>(xr, W, qp, codes.data())) {
+          any_bad = true;
+          ReportRow<kMode>(xr, W, 1, qp, &bad[r], &has_bad[r]);
         }
+        const int32_t* cd = codes.data();
+        for (int64_t p = 0; p < P; ++p)
+          OrPlaneBits(cd, W, static_cast<int>(p), shift,
+                      planes.data() + ((g * P + p) * Wg + cg / kWordBits) * W);
       }
+      if (any_bad) return;  // the op fails: the output is never read
+      const uint64_t* pl = planes.data();
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t j = 0; j < XW; ++j) o[w * XW + j] = pl[j * W + w];
     };
     ParallelFor(ctx, static_cast<size_t>(rows), [&](size_t r) {
       switch (rounding) {
@@ -261,7 +538,7 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     for (int64_t r = 0; r < rows; ++r)
       if (has_bad[r])
         Fail(label_, "input X ", ShapeStr(xs), ": value ", bad[r], " quantizes to a code outside [",
-             vmin, ", ", vmax, "] that ", P, " planes hold (or is NaN)");
+             v_min_, ", ", v_max_, "] that ", P, " planes hold (or is NaN)");
   });
 }
 
@@ -318,6 +595,8 @@ BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) n
     variant_ = PickVariant(label_, &init_error_);
     PrepareWeights(info, variant_, attrs_.group,
                    static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_);
+    PrepareTapConcatWeights(info, variant_, attrs_,
+                            static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_concat_);
   });
 }
 
@@ -346,7 +625,8 @@ Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     a.scale = scale.Data();
     a.bias = bias.Data();
     a.y = out;
-    RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws));
+    RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws),
+                 const_w_concat_.Get(w.Data(), ws));
   });
 }
 

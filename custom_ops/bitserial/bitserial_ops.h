@@ -50,6 +50,7 @@ struct BitSerialConvOp {
   PlaneAttrs planes_;
   const xnor::XnorVariant* variant_ = nullptr;
   ConstWeights const_w_;
+  ConstWeights const_w_concat_;  // W with the taps of a kernel row concatenated (bitserial_ops.cc)
 };
 
 struct BitSerialGemmOp {
