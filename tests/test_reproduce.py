@@ -102,6 +102,15 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
     again = json.loads((root / "ste-w1a1" / "seed0" / "result.json").read_text())
     assert again["pytorch_acc"] == ste["pytorch_acc"]
 
+    # --reevaluate redoes a finished run's export/compile/evaluation from its checkpoint
+    stamp = (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns
+    res = runner.invoke(reproduce.main, args + ["--only", "ste-w1a1", "--reevaluate"])
+    assert res.exit_code == 0, res.output
+    assert "training already done" in res.output and "skipping" not in res.output
+    assert (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns != stamp
+    third = json.loads((root / "ste-w1a1" / "seed0" / "result.json").read_text())
+    assert third["pytorch_acc"] == ste["pytorch_acc"] and third["compiled"]
+
 
 def test_changed_settings_refuse_a_foreign_checkpoint(tmp_path):
     import torch

@@ -15,7 +15,8 @@ the trainer's outputs (checkpoint.pt each epoch, metrics.json, model.onnx) plus 
 and ``result.json``, written atomically once the run is fully done. A rerun skips runs that have
 ``result.json`` and resumes half-trained ones from their checkpoint, so an interrupted
 reproduction is continued by running the same command again. ``--only`` runs a subset; the
-tables always cover every finished run of the same settings.
+tables always cover every finished run of the same settings. ``--reevaluate`` redoes export,
+compile, evaluation and timing of finished runs from their checkpoints, without retraining.
 
     python tools/reproduce.py --list
     python tools/reproduce.py                       # everything, defaults below
@@ -782,10 +783,13 @@ def write_outputs(root: Path, out: Path, s: dict[str, Any], command: str, argv: 
 @click.option("--list", "list_only", is_flag=True, help="List the experiments and exit.")
 @click.option("--report-only", is_flag=True,
               help="Only rebuild the outputs from the finished runs.")
+@click.option("--reevaluate", is_flag=True,
+              help="Redo export, compile, evaluation and timing of finished runs from their "
+                   "trained checkpoints (no retraining): after a compiler or kernel change.")
 def main(epochs: int, subset: int, width: float, seeds: int, only: tuple[str, ...], data: str,
          data_dir: str | None, out: str, runs_dir: str, threads: int, ort_threads: int,
          eval_batch: int, bench_repeats: int, readme: str | None, progress: bool | None,
-         list_only: bool, report_only: bool) -> None:
+         list_only: bool, report_only: bool, reevaluate: bool) -> None:
     """Train, compile, evaluate and time every experiment × seed; write tables, plot, JSON."""
     t_start = time.time()
     s = {"data": data, "data_dir": data_dir, "epochs": epochs, "subset": subset,
@@ -821,7 +825,7 @@ def main(epochs: int, subset: int, width: float, seeds: int, only: tuple[str, ..
             f"in {root}")
         for i, (e, k) in enumerate(todo, 1):
             done = root / e.name / f"seed{k}" / "result.json"
-            if done.is_file():
+            if done.is_file() and not reevaluate:
                 log(f"[{i}/{len(todo)}] {e.name} seed {k}: finished earlier, skipping")
                 continue
             log(f"[{i}/{len(todo)}] {e.name} seed {k}")
