@@ -26,7 +26,6 @@ void ParseThresholds(const Attrs& at, const std::string& label, const char* name
                      shift::ActQuant* q) {
   const std::vector<float> t = at.Floats(name, {});
   auto fail = [&](const char* why) {
-    std::vector<int64_t> shape{static_cast<int64_t>(t.size())};
     std::ostringstream vals;
     for (size_t i = 0; i < t.size(); ++i) vals << (i ? ", " : "") << t[i];
     Fail(label, "attribute '", name, "': expected 1..", shift::kMaxLevels,
