@@ -82,6 +82,16 @@ class Attrs {
     return v;
   }
 
+  std::vector<float> Floats(const char* name, std::vector<float> dflt) const {
+    size_t n = 0;
+    if (!Present(name, api_->KernelInfoGetAttributeArray_float(info_, name, nullptr, &n),
+                 "floats"))
+      return dflt;
+    std::vector<float> v(n);
+    if (n) Check(name, api_->KernelInfoGetAttributeArray_float(info_, name, v.data(), &n), "floats");
+    return v;
+  }
+
   std::string String(const char* name, std::string dflt) const {
     size_t n = 0;
     if (!Present(name, api_->KernelInfoGetAttribute_string(info_, name, nullptr, &n), "string"))

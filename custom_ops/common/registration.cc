@@ -7,6 +7,7 @@
 
 #include "../bitserial/bitserial_ops.h"
 #include "../qonnx/qonnx_ops.h"
+#include "../shift/shift_ops.h"
 #include "../xnor/xnor_ops.h"
 #include "ort_api.h"
 
@@ -36,6 +37,9 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(CreateLiteCustomOp<QuantizePackOp>("QuantizePack", kCpu));
     r->ops.emplace_back(CreateLiteCustomOp<BitSerialConvOp>("BitSerialConv", kCpu));
     r->ops.emplace_back(CreateLiteCustomOp<BitSerialGemmOp>("BitSerialGemm", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<Pow2QuantOp>("Pow2Quant", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<ShiftConvOp>("ShiftConv", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<ShiftGemmOp>("ShiftGemm", kCpu));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 

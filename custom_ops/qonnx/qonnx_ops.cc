@@ -87,29 +87,12 @@ void Elementwise(OrtKernelContext* ctx, const std::vector<int64_t>& xs,
 }
 
 template <Rounding R>
-inline float RoundAs(float v) {
-  switch (R) {
-    case Rounding::kRound:
-      return std::nearbyint(v);  // half to even in the default rounding mode
-    case Rounding::kCeil:
-      return std::ceil(v);
-    case Rounding::kFloor:
-      return std::floor(v);
-    case Rounding::kRoundToZero:
-      return std::trunc(v);
-  }
-  return v;
-}
-
-template <Rounding R>
 void QuantKernel(OrtKernelContext* ctx, const std::vector<int64_t>& xs,
                  const std::vector<int64_t> (&strides)[2], const float* x, const float* scale,
                  const float* zeropt, float qmin, float qmax, float* y) {
   Elementwise<2>(ctx, xs, strides, [&](int64_t i, const int64_t* off) {
     const float s = scale[off[0]], z = zeropt[off[1]];
-    const float v = x[i] / s + z;
-    float q = RoundAs<R>(v);
-    q = q < qmin ? qmin : (q > qmax ? qmax : q);  // as np.clip: NaN stays NaN, -0.0 stays
+    const float q = QuantCode<R>(x[i], s, z, qmin, qmax);
     y[i] = (q - z) * s;
   });
 }
@@ -168,18 +151,9 @@ QuantOp<kName>::QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
       Fail(label_, "attribute 'signed': expected 0 or 1, got ", signed_);
     if (narrow_ != 0 && narrow_ != 1)
       Fail(label_, "attribute 'narrow': expected 0 or 1, got ", narrow_);
-    if (mode == "ROUND") {
-      rounding_ = Rounding::kRound;
-    } else if (mode == "CEIL") {
-      rounding_ = Rounding::kCeil;
-    } else if (mode == "FLOOR") {
-      rounding_ = Rounding::kFloor;
-    } else if (mode == "ROUND_TO_ZERO") {
-      rounding_ = Rounding::kRoundToZero;
-    } else {
+    if (!ParseRounding(mode, &rounding_))
       Fail(label_, "attribute 'rounding_mode': expected ROUND, CEIL, FLOOR or ROUND_TO_ZERO, got '",
            mode, "'");
-    }
   } catch (const std::exception& e) {
     init_error_ = e.what();
   }
@@ -204,17 +178,8 @@ Ort::Status QuantOp<kName>::Compute(OrtKernelContext* ctx, const Ort::Custom::Te
     if (!(b >= 1.0f && b <= 32.0f))
       Fail(label_, "input bitwidth: expected a value in [1, 32], got ", b, " (shape ",
            ShapeStr(bitwidth.Shape()), ")");
-    // qmin/qmax in double then rounded to float32, as the numpy reference does.
-    const double bd = static_cast<double>(b);
-    double qmin_d, qmax_d;
-    if (signed_) {
-      qmin_d = -std::exp2(bd - 1.0) + static_cast<double>(narrow_);
-      qmax_d = std::exp2(bd - 1.0) - 1.0;
-    } else {
-      qmin_d = 0.0;
-      qmax_d = std::exp2(bd) - 1.0 - static_cast<double>(narrow_);
-    }
-    const float qmin = static_cast<float>(qmin_d), qmax = static_cast<float>(qmax_d);
+    float qmin, qmax;
+    QuantRange(static_cast<double>(b), signed_, narrow_, &qmin, &qmax);
     float* out = y.Allocate(xs);
     if (NumElements(xs) == 0) return;
     const float* in = x.Data();

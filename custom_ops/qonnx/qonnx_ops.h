@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../common/op_util.h"
+#include "../common/quantize.h"
 
 namespace qcompile {
 
@@ -17,8 +18,6 @@ struct BipolarQuantOp {
 
   std::string label_, init_error_;
 };
-
-enum class Rounding { kRound, kCeil, kFloor, kRoundToZero };
 
 // Quant and IntQuant share this kernel; `kName` only changes the messages.
 template <const char* kName>

@@ -48,6 +48,8 @@ def act_int(x: np.ndarray, *, act_mode: str, act_thresholds: Sequence[float] = (
     if act_mode == "uniform":
         q = quant_int(x, act_scale, act_zero_point, act_bitwidth, signed=act_signed, narrow=act_narrow,
                       rounding_mode=act_rounding_mode)
+        if np.isnan(q).any():  # Quant keeps NaN; it has no integer code (the op fails the same way)
+            raise ValueError(f"expected no NaN in a uniform activation, got one at {np.argwhere(np.isnan(q))[0]}")
         return (q - np.float32(act_zero_point)).astype(np.int64)
     raise ValueError(f"act_mode must be 'pow2' or 'uniform', got {act_mode!r}")
 

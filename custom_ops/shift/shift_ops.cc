@@ -1,0 +1,276 @@
+#include "shift_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace qcompile {
+namespace {
+
+using F32Tensor = Ort::Custom::Tensor<float>;
+using U8Tensor = Ort::Custom::Tensor<uint8_t>;
+
+constexpr int64_t kChunk = 1 << 14;  // elements per parallel task of the quantize loops
+constexpr int64_t kConvBlockM = 8;   // output channels per ShiftConv task (one output row each)
+constexpr int64_t kGemmBlockM = 32;  // output channels per ShiftGemm task (one batch row each)
+
+int64_t NumElements(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+// Thresholds: 1..7 floats, finite, > 0, strictly ascending.
+void ParseThresholds(const Attrs& at, const std::string& label, const char* name,
+                     shift::ActQuant* q) {
+  const std::vector<float> t = at.Floats(name, {});
+  auto fail = [&](const char* why) {
+    std::ostringstream vals;
+    for (size_t i = 0; i < t.size(); ++i) vals << (i ? ", " : "") << t[i];
+    Fail(label, "attribute '", name, "': expected 1..", shift::kMaxLevels,
+         " finite thresholds > 0 in strictly ascending order, got [", vals.str(), "] (", why,
+         ")");
+  };
+  if (t.empty()) fail("missing or empty; it is required");
+  if (t.size() > static_cast<size_t>(shift::kMaxLevels)) fail("too many");
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (!std::isfinite(t[i]) || !(t[i] > 0.0f)) fail("not finite and > 0");
+    if (i && !(t[i] > t[i - 1])) fail("not ascending");
+  }
+  q->pow2 = true;
+  q->levels = static_cast<int>(t.size());
+  std::copy(t.begin(), t.end(), q->thresholds);
+  q->max_abs = int32_t{1} << (q->levels - 1);
+}
+
+// act_mode and the attributes of that mode (SPEC, "Activation codes of ShiftConv / ShiftGemm");
+// the other mode's attributes are ignored.
+void ParseActQuant(const Attrs& at, const std::string& label, shift::ActQuant* q) {
+  const std::string mode = at.String("act_mode", "");
+  if (mode == "pow2") {
+    ParseThresholds(at, label, "act_thresholds", q);
+    return;
+  }
+  if (mode != "uniform")
+    Fail(label, "attribute 'act_mode': expected 'pow2' or 'uniform', got '", mode, "'",
+         mode.empty() ? " (missing; it is required)" : "");
+  q->pow2 = false;
+  q->scale = at.Float("act_scale", -1.0f);
+  q->zero_point = at.Float("act_zero_point", 0.0f);
+  const int64_t bitwidth = at.Int("act_bitwidth", -1);
+  const int64_t is_signed = at.Int("act_signed", 0);
+  const int64_t narrow = at.Int("act_narrow", 0);
+  const std::string rounding = at.String("act_rounding_mode", "ROUND");
+  if (!(q->scale > 0.0f) || !std::isfinite(q->scale))
+    Fail(label, "attribute 'act_scale': expected a finite float > 0, got ", q->scale,
+         q->scale == -1.0f ? " (missing; it is required with act_mode 'uniform')" : "");
+  if (!std::isfinite(q->zero_point) || q->zero_point != std::floor(q->zero_point))
+    Fail(label, "attribute 'act_zero_point': expected an integer value, got ", q->zero_point);
+  if (bitwidth < 1 || bitwidth > 8)
+    Fail(label, "attribute 'act_bitwidth': expected 1..8, got ", bitwidth,
+         bitwidth == -1 ? " (missing; it is required with act_mode 'uniform')" : "");
+  if (is_signed != 0 && is_signed != 1)
+    Fail(label, "attribute 'act_signed': expected 0 or 1, got ", is_signed);
+  if (narrow != 0 && narrow != 1)
+    Fail(label, "attribute 'act_narrow': expected 0 or 1, got ", narrow);
+  if (!ParseRounding(rounding, &q->rounding))
+    Fail(label, "attribute 'act_rounding_mode': expected ROUND, CEIL, FLOOR or ROUND_TO_ZERO, ",
+         "got '", rounding, "'");
+  QuantRange(static_cast<double>(bitwidth), is_signed, narrow, &q->qmin, &q->qmax);
+  // Every a = q - zero_point, q in [qmin, qmax], must be an int8.
+  const double lo = static_cast<double>(q->qmin) - q->zero_point;
+  const double hi = static_cast<double>(q->qmax) - q->zero_point;
+  if (lo < -128.0 || hi > 127.0)
+    Fail(label, "activation codes q - act_zero_point span [", lo, ", ", hi, "] (act_bitwidth ",
+         bitwidth, ", act_signed ", is_signed, ", act_narrow ", narrow, ", act_zero_point ",
+         q->zero_point, "), outside the int8 range [-128, 127]");
+  q->max_abs = static_cast<int32_t>(std::max(std::fabs(lo), std::fabs(hi)));
+}
+
+// Worst case |D| = K * max|a| * 2^6 must stay below 2^31 (computed in double: no overflow).
+void CheckRange(const std::string& label, double K, const char* what,
+                const shift::ActQuant& q) {
+  const double bound = K * std::max(1, q.max_abs) * static_cast<double>(1 << shift::kMaxExponent);
+  if (bound > 2147483647.0)
+    Fail(label, "the dot product can reach ", bound, " (", what, " = ", K, " terms, max |a| ",
+         q.max_abs, ", max |w_int| ", 1 << shift::kMaxExponent,
+         "), more than the int32 D holds");
+}
+
+// Quantizes x (count floats) into a on ORT's pool; fails naming the first NaN (uniform mode).
+void QuantizeAll(OrtKernelContext* ctx, const std::string& label, const char* tensor,
+                 const std::vector<int64_t>& xs, const shift::ActQuant& q, const float* x,
+                 int64_t count, int8_t* a) {
+  const int64_t tasks = (count + kChunk - 1) / kChunk;
+  std::vector<int64_t> bad(static_cast<size_t>(tasks), -1);
+  ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+    const int64_t b = static_cast<int64_t>(t) * kChunk;
+    const int64_t e = std::min(b + kChunk, count);
+    const int64_t i = shift::QuantizeActs(q, x + b, e - b, a + b);
+    if (i >= 0) bad[t] = b + i;
+  });
+  for (int64_t i : bad)
+    if (i >= 0)
+      Fail(label, "input ", tensor, " ", ShapeStr(xs), ": element ", i,
+           " is NaN, which has no uniform activation code");
+}
+
+void CheckAffine(const std::string& label, const F32Tensor& scale, const F32Tensor& bias,
+                 int64_t M, const std::vector<int64_t>& ws) {
+  CheckVector(label, "scale", scale.Shape(), M, "W is " + ShapeStr(ws));
+  CheckVector(label, "bias", bias.Shape(), M, "W is " + ShapeStr(ws));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- Pow2Quant
+
+Pow2QuantOp::Pow2QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  Construct(api, info, "qcompile::Pow2Quant", &label_, &init_error_, [&](const Attrs& at) {
+    CheckNodeArity(api, info, label_, 1, 1);
+    ParseThresholds(at, label_, "thresholds", &quant_);
+  });
+}
+
+Ort::Status Pow2QuantOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, F32Tensor& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& xs = x.Shape();
+    float* out = y.Allocate(xs);
+    const int64_t count = NumElements(xs);
+    if (count == 0) return;
+    const float* in = x.Data();
+    const shift::ActQuant q = quant_;
+    const float step = std::ldexp(1.0f, -(q.levels - 1));  // 2^-(L-1), exact
+    const int64_t tasks = (count + kChunk - 1) / kChunk;
+    ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+      const int64_t b = static_cast<int64_t>(t) * kChunk;
+      const int64_t e = std::min(b + kChunk, count);
+      for (int64_t i = b; i < e; ++i)
+        out[i] = static_cast<float>(shift::Pow2Code(in[i], q.thresholds, q.levels)) * step;
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------- ShiftConv
+
+ShiftConvOp::ShiftConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  Construct(api, info, "qcompile::ShiftConv", &label_, &init_error_, [&](const Attrs& at) {
+    CheckNodeArity(api, info, label_, 4, 1);
+    attrs_.Parse(at, label_, /*with_channels=*/true);
+    ParseActQuant(at, label_, &quant_);
+    CheckRange(label_,
+               static_cast<double>(attrs_.in_channels / attrs_.group) *
+                   static_cast<double>(attrs_.kernel_shape[0]) *
+                   static_cast<double>(attrs_.kernel_shape[1]),
+               "in_channels/group * KH * KW", quant_);
+  });
+}
+
+Ort::Status ShiftConvOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, const U8Tensor& w,
+                                 const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& xs = x.Shape();
+    const std::vector<int64_t>& ws = w.Shape();
+    CheckRank(label_, "X", xs, 4, "[N, C, H, W]");
+    CheckRank(label_, "W", ws, 2, "[M, ceil(Cg*KH*KW/2)]");
+    shift::ConvShape s{};
+    s.N = xs[0], s.C = xs[1], s.H = xs[2], s.W = xs[3];
+    s.G = attrs_.group;
+    s.Cg = attrs_.in_channels / attrs_.group;
+    s.KH = attrs_.kernel_shape[0], s.KW = attrs_.kernel_shape[1];
+    if (s.C != attrs_.in_channels)
+      Fail(label_, "input X: expected C (dim 1) = in_channels = ", attrs_.in_channels,
+           ", got shape ", ShapeStr(xs));
+    s.M = ws[0];
+    const int64_t K = s.Cg * s.KH * s.KW, row_bytes = (K + 1) / 2;
+    if (s.M < 1 || s.M % s.G != 0)
+      Fail(label_, "input W: expected M (dim 0) >= 1 and divisible by group ", s.G,
+           ", got shape ", ShapeStr(ws));
+    if (ws[1] != row_bytes)
+      Fail(label_, "input W: expected shape [", s.M, ", ", row_bytes,
+           "] ([M, ceil(Cg*KH*KW/2)] with Cg = ", s.Cg, ", KH = ", s.KH, ", KW = ", s.KW,
+           "), got ", ShapeStr(ws));
+    CheckAffine(label_, scale, bias, s.M, ws);
+    s.Mg = s.M / s.G;
+    s.sh = attrs_.strides[0], s.sw = attrs_.strides[1];
+    s.pt = attrs_.pads[0], s.pl = attrs_.pads[1];
+    s.dh = attrs_.dilations[0], s.dw = attrs_.dilations[1];
+    attrs_.OutputSize(label_, xs, s.H, s.W, &s.OH, &s.OW);
+    float* out = y.Allocate({s.N, s.M, s.OH, s.OW});
+    if (s.N == 0) return;
+    // 1. The whole input quantized once into int8 codes (an empty image has none: every tap
+    // is padding, D = 0).
+    std::vector<int8_t> a(static_cast<size_t>(NumElements(xs)));
+    QuantizeAll(ctx, label_, "X", xs, quant_, x.Data(), static_cast<int64_t>(a.size()),
+                a.data());
+    // 2. Weights decoded once per call into the non-zero (shift, sign) terms of each channel.
+    const shift::DecodedWeights dw =
+        shift::DecodeWeights(w.Data(), s.M, s.Cg, s.KH, s.KW, s.H, s.W);
+    const std::vector<shift::ColRange> cols = shift::ColRanges(s);
+    // 3. Tasks: (batch, block of output channels, output row).
+    const int64_t blocks = (s.M + kConvBlockM - 1) / kConvBlockM;
+    const float* sc = scale.Data();
+    const float* bi = bias.Data();
+    ParallelFor(ctx, static_cast<size_t>(s.N * blocks * s.OH), [&](size_t i) {
+      int64_t t = static_cast<int64_t>(i);
+      const int64_t oh = t % s.OH;
+      t /= s.OH;
+      const int64_t m0 = (t % blocks) * kConvBlockM;
+      const int64_t n = t / blocks;
+      std::vector<int32_t> acc(static_cast<size_t>(s.OW));
+      shift::ShiftConvRow(s, a.data(), dw, cols.data(), sc, bi, n, m0,
+                          std::min(m0 + kConvBlockM, s.M), oh, acc.data(), out);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------- ShiftGemm
+
+ShiftGemmOp::ShiftGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  Construct(api, info, "qcompile::ShiftGemm", &label_, &init_error_, [&](const Attrs& at) {
+    CheckNodeArity(api, info, label_, 4, 1);
+    in_features_ = at.Int("in_features", -1);
+    if (in_features_ < 1 || in_features_ > kMaxAttr)
+      Fail(label_, "attribute 'in_features': expected 1..", kMaxAttr, ", got ", in_features_,
+           in_features_ == -1 ? " (missing; it is required)" : "");
+    ParseActQuant(at, label_, &quant_);
+    CheckRange(label_, static_cast<double>(in_features_), "in_features", quant_);
+  });
+}
+
+Ort::Status ShiftGemmOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, const U8Tensor& w,
+                                 const F32Tensor& scale, const F32Tensor& bias, F32Tensor& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& xs = x.Shape();
+    const std::vector<int64_t>& ws = w.Shape();
+    CheckRank(label_, "X", xs, 2, "[N, K]");
+    CheckRank(label_, "W", ws, 2, "[M, ceil(K/2)]");
+    const int64_t N = xs[0], K = in_features_, M = ws[0], row_bytes = (K + 1) / 2;
+    if (xs[1] != K)
+      Fail(label_, "input X: expected shape [N, ", K, "] (in_features ", K, "), got ",
+           ShapeStr(xs));
+    if (M < 1 || ws[1] != row_bytes)
+      Fail(label_, "input W: expected shape [M, ", row_bytes,
+           "] ([M, ceil(in_features/2)]) with M >= 1, got ", ShapeStr(ws));
+    CheckAffine(label_, scale, bias, M, ws);
+    float* out = y.Allocate({N, M});
+    if (N == 0) return;
+    std::vector<int8_t> a(static_cast<size_t>(N * K));
+    QuantizeAll(ctx, label_, "X", xs, quant_, x.Data(), N * K, a.data());
+    const shift::DecodedWeights dw = shift::DecodeWeights(w.Data(), M, K, 1, 1, 1, 1);
+    const int64_t blocks = (M + kGemmBlockM - 1) / kGemmBlockM;
+    const float* sc = scale.Data();
+    const float* bi = bias.Data();
+    ParallelFor(ctx, static_cast<size_t>(N * blocks), [&](size_t i) {
+      const int64_t n = static_cast<int64_t>(i) / blocks;
+      const int64_t m0 = (static_cast<int64_t>(i) % blocks) * kGemmBlockM;
+      shift::ShiftGemmRow(a.data(), K, M, dw, sc, bi, n, m0, std::min(m0 + kGemmBlockM, M), out);
+    });
+  });
+}
+
+}  // namespace qcompile
