@@ -12,7 +12,6 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.passes._consts import (
-    QCOMPILE_DOMAIN,
     QONNX_QUANT_OPS,
     const_array,
     int_attr,
@@ -20,7 +19,7 @@ from qcompile.passes._consts import (
     is_qonnx,
     node_label,
 )
-from qcompile.passes.fold_quantizers import evaluate_quantizer
+from qcompile.passes.fold_quantizers import evaluate_quantizer, is_pow2quant, pow2quant_thresholds
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -124,6 +123,13 @@ def classify_weight(node: ir.Node) -> WeightInfo:
         bits = int(np.asarray(bw).reshape(-1)[0]) if bw is not None else None
         source = f"{producer.op_type}({bits} bits)"
         values = evaluate_quantizer(producer)
+    elif is_pow2quant(producer):
+        bits = pow2quant_bits(pow2quant_thresholds(producer))
+        source = f"Pow2Quant({bits} bits)"
+        values = evaluate_quantizer(producer)
+        if values is not None:  # the quantizer declares its grid, whichever levels are used
+            rows = _weight_rows(node, values)
+            return WeightInfo("multi-level", bits, source, rows, pow2=pow2_decomposition(rows))
     else:
         source, bits = "initializer", None
         values = const_array(wval)
@@ -143,6 +149,11 @@ def classify_weight(node: ir.Node) -> WeightInfo:
     return WeightInfo("float", None, source, rows)
 
 
+def pow2quant_bits(thresholds: list[float]) -> int | None:
+    """L thresholds give the 2L+1 levels {0, ±2^0 … ±2^(L-1)} (times 2^-(L-1)): ⌈log2(2L+1)⌉ bits."""
+    return int(np.ceil(np.log2(2 * len(thresholds) + 1))) if thresholds else None
+
+
 SHAPE_OPS = ("Flatten", "Reshape", "Identity")  # a quantized value stays quantized through these
 
 
@@ -158,11 +169,9 @@ def classify_input(node: ir.Node) -> InputInfo:
         bw = const_array(producer.inputs[3])
         bits = int(np.asarray(bw).reshape(-1)[0]) if bw is not None else None
         return InputInfo("int", bits, f"{producer.op_type}({bits} bits)", None, producer)
-    if producer is not None and producer.domain == QCOMPILE_DOMAIN and producer.op_type == "Pow2Quant":
-        attr = producer.attributes.get("thresholds")
-        thresholds = [float(t) for t in attr.as_floats()] if attr is not None else []
-        # L thresholds give the 2L+1 levels {0, ±2^0 … ±2^(L-1)} (times 2^-(L-1))
-        bits = int(np.ceil(np.log2(2 * len(thresholds) + 1))) if thresholds else None
+    if is_pow2quant(producer):
+        thresholds = pow2quant_thresholds(producer)
+        bits = pow2quant_bits(thresholds)
         return InputInfo("pow2", bits, f"Pow2Quant({bits} bits)", None, producer, thresholds)
     return InputInfo("float", None, producer.op_type if producer is not None else "graph input")
 
@@ -244,7 +253,11 @@ def weight_operand(node: ir.Node, weight: WeightInfo) -> Operand | str:
         bits = (rows < 0).astype(np.int64)
         return Operand(1, [-2], 1, weight.alpha, codes=bits)
     producer = node.inputs[1].producer()
-    if weight.kind != "multi-level" or producer is None or producer.op_type == "BipolarQuant":
+    if is_pow2quant(producer) and weight.pow2 is not None:  # the power-of-two integers as bit planes
+        ints = weight.pow2.ints
+        planes, two_c = planes_needed(int(ints.min()), int(ints.max()))
+        return Operand(planes, plane_coeffs(planes, two_c), 0, weight.pow2.scale, codes=ints)
+    if weight.kind != "multi-level" or producer is None or producer.op_type in ("BipolarQuant", "Pow2Quant"):
         return f"weights are {weight.describe()}"
     w, s, zp, bits = (const_array(v) for v in producer.inputs[:4])
     m = rows.shape[0]

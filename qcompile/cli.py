@@ -100,9 +100,9 @@ BITS = click.IntRange(1, 4)
               help="Float models: .npz of calibration inputs for activation quantization (--abits).")
 def compile_command(model, wbits, abits, output, inputs, no_verify, calib) -> None:
     """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
-    from qcompile.compiler import compile as compile_model
-
     import onnx_ir as ir
+
+    from qcompile.compiler import compile as compile_model
 
     try:
         result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,

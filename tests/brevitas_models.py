@@ -13,7 +13,10 @@ def binary_vgg(seed: int = 0) -> nn.Module:
     import brevitas.nn as qnn
     from brevitas.core.scaling import ScalingImplType
     from brevitas.core.stats import StatsOp
-    from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+    from brevitas.quant.binary import (
+        SignedBinaryActPerTensorConst,
+        SignedBinaryWeightPerTensorConst,
+    )
 
     class BinaryWeightPerChannel(SignedBinaryWeightPerTensorConst):
         # XNOR-Net scaling: alpha_c = mean |W_c| per output channel

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-
 from graphs import GraphBuilder, binary_conv_model
+
 from qcompile.cli import main
 
 

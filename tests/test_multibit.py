@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 import pytest
-
 from graphs import GraphBuilder
+
 from qcompile.ops.evaluator import run as run_python
 from qcompile.passes.pipeline import run_pipeline
 from qcompile.verify import verify

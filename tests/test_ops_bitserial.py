@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from kernel_variants import VARIANT_PARAMS
 from onnx import TensorProto, helper
 
-from kernel_variants import VARIANT_PARAMS
 from qcompile import runtime
 from qcompile.ops import bitserial
 

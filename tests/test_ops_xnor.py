@@ -19,9 +19,9 @@ from contextlib import contextmanager
 import numpy as np
 import onnx
 import pytest
+from kernel_variants import VARIANT_PARAMS, VARIANTS
 from onnx import TensorProto, helper
 
-from kernel_variants import VARIANT_PARAMS, VARIANTS
 from qcompile import runtime
 from qcompile.ops import packing, xnor
 

@@ -9,15 +9,16 @@ C++ library.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import onnx_ir as ir
 import pytest
-
 from graphs import GraphBuilder
+
 from qcompile.ops.evaluator import run as run_python
-from qcompile.passes.packed_activations import channel_threshold, _bit_is_positive
+from qcompile.passes.packed_activations import _bit_is_positive, channel_threshold
 from qcompile.passes.pipeline import CompileOptions, run_pipeline
-from fractions import Fraction
 
 
 def compile_proto(proto):

@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-
 from graphs import GraphBuilder, binary_conv_model, binary_dense_model
+
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.pipeline import run_pipeline
 from qcompile.verify import verify

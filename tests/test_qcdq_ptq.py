@@ -7,12 +7,12 @@ import onnx
 import onnx_ir as ir
 import pytest
 from click.testing import CliRunner
-
 from graphs import GraphBuilder
+
 from qcompile.cli import main
 from qcompile.compiler import compile as compile_model
-from qcompile.passes.qcdq import grid_of
 from qcompile.passes.pipeline import run_frontend
+from qcompile.passes.qcdq import grid_of
 from qcompile.verify import verify
 
 

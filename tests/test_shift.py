@@ -166,3 +166,33 @@ def test_cli_reads_pow2_bit_widths(tmp_path):
     res = CliRunner().invoke(main, [str(path), "--wbits", "3", "--abits", "3", "-o", str(tmp_path / "o.onnx")])
     assert res.exit_code == 0, res.output
     assert "PARITY OK" in res.output
+
+
+def _pow2quant_weight(g, shape, thresholds=T3):
+    """AQE's export form: Pow2Quant over a constant holding the exact levels."""
+    levels = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
+    w = g.rng.choice(levels, shape) * g.rng.choice([-1.0, 1.0], shape)
+    return g.pow2(g.const(w.astype(np.float32), "w"), thresholds)
+
+
+def test_pow2quant_weights_declare_their_bits_whatever_levels_are_used():
+    g = GraphBuilder(7)
+    w = g.pow2(g.const(np.full((4, 3, 1, 1), 0.25, np.float32) * np.array([1, -1, 0], np.float32).reshape(1, 3, 1, 1)),
+               T3)  # only {0, ±¼} used: the values alone would read as ternary
+    ref = g.model({"x": ["N", 3, 4, 4]}, [g.op("Conv", [g.pow2("x", T3), w], kernel_shape=[1, 1])])
+    (layer,) = analyze_model(ir.serde.deserialize_model(ref))
+    assert (layer.weight.bits, layer.weight.source, layer.target) == (3, "Pow2Quant(3 bits)", "ShiftConv")
+    comp = compile_proto(ref)
+    assert ops(comp) == ["ShiftConv"]  # the weight's Pow2Quant is folded into the codes
+    assert verify(ref, comp, batch=2).passed
+
+
+def test_pow2quant_weights_with_two_bit_input_use_bitserial():
+    g = GraphBuilder(8)
+    xq = g.quant("x", 0.5, 2, signed=1, narrow=1)  # AQE's ternary activations
+    ref = g.model({"x": ["N", 5, 6, 6]},
+                  [g.op("Conv", [xq, _pow2quant_weight(g, (6, 5, 3, 3))], kernel_shape=[3, 3], pads=[1, 1, 1, 1])])
+    comp = compile_proto(ref)
+    assert ops(comp) == ["QuantizePack", "BitSerialConv"]
+    report = verify(ref, comp, batch=3)
+    assert report.passed and report.outputs[0].max_abs_error == 0.0  # power-of-two scales: exact

@@ -113,7 +113,7 @@ def test_xnor_scale_per_channel_shapes(tmp_path):
 
 
 def test_quant_weight_initializers_reproduce_exactly(tmp_path):
-    for method, wb, ab in (("twn", 2, 2), ("aqe", 3, 3), ("dorefa", 2, 2)):
+    for method, wb, ab in (("twn", 2, 2), ("dorefa", 2, 2)):
         model, _ = _trained_like("convnet", method, wb, ab)
         m, inits, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
         n_q = 0
@@ -131,14 +131,20 @@ def test_quant_weight_initializers_reproduce_exactly(tmp_path):
         assert n_q == 7, method
 
 
-def test_aqe_pow2_activation_is_pow2quant(tmp_path):
-    """AQE >= 3-bit activations export as qcompile::Pow2Quant with pow2_h's thresholds."""
+def test_aqe_pow2_weights_and_activations_are_pow2quant(tmp_path):
+    """AQE >= 3-bit weights and activations export as qcompile::Pow2Quant with pow2_h's thresholds."""
     model, _ = _trained_like("convnet", "aqe", 3, 3)
     m, _, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
-    assert len([n for n in m.graph.node if n.domain == QONNX_DOMAIN and n.op_type == "Quant"]) == 7
-    acts = [n for n in m.graph.node if n.domain == "qcompile" and n.op_type == "Pow2Quant"]
-    assert acts and not {"GreaterOrEqual", "Where", "Abs"} & {n.op_type for n in m.graph.node}
-    for n in acts:
+    assert not [n for n in m.graph.node if n.domain == QONNX_DOMAIN]
+    pow2 = [n for n in m.graph.node if n.domain == "qcompile" and n.op_type == "Pow2Quant"]
+    assert not {"GreaterOrEqual", "Where", "Abs"} & {n.op_type for n in m.graph.node}
+    # weights: Pow2Quant over an initializer holding the exact levels (idempotent), 7 layers
+    weights = [n for n in pow2 if n.input[0] in {t.name for t in m.graph.initializer}]
+    assert len(weights) == 7 and len(pow2) > 7
+    for n in weights:
+        w = numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == n.input[0]))
+        assert set(np.unique(np.abs(w))) <= {0.0, 0.25, 0.5, 1.0}
+    for n in pow2:
         (attr,) = n.attribute
         assert attr.name == "thresholds"
         assert list(attr.floats) == pytest.approx(pow2_thresholds(3), rel=1e-7)

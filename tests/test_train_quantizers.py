@@ -11,8 +11,7 @@ import math
 import pytest
 import torch
 
-from qcompile.train.quantizers import (ActQuantizer, WeightQuantizer, bcgd_alpha_init,
-                                       qonnx_quant)
+from qcompile.train.quantizers import ActQuantizer, WeightQuantizer, bcgd_alpha_init, qonnx_quant
 
 
 def _fwd_bwd(mod, x, g=None):

@@ -65,7 +65,12 @@ def xnor_conv_model(c: int, hw: int, rng) -> onnx.ModelProto:
 
 
 def int8_model(float_model: onnx.ModelProto, input_shape, rng, samples: int = 8) -> onnx.ModelProto:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):

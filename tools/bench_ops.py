@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from machine_info import cpu_model  # tools/ is on sys.path when run as a script
 from onnx import TensorProto, helper
 
-from machine_info import cpu_model  # tools/ is on sys.path when run as a script
 from qcompile import runtime
 from qcompile.ops import bitserial, packing
 

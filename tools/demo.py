@@ -27,9 +27,9 @@ console = Console()
               help="Training images used (Fashion-MNIST has 60000).")
 @click.option("--quick", is_flag=True, help="A tiny run (one short epoch) to check the pipeline.")
 def main(out: Path, epochs: int, subset: int, quick: bool) -> None:
+    from qcompile.bench import bench_models
     from qcompile.cli import print_layer_table, print_parity
     from qcompile.compiler import compile as compile_model
-    from qcompile.bench import bench_models
     from qcompile.runtime import InferenceSession
     from qcompile.train import TrainConfig, load_dataset, train
     from qcompile.train.data import DatasetNotFoundError

@@ -2,8 +2,9 @@
 
 * Weights: a constant initializer feeding a QONNX node whose output feeds Conv/Gemm input B.
   Binary → ``BipolarQuant(±1, α)`` (α [M,1,1,1] / [M,1] per output channel, or scalar);
-  ternary / uniform / power-of-two → ``Quant(Wq, scale, 0, bits, signed=1, narrow=1)`` where the
-  initializer ``Wq`` already holds the exact quantized values (Quant reproduces them).
+  ternary / uniform → ``Quant(Wq, scale, 0, bits, signed=1, narrow=1)`` where the initializer
+  ``Wq`` already holds the exact quantized values (Quant reproduces them); AQE ≥3-bit powers of
+  two → ``qcompile::Pow2Quant(Wq; thresholds)`` over the exact levels.
 * Activations: binary → ``Clip(−1, 1)`` then ``BipolarQuant(x, 1.0)``; AQE 2-bit (Δ = ½) →
   ``Clip`` then ``Quant(x, 1, 0, 2, signed=1, narrow=1)``; DoReFa → ``Clip(0, 1)`` then
   ``Quant(x, 1/(2^k−1), 0, k, signed=0)``; BCGD → ``Quant(x, α, 0, b, signed=0,
@@ -141,6 +142,9 @@ def _make_weight_fn(layer: nn.Module):
     if form.op is None:
         return None
     layer.register_buffer("qweight", form.values.detach().clone().float())
+    if form.op == "Pow2Quant":
+        bits, zero_threshold = form.bits, layer.wq.zero_threshold
+        return lambda: Pow2QuantFn.apply(layer.qweight, bits, zero_threshold)
     layer.register_buffer("qscale", form.scale.detach().clone().float())
     if form.op == "BipolarQuant":
         return lambda: BipolarQuantFn.apply(layer.qweight, layer.qscale)

@@ -185,9 +185,11 @@ def qonnx_quant(x: Tensor, scale: Tensor, zeropt: float, bits: int, signed: bool
 class ExportForm:
     """How a quantized weight appears in the QONNX graph.
 
-    ``op`` is "BipolarQuant" (``values`` hold ±1, output = sign(values)·scale) or "Quant"
+    ``op`` is "BipolarQuant" (``values`` hold ±1, output = sign(values)·scale), "Quant"
     (``values`` hold the exact quantized weights, ``Quant(values, scale, 0, bits, signed=1,
-    narrow=1)`` reproduces them exactly), or None (full precision: values are the weights).
+    narrow=1)`` reproduces them exactly), "Pow2Quant" (``values`` hold AQE's power-of-two levels,
+    ``qcompile::Pow2Quant(values; pow2_thresholds(bits))`` reproduces them exactly), or None
+    (full precision: values are the weights).
     """
 
     op: str | None
@@ -257,9 +259,9 @@ class WeightQuantizer(nn.Module):
             if b == 2:
                 t = ternary_h(w, twn_delta(w, self.per_channel, self.delta_factor))
                 return ExportForm("Quant", t, torch.ones((), dtype=w.dtype), 2)
-            q, _ = pow2_levels(b)
-            return ExportForm("Quant", pow2_h(w, b, self.zero_threshold),
-                              _f32(2.0 ** -(q - 1), w), q + 2)
+            # qcompile::Pow2Quant over the exact levels (h is idempotent on them): the graph
+            # declares the b-bit power-of-two grid, whichever levels the weights use
+            return ExportForm("Pow2Quant", pow2_h(w, b, self.zero_threshold), None, b)
         if s == "bwn" or (s in ("dorefa", "bcgd") and b == 1):
             alpha = self._mean_abs(w, self.per_channel if s == "bwn" else False)
             return ExportForm("BipolarQuant", sign_pm1(w), alpha)
