@@ -9,6 +9,8 @@ Also times BitSerialConv 2/2 (2 unsigned activation planes, 2 two's-complement w
 a 3x3 128->128 28x28 layer against float Conv the same way (--bitserial, on by default), and with
 --baseline-lib OLD.so every XnorConv/BitSerialConv variant a second time from another build of
 the library ("<variant>@baseline"), in the same alternating rounds: before/after side by side.
+ShiftConv 3/3 (AQE's power-of-two activations and weights, quantized inside the op from the
+float input) on the same 128->128 28x28 layer (--shift, on by default; one portable kernel).
 
     python tools/bench_ops.py --out runs/bench_ops.json
     python tools/bench_ops.py --threads 1 --baseline-lib /tmp/base/libqcompile_ops.so
@@ -32,7 +34,7 @@ from machine_info import cpu_model  # tools/ is on sys.path when run as a script
 from onnx import TensorProto, helper
 
 from qcompile import runtime
-from qcompile.ops import bitserial, packing
+from qcompile.ops import bitserial, packing, shift
 
 # name, channels, spatial size (ResNet-18 3x3 convolutions at 224x224 input)
 LAYERS = [
@@ -91,6 +93,24 @@ def bitserial_conv_model(wp: np.ndarray, c: int, act_coeffs, weight_coeffs) -> b
     return _model([node], [("X", TensorProto.UINT64)], inits, [("", 17), ("qcompile", 1)])
 
 
+def shift_conv_model(w_packed: np.ndarray, c: int, thresholds) -> bytes:
+    m = w_packed.shape[0]
+    inits = [
+        onnx.numpy_helper.from_array(w_packed, "W"),
+        onnx.numpy_helper.from_array(np.ones(m, np.float32), "scale"),
+        onnx.numpy_helper.from_array(np.zeros(m, np.float32), "bias"),
+    ]
+    node = helper.make_node(
+        "ShiftConv", ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
+        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+        act_mode="pow2", act_thresholds=[float(t) for t in thresholds],
+    )
+    return _model([node], [("X", TensorProto.FLOAT)], inits, [("", 17), ("qcompile", 1)])
+
+
+# AQE 3-bit: |x| thresholds 2^-2.5, 2^-1.5, 2^-0.5 -> {0, ±¼, ±½, ±1}
+AQE3_THRESHOLDS = [2.0**-2.5, 2.0**-1.5, 2.0**-0.5]
+
 BASELINE = "@baseline"
 
 
@@ -136,6 +156,10 @@ def bench_layer(
     w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
     if op == "XnorConv":
         model, xp = xnor_conv_model(w), packing.pack_activations(x)
+    elif op == "ShiftConv":  # AQE W3/A3: weights {0, ±1, ±2, ±4} (units of ¼), float input
+        ints = np.left_shift(1, rng.integers(0, 3, w.shape)) * rng.choice([-1, 0, 1], w.shape)
+        model = shift_conv_model(shift.encode_weights(ints.reshape(c, -1)), c, AQE3_THRESHOLDS)
+        xp = x
     else:  # BitSerialConv 2/2: unsigned 2-bit activations, two's complement 2-bit weights
         codes = rng.integers(-2, 2, size=w.shape)
         wp = bitserial.pack_weight_planes(codes, 2, True)
@@ -144,7 +168,9 @@ def bench_layer(
         xp = bitserial.quantize_pack(acts, scale=1.0, bitwidth=2, signed=0)
     cases = {"float_conv": (_session(float_conv_model(w), threads, None), {"X": x})}
     for v in variants:
-        cases[v] = (_session(model, threads, v, library), {"X": xp})
+        # ShiftConv has one kernel: no QCOMPILE_KERNEL variant to force
+        forced = None if op == "ShiftConv" else v
+        cases[v] = (_session(model, threads, forced, library), {"X": xp})
     inner = {}
     for key, (sess, feeds) in cases.items():
         for _ in range(3):
@@ -188,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         help="also time BitSerialConv 2/2 on 3x3 128->128 28x28 (default: on)",
     )
     ap.add_argument(
+        "--shift", default=True, action=argparse.BooleanOptionalAction,
+        help="also time ShiftConv 3/3 (AQE power-of-two) on 3x3 128->128 28x28 (default: on)",
+    )
+    ap.add_argument(
         "--baseline-lib", default=None,
         help="another libqcompile_ops.so: its variants race too, as '<variant>@baseline'",
     )
@@ -212,14 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, c, hw, "XnorConv") for name, c, hw in layers]
     if args.bitserial:
         jobs.append(("bitserial 2/2 28x28x128", 128, 28, "BitSerialConv"))
+    if args.shift:
+        jobs.append(("shift 3/3 28x28x128", 128, 28, "ShiftConv"))
     load_before = os.getloadavg()[0]
     results = []
     for name, c, hw, op in jobs:
         for t in threads:
+            # ShiftConv: one portable kernel, and a baseline library may predate it
+            variants_shown = ["portable"] if op == "ShiftConv" else contenders
             r = bench_layer(
-                name, c, hw, t, contenders, args.rounds, args.min_ms, args.baseline_lib, op
+                name, c, hw, t, variants_shown, args.rounds, args.min_ms, args.baseline_lib, op
             )
-            variants_shown = contenders
             results.append(r)
             med, ratio = r["median_ms"], r["speedup_vs_float_conv"]
             ratio_min = r["speedup_vs_float_conv_min"]
