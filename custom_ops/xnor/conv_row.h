@@ -142,6 +142,20 @@ inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
           d[j][ow - ow0] = static_cast<int32_t>(cg_taps - 2 * sums[j]);
         ow += 1;
       }
+      if (a.edge_corr) {
+        // Tap concatenation: windows that crossed the left or right image edge.
+        const int64_t stride = s.KH + 1;
+        for (int64_t ow = ow0; ow < ow1; ++ow) {
+          if (ow >= a.edge_a && ow < a.edge_b) {
+            ow = a.edge_b - 1;  // skip the interior
+            continue;
+          }
+          const int64_t e = ow < a.edge_a ? ow : a.edge_a + ow - a.edge_b;
+          const int32_t* c = a.edge_corr + (e * s.M + m0) * stride;
+          for (int64_t j = 0; j < nm; ++j)
+            d[j][ow - ow0] += c[j * stride + rh.hi] - c[j * stride + rh.lo];
+        }
+      }
       StoreChunk(a, out_base, plane, m0, nm, ow0, ow1 - ow0, d);
     }
   }

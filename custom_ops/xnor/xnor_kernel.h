@@ -62,6 +62,14 @@ struct ConvArgs {
   const float* bias;   // [M]
   float* y;            // [N, M, OH, OW]: float(D) * scale + bias, when d is null
   int32_t* d = nullptr;  // [N, M, OH, OW]: D itself instead (XnorConvThreshold)
+  // Tap concatenation (xnor_ops.cc): `geo` is then the concatenated convolution (KW = 1, no
+  // horizontal padding), whose D counts a padded tap as if its activation bits were 0. Output
+  // columns ow < edge_a and ow >= edge_b had such taps; for them the kernel adds
+  //   edge_corr[(e*M + m)*(KH+1) + rh.hi] - edge_corr[(e*M + m)*(KH+1) + rh.lo]
+  // to D (prefix sums over kernel rows; e = ow for ow < edge_a, else edge_a + ow - edge_b;
+  // [rh.lo, rh.hi) the in-bounds kernel rows). Null: no correction (edge_a = 0, edge_b = OW).
+  const int32_t* edge_corr = nullptr;
+  int64_t edge_a = 0, edge_b = 0;
 };
 
 SplitLayout MakeSplitLayout(const ConvGeometry& s);

@@ -1,7 +1,14 @@
 #include "xnor_ops.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace qcompile {
 namespace {
@@ -40,20 +47,170 @@ std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w
 
 namespace {
 
-// Runs the selected kernel over (batch x group x 32-channel chunk x output row) tasks on ORT's
-// intra-op pool. Weights are laid out here, per call, unless `prepared` already holds them.
-void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
-             const ConstWeights* prepared) {
-  const xnor::ConvGeometry& s = args.geo;
-  std::vector<uint64_t> blocked, split;
-  if (v.weights != xnor::kWeightsPlain) {
-    if (prepared) {
-      args.wb = prepared->laid_out.data();
-    } else {
-      blocked = LayoutWeights(v.weights, args.w, s.M, s.G, s.KH * s.KW * s.Wg);
-      args.wb = blocked.data();
+// ---------------------------------------------------------------------------- tap concatenation
+// Few channels per group leave most of a word as pad bits (16 channels: 48 of 64), and every
+// popcount does a word's work for Cg useful bits. When it saves words, the KW taps of a kernel
+// row are concatenated into one bit vector of KW*Cg bits (tap kw at bit kw*Cg):
+//   X [N, H, W, G*Wg] -> X2 [N, H, OW, G*Wg2], column ow of X2 holding input columns
+//     iw = ow*sw - pl + kw*dw (kw < KW), zero bits where iw is outside the image;
+//   W [M, KH, KW, Wg] -> W2 [M, KH, 1, Wg2],       Wg2 = ceil(KW*Cg/64),
+// and the fast kernels run the KH x 1 convolution of X2 by W2 (stride sw 1, no horizontal pad)
+// over Wg2 words per kernel row instead of KW*Wg. Inside the image this is the same sum of
+// popcount(x ^ w). A tap outside the image adds 0 to D (SPEC), but in the concatenated vector its
+// activation bits are 0, so x ^ w = w there and the kernel's D is off by
+//   Cg*(taps outside) - 2*popcount(W of the taps outside)  per in-bounds kernel row,
+// which depends only on the output column's edge pattern and the channel: the kernel adds the
+// correction for edge columns from a small table (ConvArgs::edge_corr). Exact: only valid bits
+// are moved, and the path is taken only when W's and X's pad bits are 0 (as SPEC requires; with
+// a pad bit set the direct kernels would count it, so the result could differ).
+
+std::atomic<uint64_t> g_tap_concat_runs{0};
+
+// Words a kernel row takes, concatenated vs one tap at a time: by default the path is taken
+// when it at least halves them (16 channels, 3x3: 1 word vs 3). Saving less (32 channels: 2 vs
+// 3) does not pay for the concatenated copy of X; QCOMPILE_XNOR_TAP_CONCAT=force takes it
+// whenever it saves a word (tests), =0 never.
+bool TapConcatApplies(const xnor::ConvGeometry& s, int mode) {
+  if (mode == kTapConcatOff || s.KW < 2 || s.KW * s.Cg >= (int64_t{1} << 24)) return false;
+  const int64_t words = Words(s.KW * s.Cg), direct = s.KW * s.Wg;
+  return mode == kTapConcatForce ? words < direct : 2 * words <= direct;
+}
+
+inline uint64_t ValidBits(int64_t Cg, int64_t k) {
+  const int64_t b = Cg - k * kWordBits;
+  return b >= kWordBits ? ~uint64_t{0} : (uint64_t{1} << b) - 1;
+}
+
+// dst (n words) |= word << off, across a word boundary when needed.
+inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
+  const int64_t i = off / kWordBits, sh = off % kWordBits;
+  dst[i] |= word << sh;
+  if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
+}
+
+xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s) {
+  xnor::ConvGeometry c = s;
+  c.W = s.OW;
+  c.pl = 0;
+  c.sw = c.dw = 1;
+  c.KW = 1;
+  c.Cg = s.KW * s.Cg;
+  c.Wg = Words(c.Cg);
+  c.XW = s.G * c.Wg;
+  return c;
+}
+
+// W -> W2 [M, KH, Wg2] and tap_pop [M, KH, KW]; false (outputs unusable) when W has a pad bit.
+bool TapConcatWeights(const xnor::ConvGeometry& s, const uint64_t* w, std::vector<uint64_t>* w2,
+                      std::vector<int32_t>* tap_pop) {
+  const int64_t Wg2 = Words(s.KW * s.Cg);
+  w2->assign(static_cast<size_t>(s.M * s.KH * Wg2), 0);
+  tap_pop->assign(static_cast<size_t>(s.M * s.KH * s.KW), 0);
+  uint64_t pad = 0;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      uint64_t* dst = w2->data() + (m * s.KH + kh) * Wg2;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t tap = (m * s.KH + kh) * s.KW + kw;
+        int32_t pop = 0;
+        for (int64_t k = 0; k < s.Wg; ++k) {
+          const uint64_t word = w[tap * s.Wg + k];
+          const uint64_t valid = ValidBits(s.Cg, k);
+          pad |= word & ~valid;
+          pop += __builtin_popcountll(word & valid);
+          OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+        }
+        (*tap_pop)[static_cast<size_t>(tap)] = pop;
+      }
+    }
+  return pad == 0;
+}
+
+// X -> X2 [N, H, OW, G*Wg2] into out (N*H*OW*G*Wg2 words); false (out unusable) when a word
+// that some window reads has a pad bit set.
+bool TapConcatActivations(const xnor::ConvGeometry& s, const uint64_t* x, uint64_t* out) {
+  const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = s.G * Wg2;
+  std::memset(out, 0, static_cast<size_t>(s.N * s.H * s.OW * XW2) * sizeof(uint64_t));
+  uint64_t pad = 0;
+  if (s.Wg == 1 && Wg2 == 1) {
+    // The common small case (KW*Cg <= 64): one word in, one word out per group.
+    const uint64_t valid = ValidBits(s.Cg, 0);
+    for (int64_t nh = 0; nh < s.N * s.H; ++nh) {
+      const uint64_t* row = x + nh * s.W * s.XW;
+      uint64_t* dst = out + nh * s.OW * XW2;
+      for (int64_t ow = 0; ow < s.OW; ++ow, dst += XW2) {
+        const int64_t iw0 = ow * s.sw - s.pl;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t iw = iw0 + kw * s.dw;
+          if (iw < 0 || iw >= s.W) continue;
+          const uint64_t* src = row + iw * s.XW;
+          const int sh = static_cast<int>(kw * s.Cg);
+          for (int64_t g = 0; g < s.G; ++g) {
+            pad |= src[g];
+            dst[g] |= (src[g] & valid) << sh;
+          }
+        }
+      }
+    }
+    return (pad & ~valid) == 0;
+  }
+  for (int64_t nh = 0; nh < s.N * s.H; ++nh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      uint64_t* dst = out + (nh * s.OW + ow) * XW2;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = ow * s.sw - s.pl + kw * s.dw;
+        if (iw < 0 || iw >= s.W) continue;
+        const uint64_t* src = x + (nh * s.W + iw) * s.XW;
+        for (int64_t g = 0; g < s.G; ++g)
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = src[g * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            OrBitsAt(dst + g * Wg2, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
+      }
+    }
+  return pad == 0;
+}
+
+// The edge corrections (ConvArgs::edge_corr) for geometry s; sets a->edge_a / edge_b.
+std::vector<int32_t> TapConcatEdges(const xnor::ConvGeometry& s, const int32_t* tap_pop,
+                                    xnor::ConvArgs* a) {
+  // Output columns whose window lies inside the image: ow_a <= ow < ow_b (as ConvRowBlocked).
+  int64_t ow_a = (s.pl + s.sw - 1) / s.sw;
+  const int64_t last = s.W - 1 - (s.KW - 1) * s.dw + s.pl;
+  int64_t ow_b = last < 0 ? 0 : last / s.sw + 1;
+  if (ow_a > s.OW) ow_a = s.OW;
+  if (ow_b > s.OW) ow_b = s.OW;
+  if (ow_b < ow_a) ow_b = ow_a;
+  a->edge_a = ow_a;
+  a->edge_b = ow_b;
+  const int64_t E = ow_a + s.OW - ow_b, stride = s.KH + 1;
+  std::vector<int32_t> corr(static_cast<size_t>(E * s.M * stride), 0);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t ow = e < ow_a ? e : ow_b + (e - ow_a);
+    const int64_t iw0 = ow * s.sw - s.pl;
+    for (int64_t m = 0; m < s.M; ++m) {
+      int32_t* c = corr.data() + (e * s.M + m) * stride;
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        int64_t v = 0;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t iw = iw0 + kw * s.dw;
+          if (iw >= 0 && iw < s.W) continue;
+          v += 2 * tap_pop[(m * s.KH + kh) * s.KW + kw] - s.Cg;
+        }
+        c[kh + 1] = static_cast<int32_t>(c[kh] + v);
+      }
     }
   }
+  return corr;
+}
+
+// Runs the kernel on args (geometry, operands and weights in the variant's layout all set) over
+// (batch x group x 32-channel chunk x output row) tasks on ORT's intra-op pool.
+void RunTasks(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs& args) {
+  const xnor::ConvGeometry& s = args.geo;
+  std::vector<uint64_t> split;
   if (v.split_x) {
     const int64_t words = s.N * s.H * s.W * s.XW;
     split.resize(static_cast<size_t>(2 * words));
@@ -81,7 +238,95 @@ void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs a
   ParallelFor(ctx, static_cast<size_t>(total), task);
 }
 
+// The tap-concatenated run (see above); false, having run nothing, when it does not apply
+// (the convolution does not qualify, the variant reads plain weights, or a pad bit is set).
+bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
+                  const ConcatWeights* prepared, int mode) {
+  const xnor::ConvGeometry& s = args.geo;
+  if (v.weights == xnor::kWeightsPlain || !TapConcatApplies(s, mode)) return false;
+  std::vector<uint64_t> w2, laid_out;
+  std::vector<int32_t> pop;
+  const uint64_t* wb = nullptr;
+  const int32_t* tap_pop = nullptr;
+  if (prepared) {
+    wb = prepared->laid_out.data();
+    tap_pop = prepared->tap_pop.data();
+  } else {
+    if (!TapConcatWeights(s, args.w, &w2, &pop)) return false;
+    laid_out = LayoutWeights(v.weights, w2.data(), s.M, s.G, s.KH * Words(s.KW * s.Cg));
+    wb = laid_out.data();
+    tap_pop = pop.data();
+  }
+  const xnor::ConvGeometry c = TapConcatGeometry(s);
+  std::vector<uint64_t> x2(static_cast<size_t>(c.N * c.H * c.W * c.XW));
+  if (!TapConcatActivations(s, args.x, x2.data())) return false;
+  const std::vector<int32_t> edges = TapConcatEdges(s, tap_pop, &args);
+  args.edge_corr = edges.empty() ? nullptr : edges.data();
+  args.geo = c;
+  args.x = x2.data();
+  args.w = nullptr;  // only the laid-out weights are valid for the concatenated geometry
+  args.wb = wb;
+  g_tap_concat_runs.fetch_add(1, std::memory_order_relaxed);
+  RunTasks(ctx, v, args);
+  return true;
+}
+
+// Runs the selected kernel: tap-concatenated when `concat` (the op's setting) and it applies,
+// else directly. Weights are laid out here, per call, unless prepared at kernel creation.
+void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
+             const ConstWeights* prepared, int concat = kTapConcatOff,
+             const ConcatWeights* concat_prepared = nullptr) {
+  if (RunTapConcat(ctx, v, args, concat_prepared, concat)) return;
+  const xnor::ConvGeometry& s = args.geo;
+  std::vector<uint64_t> blocked;
+  if (v.weights != xnor::kWeightsPlain) {
+    if (prepared) {
+      args.wb = prepared->laid_out.data();
+    } else {
+      blocked = LayoutWeights(v.weights, args.w, s.M, s.G, s.KH * s.KW * s.Wg);
+      args.wb = blocked.data();
+    }
+  }
+  RunTasks(ctx, v, args);
+}
+
 }  // namespace
+
+int TapConcatMode() {
+  const char* e = std::getenv("QCOMPILE_XNOR_TAP_CONCAT");
+  if (e && std::strcmp(e, "0") == 0) return kTapConcatOff;
+  if (e && std::strcmp(e, "force") == 0) return kTapConcatForce;
+  return kTapConcatAuto;
+}
+
+void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* v,
+                            const ConvAttrs& a, int mode) {
+  if (!v || v->weights == xnor::kWeightsPlain) return;
+  int is_constant = 0;
+  Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
+  if (!is_constant) return;
+  Ort::TensorTypeAndShapeInfo ti = cw.GetTensorTypeAndShapeInfo();
+  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
+  std::vector<int64_t> ws = ti.GetShape();
+  xnor::ConvGeometry s{};
+  s.G = a.group;
+  s.Cg = a.in_channels / a.group;
+  s.Wg = Words(s.Cg);
+  s.KH = a.kernel_shape[0];
+  s.KW = a.kernel_shape[1];
+  // Compute checks the shape; only one it can accept is prepared.
+  if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
+      ws[3] != s.Wg || !TapConcatApplies(s, mode))
+    return;
+  s.M = ws[0];
+  std::vector<uint64_t> w2;
+  std::vector<int32_t> pop;
+  if (!TapConcatWeights(s, cw.GetTensorData<uint64_t>(), &w2, &pop)) return;
+  src = cw.GetTensorData<uint64_t>();
+  shape = ws;
+  laid_out = LayoutWeights(v->weights, w2.data(), s.M, s.G, s.KH * Words(s.KW * s.Cg));
+  tap_pop = std::move(pop);
+}
 
 const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init_error) {
   std::string err;
@@ -237,6 +482,8 @@ XnorConvOp::XnorConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
     ParseXnorConvAttrs(at, label_, &attrs_);
     variant_ = PickVariant(label_, &init_error_);
     if (variant_) const_w_.Prepare(info, variant_->weights, attrs_.group);
+    tap_concat_ = TapConcatMode();
+    concat_w_.Prepare(info, variant_, attrs_, tap_concat_);
   });
 }
 
@@ -258,7 +505,8 @@ Ort::Status XnorConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
       return;
     }
     xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
-    RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws));
+    RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws), tap_concat_,
+            concat_w_.Get(w.Data(), ws));
   });
 }
 
@@ -274,6 +522,8 @@ XnorConvThresholdOp::XnorConvThresholdOp(const OrtApi* api, const OrtKernelInfo*
                 Fail(label_, "attribute 'out_group': expected >= 1, got ", out_group_);
               variant_ = PickVariant(label_, &init_error_);
               if (variant_) const_w_.Prepare(info, variant_->weights, attrs_.group);
+              tap_concat_ = TapConcatMode();
+              concat_w_.Prepare(info, variant_, attrs_, tap_concat_);
             });
 }
 
@@ -299,29 +549,79 @@ Ort::Status XnorConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Tensor&
     uint64_t* out = y.Allocate({s.N, s.OH, s.OW, YW});
     if (s.N == 0) return;
     // D for every output, then the threshold bits packed per output pixel.
-    std::vector<int32_t> d(static_cast<size_t>(s.N * s.M * s.OH * s.OW), 0);
+    std::unique_ptr<int32_t[]> d(new int32_t[static_cast<size_t>(s.N * s.M * s.OH * s.OW)]);
     if (s.H > 0 && s.W > 0) {
       xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, nullptr, nullptr, nullptr};
-      args.d = d.data();
-      RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws));
+      args.d = d.get();
+      RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws), tap_concat_,
+              concat_w_.Get(w.Data(), ws));
+    } else {
+      std::fill(d.get(), d.get() + s.N * s.M * s.OH * s.OW, 0);  // every tap is padding
     }
     const int32_t* thr = threshold.Data();
     const int64_t plane = s.OH * s.OW;
-    ParallelFor(ctx, static_cast<size_t>(s.N * s.OH), [&](size_t i) {
-      const int64_t n = static_cast<int64_t>(i) / s.OH, oh = static_cast<int64_t>(i) % s.OH;
-      uint64_t* row = out + (n * s.OH + oh) * s.OW * YW;
-      std::memset(row, 0, static_cast<size_t>(s.OW * YW) * sizeof(uint64_t));
-      for (int64_t m = 0; m < s.M; ++m) {
-        const int32_t* dm = d.data() + (n * s.M + m) * plane + oh * s.OW;
-        const int64_t word = (m / Mg_out) * Wg_out + (m % Mg_out) / kWordBits;
-        const uint64_t bit = uint64_t{1} << ((m % Mg_out) % kWordBits);
-        const int32_t t = thr[m];
-        const bool up = dir[m] > 0;
-        for (int64_t ow = 0; ow < s.OW; ++ow) {
-          const bool positive = up ? dm[ow] >= t : dm[ow] <= t;
-          if (!positive) row[ow * YW + word] |= bit;
+    const int64_t M = s.M, OH = s.OH, OW = s.OW;
+    const int32_t* dd = d.get();
+    ParallelFor(ctx, static_cast<size_t>(s.N * OH), [&](size_t i) {
+      const int64_t n = static_cast<int64_t>(i) / OH, oh = static_cast<int64_t>(i) % OH;
+      uint64_t* row = out + (n * OH + oh) * OW * YW;
+      const int32_t* d_row = dd + n * M * plane + oh * OW;
+      // Output word k of a pixel holds channels m0 .. m0+nb-1 (one out_group's, 64 at most).
+      // Bit 1 (-1) iff not (up ? D >= t : D <= t), i.e. (D ^ f) < (t ^ f) with f = 0 for up and
+      // ~0 for down (~ reverses the order of int32 without overflow): branch-free, since the
+      // bits of real data are unpredictable. Eight pixels' words are built in registers.
+      for (int64_t og = 0; og < OG; ++og)
+        for (int64_t k = 0; k < Wg_out; ++k) {
+          const int64_t m0 = og * Mg_out + k * kWordBits;
+          const int64_t nb = std::min<int64_t>(kWordBits, Mg_out - k * kWordBits);
+          const int64_t word = og * Wg_out + k;
+          int64_t ow = 0;
+#if defined(__SSE2__)
+          for (; ow + 8 <= OW; ow += 8) {
+            // Four 2-pixel registers of 64-bit words; per channel, 8 compares as 2 x 4 int32
+            // lanes widened to 64-bit masks (unpack), ANDed with the channel's bit.
+            __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                              _mm_setzero_si128()};
+            for (int64_t j = 0; j < nb; ++j) {
+              const int64_t m = m0 + j;
+              const int32_t f = dir[m] > 0 ? 0 : ~int32_t{0};
+              const __m128i fv = _mm_set1_epi32(f), tv = _mm_set1_epi32(thr[m] ^ f);
+              const __m128i bit = _mm_set1_epi64x(static_cast<long long>(uint64_t{1} << j));
+              const __m128i* dm = reinterpret_cast<const __m128i*>(d_row + m * plane + ow);
+              for (int h = 0; h < 2; ++h) {
+                const __m128i v = _mm_xor_si128(_mm_loadu_si128(dm + h), fv);
+                const __m128i lt = _mm_cmplt_epi32(v, tv);  // (D ^ f) < (t ^ f)
+                acc[2 * h] = _mm_or_si128(acc[2 * h], _mm_and_si128(_mm_unpacklo_epi32(lt, lt), bit));
+                acc[2 * h + 1] =
+                    _mm_or_si128(acc[2 * h + 1], _mm_and_si128(_mm_unpackhi_epi32(lt, lt), bit));
+              }
+            }
+            alignas(16) uint64_t bits[8];
+            for (int q = 0; q < 4; ++q) _mm_store_si128(reinterpret_cast<__m128i*>(bits) + q, acc[q]);
+            for (int p = 0; p < 8; ++p) row[(ow + p) * YW + word] = bits[p];
+          }
+#endif
+          for (; ow + 8 <= OW; ow += 8) {
+            uint64_t bits[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t j = 0; j < nb; ++j) {
+              const int64_t m = m0 + j;
+              const int32_t f = dir[m] > 0 ? 0 : ~int32_t{0};
+              const int32_t tf = thr[m] ^ f;
+              const int32_t* dm = d_row + m * plane + ow;
+              for (int p = 0; p < 8; ++p) bits[p] |= static_cast<uint64_t>((dm[p] ^ f) < tf) << j;
+            }
+            for (int p = 0; p < 8; ++p) row[(ow + p) * YW + word] = bits[p];
+          }
+          for (; ow < OW; ++ow) {
+            uint64_t bits = 0;
+            for (int64_t j = 0; j < nb; ++j) {
+              const int64_t m = m0 + j;
+              const int32_t f = dir[m] > 0 ? 0 : ~int32_t{0};
+              bits |= static_cast<uint64_t>((d_row[m * plane + ow] ^ f) < (thr[m] ^ f)) << j;
+            }
+            row[ow * YW + word] = bits;
+          }
         }
-      }
     });
   });
 }
@@ -438,3 +738,9 @@ Ort::Status XnorGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
 }
 
 }  // namespace qcompile
+
+// Debug counter for tests: runs of XnorConv / XnorConvThreshold that took the tap-concatenated
+// path since the library was loaded (tests/test_ops_xnor_small.py reads it through ctypes).
+extern "C" __attribute__((visibility("default"))) uint64_t qcompile_xnor_tap_concat_runs(void) {
+  return qcompile::g_tap_concat_runs.load(std::memory_order_relaxed);
+}

@@ -26,6 +26,29 @@ struct ConstWeights {
   }
 };
 
+// Tap concatenation for few channels per group (xnor_ops.cc): W with the KW taps of each kernel
+// row concatenated into one bit vector, laid out for the variant once at kernel creation when W
+// is a constant initializer.
+struct ConcatWeights {
+  const uint64_t* src = nullptr;  // W's data in the session; nullptr when not prepared
+  std::vector<int64_t> shape;
+  std::vector<uint64_t> laid_out;  // [M, KH, 1, Wg2] (Wg2 = ceil(KW*Cg/64)) in the layout
+  std::vector<int32_t> tap_pop;    // [M, KH, KW]: popcount of each tap's weight words
+
+  // Prepares when W is a constant, the variant reads laid-out weights, the convolution
+  // qualifies and W has no pad bit set.
+  void Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* v, const ConvAttrs& a,
+               int mode);
+  const ConcatWeights* Get(const uint64_t* w, const std::vector<int64_t>& ws) const {
+    return (src && w == src && ws == shape) ? this : nullptr;
+  }
+};
+
+// When kernels concatenate taps, from QCOMPILE_XNOR_TAP_CONCAT (read when a kernel is created):
+// "0" never (A/B timing), "force" whenever it saves words (tests), else when it pays (auto).
+enum { kTapConcatOff = 0, kTapConcatAuto = 1, kTapConcatForce = 2 };
+int TapConcatMode();
+
 // W [M, taps words per channel] in `layout` (ConvArgs::wb); empty for kWeightsPlain.
 std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w, int64_t M,
                                     int64_t G, int64_t taps);
@@ -61,6 +84,8 @@ struct XnorConvOp {
   ConvAttrs attrs_;
   const xnor::XnorVariant* variant_ = nullptr;
   ConstWeights const_w_;
+  ConcatWeights concat_w_;
+  int tap_concat_ = kTapConcatOff;
 };
 
 struct XnorConvThresholdOp {
@@ -73,6 +98,8 @@ struct XnorConvThresholdOp {
   int64_t out_group_ = 1;
   const xnor::XnorVariant* variant_ = nullptr;
   ConstWeights const_w_;
+  ConcatWeights concat_w_;
+  int tap_concat_ = kTapConcatOff;
 };
 
 struct PackedMaxPoolOp {
