@@ -22,3 +22,37 @@ def test_bench_quick_writes_json(tmp_path):
     for v, ratio in row["speedup_vs_fp32"].items():
         assert ratio == row["median_ms"]["fp32"] / row["median_ms"][v]
     assert data["machine"]["cores"] >= 1 and "popcount_ceiling_macs_per_s" in data
+
+
+def test_bench_ops_smoke_covers_every_op(tmp_path):
+    out = tmp_path / "ops.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_ops.py"), "--threads", "1", "--layers", "3",
+                           "--rounds", "1", "--min-ms", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert [r["op"] for r in rows] == ["XnorConv", "BitSerialConv", "ShiftConv"]
+    for r in rows:
+        for v, ratio in r["speedup_vs_float_conv"].items():
+            assert ratio == r["median_ms"]["float_conv"] / r["median_ms"][v]
+
+
+def test_bench_models_ab_smoke(tmp_path):
+    import onnx
+    from graphs import binary_conv_model
+
+    from qcompile.compiler import compile as compile_model
+    from qcompile.runtime import get_library_path
+
+    ref = tmp_path / "ref.onnx"
+    onnx.save(binary_conv_model(16, 16, hw=(8, 8)), ref)
+    comp = tmp_path / "ref.q.onnx"
+    compile_model(ref, comp, wbits=1, check_parity=False)
+    out = tmp_path / "ab.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_models_ab.py"), "--old-lib", get_library_path(),
+                           "--float", str(ref), "--model", f"tiny={comp}", "--rounds", "1", "--repeats", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert set(data["models"]["tiny"]) == {"before", "after"}
+    assert all(len(v["compiled_over_float"]) == 1 for v in data["models"]["tiny"].values())
