@@ -143,9 +143,9 @@ void ShiftGemmRow(const int8_t* a, int64_t K, int64_t M, const DecodedWeights& w
 // ---------------------------------------------------------------- int8 multiply-add path
 
 PackedWeights PackWeights(const uint8_t* w, int64_t M, int64_t G, int64_t Cg, int64_t KH,
-                          int64_t KW) {
+                          int64_t KW, int32_t off) {
   PackedWeights p;
-  p.G = G, p.Mg = M / G, p.Cg = Cg, p.KH = KH, p.KW = KW;
+  p.G = G, p.Mg = M / G, p.Cg = Cg, p.KH = KH, p.KW = KW, p.off = off;
   const int64_t K = Cg * KH * KW, row_bytes = (K + 1) / 2;
   p.K4 = (K + 3) / 4 * 4;
   p.blocks = (p.Mg + kDotBlockM - 1) / kDotBlockM;
@@ -164,25 +164,26 @@ PackedWeights PackWeights(const uint8_t* w, int64_t M, int64_t G, int64_t Cg, in
       const int64_t kk = tap * Cg + c;
       blk[(kk / 4 * kDotBlockM + j) * 4 + kk % 4] = static_cast<int8_t>(v);
       sum += v;
+      p.max_w = std::max(p.max_w, v < 0 ? -v : v);
     }
     p.corr[static_cast<size_t>(g * p.blocks * kDotBlockM + ml)] =
-        static_cast<uint32_t>(static_cast<uint64_t>(sum * kActOffset));
+        static_cast<uint32_t>(static_cast<uint64_t>(sum * off));
   }
   return p;
 }
 
 void ToOffsetNHWC(const int8_t* a, int64_t C, int64_t H, int64_t W, int64_t n, int64_t h,
-                  uint8_t* u) {
+                  int32_t off, uint8_t* u) {
   uint8_t* dst = u + (n * H + h) * W * C;
   for (int64_t c = 0; c < C; ++c) {
     const int8_t* src = a + ((n * C + c) * H + h) * W;
     for (int64_t x = 0; x < W; ++x)
-      dst[x * C + c] = static_cast<uint8_t>(static_cast<uint8_t>(src[x]) ^ 0x80);
+      dst[x * C + c] = static_cast<uint8_t>(src[x] + off);  // in [0, 255]
   }
 }
 
 void ConvIm2colRows(const ConvShape& s, const uint8_t* u, int64_t K4, int64_t n, int64_t g,
-                    int64_t p0, int64_t rows, uint8_t* dst) {
+                    int64_t p0, int64_t rows, int32_t off, uint8_t* dst) {
   const int64_t K = s.Cg * s.KH * s.KW;
   const uint8_t* un = u + n * s.H * s.W * s.C + g * s.Cg;
   for (int64_t r = 0; r < rows; ++r) {
@@ -196,10 +197,10 @@ void ConvIm2colRows(const ConvShape& s, const uint8_t* u, int64_t K4, int64_t n,
         if (row_in && iw >= 0 && iw < s.W)
           std::memcpy(d, un + (ih * s.W + iw) * s.C, static_cast<size_t>(s.Cg));
         else
-          std::memset(d, kActOffset, static_cast<size_t>(s.Cg));  // padded tap: a = 0
+          std::memset(d, off, static_cast<size_t>(s.Cg));  // padded tap: a = 0
       }
     }
-    std::memset(d, kActOffset, static_cast<size_t>(K4 - K));
+    std::memset(d, off, static_cast<size_t>(K4 - K));
   }
 }
 

@@ -79,11 +79,11 @@ DotScratch& Scratch() {
 // Y for rows [0, rows) of `u` (K4 bytes each) x channel blocks [b0, b1) of group g: D by
 // DotTileAvx2, then WriteTile. Row r, channel j of the group land at y0[r*stride_r +
 // (b*16 + j)*stride_m]; scale/bias start at the group's first channel.
-void DotRows(const shift::PackedWeights& pw, int64_t g, int64_t b0, int64_t b1, const uint8_t* u,
-             int64_t rows, const float* sc, const float* bi, float* y0, int64_t stride_r,
-             int64_t stride_m, int32_t* acc) {
+void DotRows(const shift::PackedWeights& pw, int64_t depth, int64_t g, int64_t b0, int64_t b1,
+             const uint8_t* u, int64_t rows, const float* sc, const float* bi, float* y0,
+             int64_t stride_r, int64_t stride_m, int32_t* acc) {
   for (int64_t b = b0; b < b1; ++b) {
-    shift::DotTileAvx2(u, pw.K4, rows, pw.Block(g, b), pw.K4, acc);
+    shift::DotTileAvx2(u, pw.K4, rows, pw.Block(g, b), pw.K4, depth, acc);
     const int64_t j0 = b * shift::kDotBlockM;
     shift::WriteTile(acc, pw.corr.data() + g * pw.blocks * shift::kDotBlockM + j0, rows,
                      std::min(shift::kDotBlockM, pw.Mg - j0), sc + j0, bi + j0,
@@ -221,7 +221,7 @@ int64_t ShiftKernelRuns(const char* name) {
 }
 
 void ShiftConstWeights::Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH,
-                                int64_t KW) {
+                                int64_t KW, int32_t off) {
   int is_constant = 0;
   Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
   if (!is_constant) return;
@@ -232,7 +232,7 @@ void ShiftConstWeights::Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg
   if (ws.size() != 2 || ws[0] < 1 || ws[0] % G != 0 || ws[1] != (Cg * KH * KW + 1) / 2) return;
   src = cw.GetTensorData<uint8_t>();
   shape = ws;
-  packed = shift::PackWeights(src, ws[0], G, Cg, KH, KW);
+  packed = shift::PackWeights(src, ws[0], G, Cg, KH, KW, off);
 }
 
 // ---------------------------------------------------------------------------- Pow2Quant
@@ -279,7 +279,7 @@ ShiftConvOp::ShiftConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept 
     kernel_ = PickShiftKernel(label_, quant_);
     if (kernel_.kernel == ShiftKernel::kAvx2)
       const_w_.Prepare(info, attrs_.group, attrs_.in_channels / attrs_.group,
-                       attrs_.kernel_shape[0], attrs_.kernel_shape[1]);
+                       attrs_.kernel_shape[0], attrs_.kernel_shape[1], shift::ActOffset(quant_));
   });
 }
 
@@ -357,13 +357,15 @@ void ShiftConvOp::RunConvInt8(OrtKernelContext* ctx, const shift::ConvShape& s, 
   shift::PackedWeights local;
   const shift::PackedWeights* pw = const_w_.Get(w, ws);
   if (!pw) {
-    local = shift::PackWeights(w, s.M, s.G, s.Cg, s.KH, s.KW);
+    local = shift::PackWeights(w, s.M, s.G, s.Cg, s.KH, s.KW, shift::ActOffset(quant_));
     pw = &local;
   }
+  const int32_t off = pw->off;
+  const int64_t depth = shift::Int16Depth(shift::MaxU(quant_), pw->max_w);
   std::vector<uint8_t> u(static_cast<size_t>(s.N * s.H * s.W * s.C));
   ParallelFor(ctx, static_cast<size_t>(s.N * s.H), [&](size_t i) {
     const int64_t t = static_cast<int64_t>(i);
-    shift::ToOffsetNHWC(a, s.C, s.H, s.W, t / s.H, t % s.H, u.data());
+    shift::ToOffsetNHWC(a, s.C, s.H, s.W, t / s.H, t % s.H, off, u.data());
   });
   const int64_t P = s.OH * s.OW, chunks = (P + kDotRows - 1) / kDotRows;
   const int64_t per = BlocksPerTask(pw->blocks, s.N * s.G * chunks);
@@ -380,9 +382,9 @@ void ShiftConvOp::RunConvInt8(OrtKernelContext* ctx, const shift::ConvShape& s, 
     DotScratch& scr = Scratch();
     scr.rows.resize(static_cast<size_t>(kDotRows * K4));
     scr.acc.resize(static_cast<size_t>(kDotRows * shift::kDotBlockM));
-    shift::ConvIm2colRows(s, u.data(), K4, n, g, p0, rows, scr.rows.data());
+    shift::ConvIm2colRows(s, u.data(), K4, n, g, p0, rows, off, scr.rows.data());
     const int64_t m0 = g * s.Mg;
-    DotRows(*pw, g, sp * per, std::min(pw->blocks, (sp + 1) * per), scr.rows.data(), rows,
+    DotRows(*pw, depth, g, sp * per, std::min(pw->blocks, (sp + 1) * per), scr.rows.data(), rows,
             sc + m0, bi + m0, out + (n * s.M + m0) * P + p0, 1, P, scr.acc.data());
   });
 }
@@ -399,7 +401,8 @@ ShiftGemmOp::ShiftGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept 
     ParseActQuant(at, label_, &quant_);
     CheckRange(label_, static_cast<double>(in_features_), "in_features", quant_);
     kernel_ = PickShiftKernel(label_, quant_);
-    if (kernel_.kernel == ShiftKernel::kAvx2) const_w_.Prepare(info, 1, in_features_, 1, 1);
+    if (kernel_.kernel == ShiftKernel::kAvx2)
+      const_w_.Prepare(info, 1, in_features_, 1, 1, shift::ActOffset(quant_));
   });
 }
 
@@ -449,14 +452,16 @@ void ShiftGemmOp::RunGemmInt8(OrtKernelContext* ctx, int64_t N, int64_t K, int64
   shift::PackedWeights local;
   const shift::PackedWeights* pw = const_w_.Get(w, ws);
   if (!pw) {
-    local = shift::PackWeights(w, M, 1, K, 1, 1);
+    local = shift::PackWeights(w, M, 1, K, 1, 1, shift::ActOffset(quant_));
     pw = &local;
   }
   const int64_t K4 = pw->K4;
-  std::vector<uint8_t> u(static_cast<size_t>(N * K4), static_cast<uint8_t>(shift::kActOffset));
+  const int32_t off = pw->off;
+  const int64_t depth = shift::Int16Depth(shift::MaxU(quant_), pw->max_w);
+  std::vector<uint8_t> u(static_cast<size_t>(N * K4), static_cast<uint8_t>(off));
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k)
-      u[static_cast<size_t>(n * K4 + k)] = static_cast<uint8_t>(a[n * K + k]) ^ 0x80;
+      u[static_cast<size_t>(n * K4 + k)] = static_cast<uint8_t>(a[n * K + k] + off);
   const int64_t chunks = (N + kDotRows - 1) / kDotRows;
   const int64_t per = BlocksPerTask(pw->blocks, chunks);
   const int64_t splits = (pw->blocks + per - 1) / per;
@@ -465,7 +470,7 @@ void ShiftGemmOp::RunGemmInt8(OrtKernelContext* ctx, int64_t N, int64_t K, int64
     const int64_t n0 = ch * kDotRows, rows = std::min(kDotRows, N - n0);
     DotScratch& scr = Scratch();
     scr.acc.resize(static_cast<size_t>(kDotRows * shift::kDotBlockM));
-    DotRows(*pw, 0, sp * per, std::min(pw->blocks, (sp + 1) * per), u.data() + n0 * K4, rows, sc,
+    DotRows(*pw, depth, 0, sp * per, std::min(pw->blocks, (sp + 1) * per), u.data() + n0 * K4, rows, sc,
             bi, out + n0 * M, M, 1, scr.acc.data());
   });
 }

@@ -32,8 +32,10 @@ struct ShiftConstWeights {
   const uint8_t* src = nullptr;  // W's data in the session; nullptr when not packed
   std::vector<int64_t> shape;
   shift::PackedWeights packed;
-  // Packs input 1 (W) when it is a constant of shape [M, ceil(Cg*KH*KW/2)], M % G == 0.
-  void Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH, int64_t KW);
+  // Packs input 1 (W) for activation offset `off` when it is a constant of shape
+  // [M, ceil(Cg*KH*KW/2)] with M % G == 0.
+  void Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH, int64_t KW,
+               int32_t off);
   const shift::PackedWeights* Get(const uint8_t* w, const std::vector<int64_t>& ws) const {
     return (src && w == src && ws == shape) ? &packed : nullptr;
   }
