@@ -24,6 +24,21 @@ int64_t QuantizeUniform(const ActQuant& q, const float* x, int64_t count, int8_t
   return bad;
 }
 
+// Pow2Code over an array with the level count fixed, written so that GCC vectorises it: the
+// thresholds ascend, so |a| is 2^k for the last k with |x| >= t[k] (a select per level, no
+// variable shift), 0 if none; negative iff !(x >= 0). Same codes as Pow2Code (NaN: 0).
+template <int L>
+void QuantizePow2(const float* t, const float* x, int64_t count, int8_t* a) {
+  float tk[L], pk[L];
+  for (int k = 0; k < L; ++k) tk[k] = t[k], pk[k] = static_cast<float>(1 << k);
+  for (int64_t i = 0; i < count; ++i) {
+    const float v = x[i], ax = std::fabs(v);
+    float mag = 0.0f;  // float selects: GCC vectorises them (compare, and/andnot/or)
+    for (int k = 0; k < L; ++k) mag = ax >= tk[k] ? pk[k] : mag;
+    a[i] = static_cast<int8_t>(static_cast<int32_t>(v >= 0.0f ? mag : -mag));
+  }
+}
+
 int64_t FloorDiv(int64_t a, int64_t b) {  // b > 0
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
@@ -46,6 +61,16 @@ inline void AddShiftedRow(int32_t* __restrict acc, const int8_t* __restrict src,
 
 int64_t QuantizeActs(const ActQuant& q, const float* x, int64_t count, int8_t* a) {
   if (q.pow2) {
+    switch (q.levels) {
+      case 1: QuantizePow2<1>(q.thresholds, x, count, a); return -1;
+      case 2: QuantizePow2<2>(q.thresholds, x, count, a); return -1;
+      case 3: QuantizePow2<3>(q.thresholds, x, count, a); return -1;
+      case 4: QuantizePow2<4>(q.thresholds, x, count, a); return -1;
+      case 5: QuantizePow2<5>(q.thresholds, x, count, a); return -1;
+      case 6: QuantizePow2<6>(q.thresholds, x, count, a); return -1;
+      case 7: QuantizePow2<7>(q.thresholds, x, count, a); return -1;
+      default: break;
+    }
     for (int64_t i = 0; i < count; ++i)
       a[i] = static_cast<int8_t>(Pow2Code(x[i], q.thresholds, q.levels));
     return -1;
