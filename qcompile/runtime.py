@@ -96,6 +96,8 @@ def _library() -> ctypes.CDLL:
     lib.qcompile_kernel_variant_supported.restype = ctypes.c_int
     lib.qcompile_kernel_variant_supported.argtypes = [ctypes.c_int]
     lib.qcompile_kernel_selected.restype = ctypes.c_char_p
+    lib.qcompile_shift_kernel_runs.restype = ctypes.c_longlong
+    lib.qcompile_shift_kernel_runs.argtypes = [ctypes.c_char_p]
     return lib
 
 
@@ -110,6 +112,12 @@ def kernel_variants() -> list[KernelVariant]:
         )
         for i in range(lib.qcompile_kernel_variant_count())
     ]
+
+
+def shift_kernel_runs(name: str) -> int:
+    """How many ShiftConv/ShiftGemm runs in this process computed D with shift kernel `name`
+    ("portable" or "avx2"; QCOMPILE_SHIFT_KERNEL forces one); -1 for an unknown name."""
+    return int(_library().qcompile_shift_kernel_runs(name.encode()))
 
 
 def selected_kernel() -> str | None:

@@ -1,8 +1,9 @@
 """qcompile::Pow2Quant / ShiftConv / ShiftGemm in onnxruntime against the numpy reference
 (qcompile.ops.shift): the integer part D exactly (scale 1, bias 0) and the float output bit for bit,
 over a covering selection of geometries x activation quantizers x weight kinds (not the full
-cartesian product: every geometry meets every activation mode, weight kinds rotate), plus one test
-per refusal checking that the message names the op and the problem."""
+cartesian product: every geometry meets every activation mode, weight kinds rotate), on each shift
+kernel (QCOMPILE_SHIFT_KERNEL=portable|avx2), plus one test per refusal checking that the message
+names the op and the problem."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def _model(node, inputs: list[tuple[str, int]], inits=()) -> bytes:
 def _session(op: str, inputs=TYPES4, threads: int = 1, inits=(), **attrs):
     node = helper.make_node(op, [n for n, _ in inputs], ["Y"], domain="qcompile", name="n0", **attrs)
     return runtime.InferenceSession(_model(node, inputs, inits), threads=threads)
+
+
+# ------------------------------------------------------------------------------ shift kernels
+
+HAVE_AVX2 = any(v.name == "avx2" and v.supported for v in runtime.kernel_variants())
+KERNELS = [
+    pytest.param("portable"),
+    pytest.param("avx2", marks=pytest.mark.skipif(not HAVE_AVX2, reason="CPU (or build) without AVX2")),
+]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request, monkeypatch):
+    """QCOMPILE_SHIFT_KERNEL forced for the sessions the test creates (read at kernel creation)."""
+    monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", request.param)
+    before = runtime.shift_kernel_runs(request.param)
+    yield request.param
+    assert runtime.shift_kernel_runs(request.param) > before  # the forced kernel really ran
 
 
 def _assert_bits_equal(y: np.ndarray, want: np.ndarray) -> None:
@@ -156,7 +175,7 @@ def _check_conv(geom, act_name: str, wkind: str, threads: int, w_const: bool = F
 @pytest.mark.parametrize("act_name", list(ACTS))
 @pytest.mark.parametrize("gi", range(len(CONV_GEOMS)),
                          ids=[f"C{g[0]}-k{g[3][0]}x{g[3][1]}-s{g[4][0]}{g[4][1]}-g{g[7]}-n{g[8]}" for g in CONV_GEOMS])
-def test_shift_conv(gi, act_name):
+def test_shift_conv(gi, act_name, kernel):
     """Every geometry x every activation quantizer; weight kinds and thread counts rotate."""
     ai = list(ACTS).index(act_name)
     wkind = list(WEIGHT_KINDS)[(gi + ai) % len(WEIGHT_KINDS)]
@@ -165,17 +184,17 @@ def test_shift_conv(gi, act_name):
 
 @pytest.mark.parametrize("wkind", list(WEIGHT_KINDS))
 @pytest.mark.parametrize("act_name", ["pow2-L3", "pow2-L7", "u4-unsigned-zp3"])
-def test_shift_conv_weight_kinds(wkind, act_name):
+def test_shift_conv_weight_kinds(wkind, act_name, kernel):
     """Every weight kind with the AQE activations, on a padded/strided and a grouped geometry."""
     for geom in (CONV_GEOMS[1], CONV_GEOMS[3]):
         _check_conv(geom, act_name, wkind, threads=2)
 
 
-def test_shift_conv_constant_weights():
+def test_shift_conv_constant_weights(kernel):
     _check_conv(CONV_GEOMS[4], "pow2-L3", "aqe3", threads=2, w_const=True)
 
 
-def test_shift_conv_extremes():
+def test_shift_conv_extremes(kernel):
     """Largest codes both ways (|a| = 128, |w_int| = 64) over the largest receptive field here."""
     c, k = 130, 5
     x = np.full((1, c, 5, 5), -1e9, np.float32)  # code -128 ...
@@ -191,7 +210,7 @@ def test_shift_conv_extremes():
     np.testing.assert_array_equal(y, d_ref.astype(np.float32))
 
 
-def test_shift_conv_empty():
+def test_shift_conv_empty(kernel):
     """N = 0 gives an empty output; an empty image has only padded taps: Y = 0 * scale + bias."""
     wp = shift.encode_weights(np.ones((2, 9), np.int64))
     scale = np.array([2.0, -3.0], np.float32)
@@ -211,7 +230,7 @@ def test_shift_conv_empty():
 
 @pytest.mark.parametrize("k", [1, 63, 64, 65, 130])
 @pytest.mark.parametrize("act_name", list(ACTS))
-def test_shift_gemm(k, act_name):
+def test_shift_gemm(k, act_name, kernel):
     ai = list(ACTS).index(act_name)
     wkind = list(WEIGHT_KINDS)[(k + ai) % len(WEIGHT_KINDS)]
     n, m = (1, 3)[ai % 2], 37  # 37 outputs: more than one 32-channel task, the last one partial
@@ -232,7 +251,7 @@ def test_shift_gemm(k, act_name):
 
 
 @pytest.mark.parametrize("wkind", list(WEIGHT_KINDS))
-def test_shift_gemm_weight_kinds(wkind):
+def test_shift_gemm_weight_kinds(wkind, kernel):
     rng = np.random.default_rng(7)
     x = _act_input(rng, (4, 130), ACTS["pow2-L3"])
     _, wp = _weights(rng, 9, 130, wkind)
@@ -249,6 +268,88 @@ def test_shift_gemm_empty_batch():
     (y,) = sess.run(None, {"X": np.zeros((0, 5), np.float32), "W": wp, "scale": np.ones(3, np.float32),
                            "bias": np.zeros(3, np.float32)})
     assert y.shape == (0, 3) and y.dtype == np.float32
+
+
+# --------------------------------------------------------------------- kernel choice and bounds
+
+def _extreme_case(rng, act_name: str, e: int, shape, k: int, m: int):
+    """Activations at their extreme codes (each element the largest or the smallest code) and
+    weights all +-2^e: every vpmaddubsw pair and every partial sum as large as the range allows.
+    (+-1e9 quantize to the largest / smallest code in both modes.)"""
+    act = ACTS[act_name]
+    x = np.where(rng.random(shape) < 0.5, np.float32(-1e9), np.float32(1e9)).astype(np.float32)
+    w = rng.choice([1 << e, -(1 << e)], size=(m, k))
+    w[0] = 1 << e  # channel 0: all positive (D at its most positive where every a is the largest)
+    return act, x, w, shift.encode_weights(w)
+
+
+@pytest.mark.parametrize("e", [0, 3, 6])
+@pytest.mark.parametrize("act_name", ["u8-signed", "pow2-L7", "u4-unsigned-zp3", "u4-unsigned-narrow-zp-2"])
+def test_shift_saturation_bound(act_name, e, kernel):
+    """|a| up to 128 (a = 127 and -128, uniform 8-bit) with |w_int| up to 64: the int8 path's pair
+    sums reach 2 * 255 * 64 = 32640 (no saturation), bit-exact on both kernels, conv and gemm."""
+    rng = np.random.default_rng(100 * e + list(ACTS).index(act_name))
+    c, hw, m = 67, 6, 20
+    act, x, _, wp = _extreme_case(rng, act_name, e, (2, c, hw, hw), c * 9, m)
+    x[0] = 1e9  # image 0: every code the largest
+    attrs = dict(in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1], **act)
+    ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
+    (y,) = _session("ShiftConv", threads=2, **attrs).run(None, {"X": x, "W": wp, "scale": ones, "bias": zeros})
+    d_ref = shift.shift_conv_int(x, wp, **attrs)
+    np.testing.assert_array_equal(y, d_ref.astype(np.float32))
+    k = 300
+    act, xg, w, wp = _extreme_case(rng, act_name, e, (7, k), k, m)
+    xg[0] = 1e9
+    attrs = dict(in_features=k, **act)
+    (y,) = _session("ShiftGemm", **attrs).run(None, {"X": xg, "W": wp, "scale": ones, "bias": zeros})
+    d_ref = shift.shift_gemm_int(xg, wp, **attrs)
+    np.testing.assert_array_equal(d_ref, shift.act_int(xg, **act) @ w.T)
+    np.testing.assert_array_equal(y, d_ref.astype(np.float32))
+
+
+def _runs() -> dict[str, int]:
+    return {k: runtime.shift_kernel_runs(k) for k in ("portable", "avx2")}
+
+
+@pytest.mark.parametrize("forced", KERNELS)
+def test_shift_kernel_forced(forced, monkeypatch):
+    """QCOMPILE_SHIFT_KERNEL=<kernel> makes ShiftConv and ShiftGemm run that kernel and no other
+    (the library counts runs per kernel)."""
+    monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", forced)
+    conv = _session("ShiftConv", **CONV_OK)
+    gemm = _session("ShiftGemm", **GEMM_OK)
+    monkeypatch.delenv("QCOMPILE_SHIFT_KERNEL")  # read when the kernel was created, not per run
+    before = _runs()
+    conv.run(None, _conv_feeds())
+    gemm.run(None, _gemm_feeds())
+    gemm.run(None, _gemm_feeds())
+    after = _runs()
+    other = "avx2" if forced == "portable" else "portable"
+    assert after[forced] - before[forced] == 3
+    assert after[other] == before[other]
+
+
+def test_shift_kernel_default(monkeypatch):
+    """Unset: the int8 path when the CPU has AVX2 and a group has >= 8 output channels; the
+    shift-and-add kernel otherwise (and for depthwise-like layers)."""
+    monkeypatch.delenv("QCOMPILE_SHIFT_KERNEL", raising=False)
+    wide = dict(in_channels=4, kernel_shape=[3, 3], **ACTS["pow2-L3"])
+    feeds = _conv_feeds(W=np.zeros((8, 18), np.uint8), scale=np.ones(8, np.float32), bias=np.zeros(8, np.float32))
+    before = _runs()
+    _session("ShiftConv", **wide).run(None, feeds)
+    _session("ShiftConv", **CONV_OK).run(None, _conv_feeds())  # 1 channel per group
+    after = _runs()
+    if HAVE_AVX2:
+        assert (after["avx2"] - before["avx2"], after["portable"] - before["portable"]) == (1, 1)
+    else:
+        assert (after["avx2"] - before["avx2"], after["portable"] - before["portable"]) == (0, 2)
+
+
+def test_shift_kernel_unknown(monkeypatch):
+    monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", "sse9")
+    with pytest.raises(Exception, match=r"qcompile::ShiftConv \(node 'n0'\): QCOMPILE_SHIFT_KERNEL=sse9 is not a "
+                                        r"shift kernel; expected portable or avx2"):
+        _session("ShiftConv", **CONV_OK).run(None, _conv_feeds())
 
 
 # ------------------------------------------------------------------------------------ Pow2Quant

@@ -10,7 +10,9 @@ a 3x3 128->128 28x28 layer against float Conv the same way (--bitserial, on by d
 --baseline-lib OLD.so every XnorConv/BitSerialConv variant a second time from another build of
 the library ("<variant>@baseline"), in the same alternating rounds: before/after side by side.
 ShiftConv 3/3 (AQE's power-of-two activations and weights, quantized inside the op from the
-float input) on the same 128->128 28x28 layer (--shift, on by default; one portable kernel).
+float input) on the same 128->128 28x28 layer (--shift, on by default), each shift kernel this
+CPU runs (portable shift-and-add, avx2 int8 multiply-add; QCOMPILE_SHIFT_KERNEL while the session
+is created).
 
     python tools/bench_ops.py --out runs/bench_ops.json
     python tools/bench_ops.py --threads 1 --baseline-lib /tmp/base/libqcompile_ops.so
@@ -115,10 +117,11 @@ BASELINE = "@baseline"
 
 
 def _session(
-    model: bytes, threads: int, variant: str | None, library: str | None = None
+    model: bytes, threads: int, variant: str | None, library: str | None = None,
+    env: str = "QCOMPILE_KERNEL",
 ) -> ort.InferenceSession:
-    """A session; `variant` forces QCOMPILE_KERNEL (a "@baseline" suffix: from `library`)."""
-    old = os.environ.get("QCOMPILE_KERNEL")
+    """A session; `variant` forces `env` (a "@baseline" suffix: from `library`)."""
+    old = os.environ.get(env)
     try:
         if variant and variant.endswith(BASELINE):
             variant = variant[: -len(BASELINE)]
@@ -128,15 +131,15 @@ def _session(
         else:
             so = runtime.session_options(threads)
         if variant:
-            os.environ["QCOMPILE_KERNEL"] = variant
+            os.environ[env] = variant
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     finally:
         if old is None:
-            os.environ.pop("QCOMPILE_KERNEL", None)
+            os.environ.pop(env, None)
         else:
-            os.environ["QCOMPILE_KERNEL"] = old
+            os.environ[env] = old
 
 
 def _time_once(sess: ort.InferenceSession, feeds: dict, inner: int) -> float:
@@ -168,9 +171,9 @@ def bench_layer(
         xp = bitserial.quantize_pack(acts, scale=1.0, bitwidth=2, signed=0)
     cases = {"float_conv": (_session(float_conv_model(w), threads, None), {"X": x})}
     for v in variants:
-        # ShiftConv has one kernel: no QCOMPILE_KERNEL variant to force
-        forced = None if op == "ShiftConv" else v
-        cases[v] = (_session(model, threads, forced, library), {"X": xp})
+        # ShiftConv's kernels are forced with QCOMPILE_SHIFT_KERNEL
+        env = "QCOMPILE_SHIFT_KERNEL" if op == "ShiftConv" else "QCOMPILE_KERNEL"
+        cases[v] = (_session(model, threads, v, library, env), {"X": xp})
     inner = {}
     for key, (sess, feeds) in cases.items():
         for _ in range(3):
@@ -244,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(("bitserial 2/2 28x28x128", 128, 28, "BitSerialConv"))
     if args.shift:
         jobs.append(("shift 3/3 28x28x128", 128, 28, "ShiftConv"))
+    shift_kernels = ["portable"] + (["avx2"] if any(v.name == "avx2" and v.supported for v in table) else [])
     load_before = os.getloadavg()[0]
     results = []
     for name, c, hw, op in jobs:
         for t in threads:
-            # ShiftConv: one portable kernel, and a baseline library may predate it
-            variants_shown = ["portable"] if op == "ShiftConv" else contenders
+            # ShiftConv: its own kernels (a baseline library may predate them)
+            variants_shown = shift_kernels if op == "ShiftConv" else contenders
             r = bench_layer(
                 name, c, hw, t, variants_shown, args.rounds, args.min_ms, args.baseline_lib, op
             )

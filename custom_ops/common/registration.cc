@@ -121,6 +121,12 @@ QCOMPILE_EXPORT const char* qcompile_kernel_selected(void) {
   return v ? v->name : nullptr;
 }
 
+// How many ShiftConv / ShiftGemm runs computed D with the shift kernel `name` ("portable",
+// "avx2") in this process; -1 for an unknown name. Lets tests see which path ran.
+QCOMPILE_EXPORT long long qcompile_shift_kernel_runs(const char* name) {
+  return static_cast<long long>(qcompile::ShiftKernelRuns(name));
+}
+
 // Binary multiply-adds per second on one core for the named variant's inner loop (XOR,
 // popcount, accumulate over L1-resident data, the kernel's own tile code), measured for about
 // `seconds`; 0 for an unknown variant or one this CPU cannot run. Used by tools/bench.py.

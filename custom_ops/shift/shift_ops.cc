@@ -1,9 +1,14 @@
 #include "shift_ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
+
+#include "../common/cpu_features.h"
 
 namespace qcompile {
 namespace {
@@ -14,6 +19,84 @@ using U8Tensor = Ort::Custom::Tensor<uint8_t>;
 constexpr int64_t kChunk = 1 << 14;  // elements per parallel task of the quantize loops
 constexpr int64_t kConvBlockM = 8;   // output channels per ShiftConv task (one output row each)
 constexpr int64_t kGemmBlockM = 32;  // output channels per ShiftGemm task (one batch row each)
+// int8 path: output pixels (conv) / batch rows (gemm) per task, im2col'd once per task; about
+// 96 x K4 bytes, streamed from L2 while one 16-channel weight block stays in L1.
+constexpr int64_t kDotRows = 96;
+constexpr int64_t kMinTasks = 16;  // split the channel blocks when fewer (row chunk x group) tasks
+
+std::atomic<int64_t> g_kernel_runs[2];
+
+bool HaveAvx2Kernel() {
+#ifdef QCOMPILE_HAVE_AVX2
+  return Cpu().avx2;
+#else
+  return false;
+#endif
+}
+
+// QCOMPILE_SHIFT_KERNEL (unset or empty: automatic), checked against the CPU and the
+// activation range.
+ShiftKernelChoice PickShiftKernel(const std::string& label, const shift::ActQuant& q) {
+  ShiftKernelChoice c;
+  const bool fits = shift::ShiftInt8Fits(q);
+  const char* forced = std::getenv("QCOMPILE_SHIFT_KERNEL");
+  if (forced && *forced) {
+    c.forced = true;
+    if (std::strcmp(forced, "portable") == 0) return c;
+    if (std::strcmp(forced, "avx2") != 0)
+      Fail(label, "QCOMPILE_SHIFT_KERNEL=", forced, " is not a shift kernel; expected portable "
+           "or avx2 (or unset)");
+    if (!HaveAvx2Kernel())
+      Fail(label, "QCOMPILE_SHIFT_KERNEL=avx2 names a kernel that this CPU (or build) cannot "
+           "run (needs avx2); unset it or use portable");
+    // An activation range that could saturate vpmaddubsw keeps the exact portable kernel (no
+    // valid attributes reach this: int8 codes give at most 2 * 255 * 64 = 32640).
+    if (fits) c.kernel = ShiftKernel::kAvx2;
+    return c;
+  }
+  if (HaveAvx2Kernel() && fits) c.kernel = ShiftKernel::kAvx2;
+  return c;
+}
+
+// Automatic choice only: with fewer than 8 output channels per group (depthwise-like layers)
+// most of a 16-channel block would be padding, and the shift-and-add kernel is kept.
+bool UseAvx2(const ShiftKernelChoice& c, int64_t Mg) {
+  return c.kernel == ShiftKernel::kAvx2 && (c.forced || Mg >= 8);
+}
+
+void CountRun(bool avx2) { g_kernel_runs[avx2 ? 1 : 0].fetch_add(1, std::memory_order_relaxed); }
+
+// Per-thread scratch of the int8 path (im2col rows, accumulators), reused across tasks.
+struct DotScratch {
+  std::vector<uint8_t> rows;
+  std::vector<int32_t> acc;
+};
+DotScratch& Scratch() {
+  thread_local DotScratch s;
+  return s;
+}
+
+// Y for rows [0, rows) of `u` (K4 bytes each) x channel blocks [b0, b1) of group g: D by
+// DotTileAvx2, then WriteTile. Row r, channel j of the group land at y0[r*stride_r +
+// (b*16 + j)*stride_m]; scale/bias start at the group's first channel.
+void DotRows(const shift::PackedWeights& pw, int64_t depth, int64_t g, int64_t b0, int64_t b1,
+             const uint8_t* u, int64_t rows, const float* sc, const float* bi, float* y0,
+             int64_t stride_r, int64_t stride_m, int32_t* acc) {
+  for (int64_t b = b0; b < b1; ++b) {
+    shift::DotTileAvx2(u, pw.K4, rows, pw.Block(g, b), pw.K4, depth, acc);
+    const int64_t j0 = b * shift::kDotBlockM;
+    shift::WriteTile(acc, pw.corr.data() + g * pw.blocks * shift::kDotBlockM + j0, rows,
+                     std::min(shift::kDotBlockM, pw.Mg - j0), sc + j0, bi + j0,
+                     y0 + j0 * stride_m, stride_r, stride_m);
+  }
+}
+
+// Channel blocks per task: all of a group's unless fewer than kMinTasks tasks would result.
+int64_t BlocksPerTask(int64_t blocks, int64_t other_tasks) {
+  if (other_tasks >= kMinTasks) return blocks;
+  const int64_t splits = std::min(blocks, (kMinTasks + other_tasks - 1) / other_tasks);
+  return (blocks + splits - 1) / splits;
+}
 
 int64_t NumElements(const std::vector<int64_t>& s) {
   int64_t n = 1;
@@ -42,6 +125,8 @@ void ParseThresholds(const Attrs& at, const std::string& label, const char* name
   q->levels = static_cast<int>(t.size());
   std::copy(t.begin(), t.end(), q->thresholds);
   q->max_abs = int32_t{1} << (q->levels - 1);
+  q->max_code = q->max_abs;
+  q->min_code = -q->max_abs;
 }
 
 // act_mode and the attributes of that mode (SPEC, "Activation codes of ShiftConv / ShiftGemm");
@@ -86,6 +171,8 @@ void ParseActQuant(const Attrs& at, const std::string& label, shift::ActQuant* q
          bitwidth, ", act_signed ", is_signed, ", act_narrow ", narrow, ", act_zero_point ",
          q->zero_point, "), outside the int8 range [-128, 127]");
   q->max_abs = static_cast<int32_t>(std::max(std::fabs(lo), std::fabs(hi)));
+  q->min_code = static_cast<int32_t>(lo);
+  q->max_code = static_cast<int32_t>(hi);
 }
 
 // Worst case |D| = K * max|a| * 2^6 must stay below 2^31 (computed in double: no overflow).
@@ -123,6 +210,30 @@ void CheckAffine(const std::string& label, const F32Tensor& scale, const F32Tens
 }
 
 }  // namespace
+
+const char* ShiftKernelName(ShiftKernel k) { return k == ShiftKernel::kAvx2 ? "avx2" : "portable"; }
+
+int64_t ShiftKernelRuns(const char* name) {
+  if (!name) return -1;
+  if (std::strcmp(name, "portable") == 0) return g_kernel_runs[0].load();
+  if (std::strcmp(name, "avx2") == 0) return g_kernel_runs[1].load();
+  return -1;
+}
+
+void ShiftConstWeights::Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH,
+                                int64_t KW, int32_t off) {
+  int is_constant = 0;
+  Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
+  if (!is_constant) return;
+  Ort::TensorTypeAndShapeInfo ti = cw.GetTensorTypeAndShapeInfo();
+  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) return;
+  std::vector<int64_t> ws = ti.GetShape();
+  // Only a shape Compute accepts is packed (Compute reports the others).
+  if (ws.size() != 2 || ws[0] < 1 || ws[0] % G != 0 || ws[1] != (Cg * KH * KW + 1) / 2) return;
+  src = cw.GetTensorData<uint8_t>();
+  shape = ws;
+  packed = shift::PackWeights(src, ws[0], G, Cg, KH, KW, off);
+}
 
 // ---------------------------------------------------------------------------- Pow2Quant
 
@@ -165,6 +276,10 @@ ShiftConvOp::ShiftConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept 
                    static_cast<double>(attrs_.kernel_shape[0]) *
                    static_cast<double>(attrs_.kernel_shape[1]),
                "in_channels/group * KH * KW", quant_);
+    kernel_ = PickShiftKernel(label_, quant_);
+    if (kernel_.kernel == ShiftKernel::kAvx2)
+      const_w_.Prepare(info, attrs_.group, attrs_.in_channels / attrs_.group,
+                       attrs_.kernel_shape[0], attrs_.kernel_shape[1], shift::ActOffset(quant_));
   });
 }
 
@@ -206,14 +321,20 @@ Ort::Status ShiftConvOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, cons
     std::vector<int8_t> a(static_cast<size_t>(NumElements(xs)));
     QuantizeAll(ctx, label_, "X", xs, quant_, x.Data(), static_cast<int64_t>(a.size()),
                 a.data());
+    const float* sc = scale.Data();
+    const float* bi = bias.Data();
+    if (UseAvx2(kernel_, s.Mg)) {
+      CountRun(true);
+      RunConvInt8(ctx, s, a.data(), w.Data(), ws, sc, bi, out);
+      return;
+    }
+    CountRun(false);
     // 2. Weights decoded once per call into the non-zero (shift, sign) terms of each channel.
     const shift::DecodedWeights dw =
         shift::DecodeWeights(w.Data(), s.M, s.Cg, s.KH, s.KW, s.H, s.W);
     const std::vector<shift::ColRange> cols = shift::ColRanges(s);
     // 3. Tasks: (batch, block of output channels, output row).
     const int64_t blocks = (s.M + kConvBlockM - 1) / kConvBlockM;
-    const float* sc = scale.Data();
-    const float* bi = bias.Data();
     ParallelFor(ctx, static_cast<size_t>(s.N * blocks * s.OH), [&](size_t i) {
       int64_t t = static_cast<int64_t>(i);
       const int64_t oh = t % s.OH;
@@ -224,6 +345,47 @@ Ort::Status ShiftConvOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, cons
       shift::ShiftConvRow(s, a.data(), dw, cols.data(), sc, bi, n, m0,
                           std::min(m0 + kConvBlockM, s.M), oh, acc.data(), out);
     });
+  });
+}
+
+// The int8 path (shift_avx2.cc): codes to offset NHWC bytes, then tasks of (image, group, chunk
+// of kDotRows output pixels, range of 16-channel blocks), each im2col'ing its pixels once and
+// running every block of its range over them.
+void ShiftConvOp::RunConvInt8(OrtKernelContext* ctx, const shift::ConvShape& s, const int8_t* a,
+                              const uint8_t* w, const std::vector<int64_t>& ws, const float* sc,
+                              const float* bi, float* out) const {
+  shift::PackedWeights local;
+  const shift::PackedWeights* pw = const_w_.Get(w, ws);
+  if (!pw) {
+    local = shift::PackWeights(w, s.M, s.G, s.Cg, s.KH, s.KW, shift::ActOffset(quant_));
+    pw = &local;
+  }
+  const int32_t off = pw->off;
+  const int64_t depth = shift::Int16Depth(shift::MaxU(quant_), pw->max_w);
+  std::vector<uint8_t> u(static_cast<size_t>(s.N * s.H * s.W * s.C));
+  ParallelFor(ctx, static_cast<size_t>(s.N * s.H), [&](size_t i) {
+    const int64_t t = static_cast<int64_t>(i);
+    shift::ToOffsetNHWC(a, s.C, s.H, s.W, t / s.H, t % s.H, off, u.data());
+  });
+  const int64_t P = s.OH * s.OW, chunks = (P + kDotRows - 1) / kDotRows;
+  const int64_t per = BlocksPerTask(pw->blocks, s.N * s.G * chunks);
+  const int64_t splits = (pw->blocks + per - 1) / per;
+  const int64_t K4 = pw->K4;
+  ParallelFor(ctx, static_cast<size_t>(s.N * s.G * chunks * splits), [&](size_t i) {
+    int64_t t = static_cast<int64_t>(i);
+    const int64_t sp = t % splits;
+    t /= splits;
+    const int64_t ch = t % chunks;
+    t /= chunks;
+    const int64_t g = t % s.G, n = t / s.G;
+    const int64_t p0 = ch * kDotRows, rows = std::min(kDotRows, P - p0);
+    DotScratch& scr = Scratch();
+    scr.rows.resize(static_cast<size_t>(kDotRows * K4));
+    scr.acc.resize(static_cast<size_t>(kDotRows * shift::kDotBlockM));
+    shift::ConvIm2colRows(s, u.data(), K4, n, g, p0, rows, off, scr.rows.data());
+    const int64_t m0 = g * s.Mg;
+    DotRows(*pw, depth, g, sp * per, std::min(pw->blocks, (sp + 1) * per), scr.rows.data(), rows,
+            sc + m0, bi + m0, out + (n * s.M + m0) * P + p0, 1, P, scr.acc.data());
   });
 }
 
@@ -238,6 +400,9 @@ ShiftGemmOp::ShiftGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept 
            in_features_ == -1 ? " (missing; it is required)" : "");
     ParseActQuant(at, label_, &quant_);
     CheckRange(label_, static_cast<double>(in_features_), "in_features", quant_);
+    kernel_ = PickShiftKernel(label_, quant_);
+    if (kernel_.kernel == ShiftKernel::kAvx2)
+      const_w_.Prepare(info, 1, in_features_, 1, 1, shift::ActOffset(quant_));
   });
 }
 
@@ -261,15 +426,52 @@ Ort::Status ShiftGemmOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, cons
     if (N == 0) return;
     std::vector<int8_t> a(static_cast<size_t>(N * K));
     QuantizeAll(ctx, label_, "X", xs, quant_, x.Data(), N * K, a.data());
-    const shift::DecodedWeights dw = shift::DecodeWeights(w.Data(), M, K, 1, 1, 1, 1);
-    const int64_t blocks = (M + kGemmBlockM - 1) / kGemmBlockM;
     const float* sc = scale.Data();
     const float* bi = bias.Data();
+    if (UseAvx2(kernel_, M)) {
+      CountRun(true);
+      RunGemmInt8(ctx, N, K, M, a.data(), w.Data(), ws, sc, bi, out);
+      return;
+    }
+    CountRun(false);
+    const shift::DecodedWeights dw = shift::DecodeWeights(w.Data(), M, K, 1, 1, 1, 1);
+    const int64_t blocks = (M + kGemmBlockM - 1) / kGemmBlockM;
     ParallelFor(ctx, static_cast<size_t>(N * blocks), [&](size_t i) {
       const int64_t n = static_cast<int64_t>(i) / blocks;
       const int64_t m0 = (static_cast<int64_t>(i) % blocks) * kGemmBlockM;
       shift::ShiftGemmRow(a.data(), K, M, dw, sc, bi, n, m0, std::min(m0 + kGemmBlockM, M), out);
     });
+  });
+}
+
+// The int8 path: rows of kDotRows batch rows (offset codes, K4 bytes each) x ranges of
+// 16-channel blocks.
+void ShiftGemmOp::RunGemmInt8(OrtKernelContext* ctx, int64_t N, int64_t K, int64_t M,
+                              const int8_t* a, const uint8_t* w, const std::vector<int64_t>& ws,
+                              const float* sc, const float* bi, float* out) const {
+  shift::PackedWeights local;
+  const shift::PackedWeights* pw = const_w_.Get(w, ws);
+  if (!pw) {
+    local = shift::PackWeights(w, M, 1, K, 1, 1, shift::ActOffset(quant_));
+    pw = &local;
+  }
+  const int64_t K4 = pw->K4;
+  const int32_t off = pw->off;
+  const int64_t depth = shift::Int16Depth(shift::MaxU(quant_), pw->max_w);
+  std::vector<uint8_t> u(static_cast<size_t>(N * K4), static_cast<uint8_t>(off));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      u[static_cast<size_t>(n * K4 + k)] = static_cast<uint8_t>(a[n * K + k] + off);
+  const int64_t chunks = (N + kDotRows - 1) / kDotRows;
+  const int64_t per = BlocksPerTask(pw->blocks, chunks);
+  const int64_t splits = (pw->blocks + per - 1) / per;
+  ParallelFor(ctx, static_cast<size_t>(chunks * splits), [&](size_t i) {
+    const int64_t sp = static_cast<int64_t>(i) % splits, ch = static_cast<int64_t>(i) / splits;
+    const int64_t n0 = ch * kDotRows, rows = std::min(kDotRows, N - n0);
+    DotScratch& scr = Scratch();
+    scr.acc.resize(static_cast<size_t>(kDotRows * shift::kDotBlockM));
+    DotRows(*pw, depth, 0, sp * per, std::min(pw->blocks, (sp + 1) * per), u.data() + n0 * K4, rows, sc,
+            bi, out + n0 * M, M, 1, scr.acc.data());
   });
 }
 

@@ -4,12 +4,42 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../common/conv_attrs.h"
 #include "../common/op_util.h"
 #include "shift_kernel.h"
 
 namespace qcompile {
+
+// The D kernel of ShiftConv / ShiftGemm, chosen when the kernel is created: the int8
+// multiply-add path (shift_avx2.cc) when the CPU has AVX2 and the activation range cannot
+// saturate it, else the portable shift-and-add one; QCOMPILE_SHIFT_KERNEL=portable|avx2 forces
+// one (SPEC, Clarifications).
+enum class ShiftKernel { kPortable = 0, kAvx2 = 1 };
+const char* ShiftKernelName(ShiftKernel k);
+// How many ShiftConv / ShiftGemm runs have computed D with kernel `name` in this process (-1
+// for an unknown name); read by the tests to see which path ran.
+int64_t ShiftKernelRuns(const char* name);
+
+struct ShiftKernelChoice {
+  ShiftKernel kernel = ShiftKernel::kPortable;
+  bool forced = false;
+};
+
+// W packed for the int8 path once at kernel creation when it is a constant initializer.
+struct ShiftConstWeights {
+  const uint8_t* src = nullptr;  // W's data in the session; nullptr when not packed
+  std::vector<int64_t> shape;
+  shift::PackedWeights packed;
+  // Packs input 1 (W) for activation offset `off` when it is a constant of shape
+  // [M, ceil(Cg*KH*KW/2)] with M % G == 0.
+  void Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH, int64_t KW,
+               int32_t off);
+  const shift::PackedWeights* Get(const uint8_t* w, const std::vector<int64_t>& ws) const {
+    return (src && w == src && ws == shape) ? &packed : nullptr;
+  }
+};
 
 struct Pow2QuantOp {
   Pow2QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
@@ -26,10 +56,15 @@ struct ShiftConvOp {
                       const Ort::Custom::Tensor<uint8_t>& w,
                       const Ort::Custom::Tensor<float>& scale,
                       const Ort::Custom::Tensor<float>& bias, Ort::Custom::Tensor<float>& y);
+  void RunConvInt8(OrtKernelContext* ctx, const shift::ConvShape& s, const int8_t* a,
+                   const uint8_t* w, const std::vector<int64_t>& ws, const float* sc,
+                   const float* bi, float* out) const;
 
   std::string label_, init_error_;
   ConvAttrs attrs_;
   shift::ActQuant quant_;
+  ShiftKernelChoice kernel_;
+  ShiftConstWeights const_w_;
 };
 
 struct ShiftGemmOp {
@@ -38,10 +73,15 @@ struct ShiftGemmOp {
                       const Ort::Custom::Tensor<uint8_t>& w,
                       const Ort::Custom::Tensor<float>& scale,
                       const Ort::Custom::Tensor<float>& bias, Ort::Custom::Tensor<float>& y);
+  void RunGemmInt8(OrtKernelContext* ctx, int64_t N, int64_t K, int64_t M, const int8_t* a,
+                   const uint8_t* w, const std::vector<int64_t>& ws, const float* sc,
+                   const float* bi, float* out) const;
 
   std::string label_, init_error_;
   int64_t in_features_ = 0;
   shift::ActQuant quant_;
+  ShiftKernelChoice kernel_;
+  ShiftConstWeights const_w_;
 };
 
 }  // namespace qcompile
