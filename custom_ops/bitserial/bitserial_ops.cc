@@ -38,17 +38,14 @@ namespace {
 void PrepareWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v, int64_t group,
                     int64_t Q, ConstWeights* cw) {
   if (!v || !v->bitserial_split) return;
-  int is_constant = 0;
-  Ort::ConstValue w = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
-  if (!is_constant) return;
-  Ort::TensorTypeAndShapeInfo ti = w.GetTensorTypeAndShapeInfo();
-  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
-  std::vector<int64_t> ws = ti.GetShape();
+  const uint64_t* wdata = nullptr;
+  std::vector<int64_t> ws;
+  if (!ConstantInput(info, 1, &wdata, &ws)) return;
   // Compute checks the shape; only a shape it can accept is laid out here.
   if ((ws.size() != 2 && ws.size() != 4) || ws[0] < 1 || ws[0] % group != 0) return;
   if (ws.back() < Q || ws.back() % Q != 0) return;
   const int64_t taps = ws.size() == 4 ? ws[1] * ws[2] : 1;
-  cw->src = w.GetTensorData<uint64_t>();
+  cw->src = wdata;
   cw->shape = ws;
   cw->laid_out = PlaneMajorWeights(cw->src, ws[0], group, taps, Q, ws.back() / Q);
 }
@@ -143,12 +140,9 @@ bool TapConcatActivations(const xnor::ConvGeometry& s, int64_t P, const uint64_t
 void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v,
                              const ConvAttrs& at, int64_t Q, ConstWeights* cw) {
   if (!v || !v->bitserial_split) return;
-  int is_constant = 0;
-  Ort::ConstValue w = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
-  if (!is_constant) return;
-  Ort::TensorTypeAndShapeInfo ti = w.GetTensorTypeAndShapeInfo();
-  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
-  std::vector<int64_t> ws = ti.GetShape();
+  const uint64_t* wdata = nullptr;
+  std::vector<int64_t> ws;
+  if (!ConstantInput(info, 1, &wdata, &ws)) return;
   xnor::ConvGeometry s{};
   s.G = at.group;
   s.Cg = at.in_channels / at.group;
@@ -162,8 +156,8 @@ void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant*
     return;
   s.M = ws[0];
   std::vector<uint64_t> w2;
-  if (!TapConcatWeights(s, Q, w.GetTensorData<uint64_t>(), &w2)) return;
-  cw->src = w.GetTensorData<uint64_t>();
+  if (!TapConcatWeights(s, Q, wdata, &w2)) return;
+  cw->src = wdata;
   cw->shape = ws;
   cw->laid_out = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, Q, Words(s.KW * s.Cg));
 }

@@ -183,6 +183,21 @@ void Construct(const OrtApi* api, const OrtKernelInfo* info, const char* name, s
   }
 }
 
+// A constant (initializer) input of element type T, so a kernel can lay its weights out once when
+// it is created: false when the input is not a constant of that type (Compute then checks and
+// reports the input as usual). The data belongs to the session and outlives the kernel.
+template <typename T>
+bool ConstantInput(const OrtKernelInfo* info, size_t index, const T** data, std::vector<int64_t>* shape) {
+  int is_constant = 0;
+  Ort::ConstValue v = Ort::ConstKernelInfo(info).GetTensorConstantInput(index, &is_constant);
+  if (!is_constant) return false;
+  Ort::TensorTypeAndShapeInfo ti = v.GetTensorTypeAndShapeInfo();
+  if (ti.GetElementType() != Ort::TypeToTensorType<T>::type) return false;
+  *shape = ti.GetShape();
+  *data = v.GetTensorData<T>();
+  return true;
+}
+
 // Runs body(i) for i in [0, total) on ORT's intra-op pool. body must not throw.
 template <typename Body>
 void ParallelFor(OrtKernelContext* ctx, size_t total, const Body& body) {

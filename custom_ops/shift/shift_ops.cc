@@ -222,15 +222,12 @@ int64_t ShiftKernelRuns(const char* name) {
 
 void ShiftConstWeights::Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH,
                                 int64_t KW, int32_t off) {
-  int is_constant = 0;
-  Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
-  if (!is_constant) return;
-  Ort::TensorTypeAndShapeInfo ti = cw.GetTensorTypeAndShapeInfo();
-  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) return;
-  std::vector<int64_t> ws = ti.GetShape();
+  const uint8_t* wdata = nullptr;
+  std::vector<int64_t> ws;
+  if (!ConstantInput(info, 1, &wdata, &ws)) return;
   // Only a shape Compute accepts is packed (Compute reports the others).
   if (ws.size() != 2 || ws[0] < 1 || ws[0] % G != 0 || ws[1] != (Cg * KH * KW + 1) / 2) return;
-  src = cw.GetTensorData<uint8_t>();
+  src = wdata;
   shape = ws;
   packed = shift::PackWeights(src, ws[0], G, Cg, KH, KW, off);
 }

@@ -302,12 +302,9 @@ int TapConcatMode() {
 void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* v,
                             const ConvAttrs& a, int mode) {
   if (!v || v->weights == xnor::kWeightsPlain) return;
-  int is_constant = 0;
-  Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
-  if (!is_constant) return;
-  Ort::TensorTypeAndShapeInfo ti = cw.GetTensorTypeAndShapeInfo();
-  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
-  std::vector<int64_t> ws = ti.GetShape();
+  const uint64_t* wdata = nullptr;
+  std::vector<int64_t> ws;
+  if (!ConstantInput(info, 1, &wdata, &ws)) return;
   xnor::ConvGeometry s{};
   s.G = a.group;
   s.Cg = a.in_channels / a.group;
@@ -321,8 +318,8 @@ void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* 
   s.M = ws[0];
   std::vector<uint64_t> w2;
   std::vector<int32_t> pop;
-  if (!TapConcatWeights(s, cw.GetTensorData<uint64_t>(), &w2, &pop)) return;
-  src = cw.GetTensorData<uint64_t>();
+  if (!TapConcatWeights(s, wdata, &w2, &pop)) return;
+  src = wdata;
   shape = ws;
   laid_out = LayoutWeights(v->weights, w2.data(), s.M, s.G, s.KH * Words(s.KW * s.Cg));
   tap_pop = std::move(pop);
@@ -336,16 +333,14 @@ const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init
 }
 
 void ConstWeights::Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, int64_t group) {
-  int is_constant = 0;
-  Ort::ConstValue cw = Ort::ConstKernelInfo(info).GetTensorConstantInput(1, &is_constant);
-  if (!is_constant || layout == xnor::kWeightsPlain) return;
-  Ort::TensorTypeAndShapeInfo ti = cw.GetTensorTypeAndShapeInfo();
-  if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64) return;
-  std::vector<int64_t> ws = ti.GetShape();
+  if (layout == xnor::kWeightsPlain) return;
+  const uint64_t* wdata = nullptr;
+  std::vector<int64_t> ws;
+  if (!ConstantInput(info, 1, &wdata, &ws)) return;
   if (ws.empty() || ws[0] < 1 || ws[0] % group != 0) return;  // Compute reports the error
   int64_t taps = 1;
   for (size_t i = 1; i < ws.size(); ++i) taps *= ws[i];
-  src = cw.GetTensorData<uint64_t>();
+  src = wdata;
   shape = ws;
   laid_out = LayoutWeights(layout, src, ws[0], group, taps);
 }
