@@ -1,4 +1,5 @@
 #include "bitserial_ops.h"
+#include "../xnor/tap_concat.h"
 
 #include <algorithm>
 #include <cmath>
@@ -64,17 +65,8 @@ bool TapConcatApplies(const xnor::ConvGeometry& s) {
   return s.sw == 1 && s.dw == 1 && s.KW > 1 && Words(s.KW * s.Cg) < s.KW * s.Wg;
 }
 
-inline uint64_t ValidBits(int64_t Cg, int64_t k) {
-  const int64_t b = Cg - k * kWordBits;
-  return b >= kWordBits ? ~uint64_t{0} : (uint64_t{1} << b) - 1;
-}
-
-// dst (n words) |= word << off, across a word boundary when needed.
-inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
-  const int64_t i = off / kWordBits, sh = off % kWordBits;
-  dst[i] |= word << sh;
-  if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
-}
+using tapconcat::OrBitsAt;
+using tapconcat::ValidBits;
 
 xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s, int64_t P) {
   xnor::ConvGeometry c = s;
@@ -105,33 +97,6 @@ bool TapConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
             OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
           }
       }
-  return pad == 0;
-}
-
-// X [N, H, W, G*P*Wg] -> [N, H, OW, G*P*Wg2]; false (out unusable) when X has a pad bit set.
-bool TapConcatActivations(const xnor::ConvGeometry& s, int64_t P, const uint64_t* x,
-                          std::vector<uint64_t>* out) {
-  const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = s.G * P * Wg2;
-  out->assign(static_cast<size_t>(s.N * s.H * s.OW * XW2), 0);
-  uint64_t pad = 0;
-  for (int64_t nh = 0; nh < s.N * s.H; ++nh)
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      uint64_t* dst = out->data() + (nh * s.OW + ow) * XW2;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t iw = ow - s.pl + kw;
-        if (iw < 0 || iw >= s.W) continue;
-        const uint64_t* src = x + (nh * s.W + iw) * s.XW;
-        for (int64_t gp = 0; gp < s.G * P; ++gp)
-          for (int64_t k = 0; k < s.Wg; ++k) {
-            const uint64_t word = src[gp * s.Wg + k];
-            const uint64_t valid = ValidBits(s.Cg, k);
-            pad |= word & ~valid;
-            OrBitsAt(dst + gp * Wg2, Wg2, kw * s.Cg + k * kWordBits, word & valid);
-          }
-      }
-    }
-  // Columns never read by any window (iw outside every ow's taps) are not checked; their pad
-  // bits do not reach D in the direct kernels either.
   return pad == 0;
 }
 
@@ -221,7 +186,8 @@ void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::
         w2_blocked = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, a.Q, Words(s.KW * s.Cg));
         wb = w2_blocked.data();
       }
-      if (wb && TapConcatActivations(s, a.P, a.x, &x2)) {
+      if (wb) x2.resize(static_cast<size_t>(s.N * s.H * s.OW * s.G * a.P * Words(s.KW * s.Cg)));
+      if (wb && tapconcat::ConcatActivations(s, s.G * a.P, a.x, x2.data())) {
         bitserial::BitSerialArgs c = a;
         c.geo = TapConcatGeometry(s, a.P);
         c.x = x2.data();

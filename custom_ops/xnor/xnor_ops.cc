@@ -1,4 +1,5 @@
 #include "xnor_ops.h"
+#include "tap_concat.h"
 
 #include <algorithm>
 #include <atomic>
@@ -76,17 +77,8 @@ bool TapConcatApplies(const xnor::ConvGeometry& s, int mode) {
   return mode == kTapConcatForce ? words < direct : 2 * words <= direct;
 }
 
-inline uint64_t ValidBits(int64_t Cg, int64_t k) {
-  const int64_t b = Cg - k * kWordBits;
-  return b >= kWordBits ? ~uint64_t{0} : (uint64_t{1} << b) - 1;
-}
-
-// dst (n words) |= word << off, across a word boundary when needed.
-inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
-  const int64_t i = off / kWordBits, sh = off % kWordBits;
-  dst[i] |= word << sh;
-  if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
-}
+using tapconcat::OrBitsAt;
+using tapconcat::ValidBits;
 
 xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s) {
   xnor::ConvGeometry c = s;
@@ -121,53 +113,6 @@ bool TapConcatWeights(const xnor::ConvGeometry& s, const uint64_t* w, std::vecto
           OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
         }
         (*tap_pop)[static_cast<size_t>(tap)] = pop;
-      }
-    }
-  return pad == 0;
-}
-
-// X -> X2 [N, H, OW, G*Wg2] into out (N*H*OW*G*Wg2 words); false (out unusable) when a word
-// that some window reads has a pad bit set.
-bool TapConcatActivations(const xnor::ConvGeometry& s, const uint64_t* x, uint64_t* out) {
-  const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = s.G * Wg2;
-  std::memset(out, 0, static_cast<size_t>(s.N * s.H * s.OW * XW2) * sizeof(uint64_t));
-  uint64_t pad = 0;
-  if (s.Wg == 1 && Wg2 == 1) {
-    // The common small case (KW*Cg <= 64): one word in, one word out per group.
-    const uint64_t valid = ValidBits(s.Cg, 0);
-    for (int64_t nh = 0; nh < s.N * s.H; ++nh) {
-      const uint64_t* row = x + nh * s.W * s.XW;
-      uint64_t* dst = out + nh * s.OW * XW2;
-      for (int64_t ow = 0; ow < s.OW; ++ow, dst += XW2) {
-        const int64_t iw0 = ow * s.sw - s.pl;
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          const int64_t iw = iw0 + kw * s.dw;
-          if (iw < 0 || iw >= s.W) continue;
-          const uint64_t* src = row + iw * s.XW;
-          const int sh = static_cast<int>(kw * s.Cg);
-          for (int64_t g = 0; g < s.G; ++g) {
-            pad |= src[g];
-            dst[g] |= (src[g] & valid) << sh;
-          }
-        }
-      }
-    }
-    return (pad & ~valid) == 0;
-  }
-  for (int64_t nh = 0; nh < s.N * s.H; ++nh)
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      uint64_t* dst = out + (nh * s.OW + ow) * XW2;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t iw = ow * s.sw - s.pl + kw * s.dw;
-        if (iw < 0 || iw >= s.W) continue;
-        const uint64_t* src = x + (nh * s.W + iw) * s.XW;
-        for (int64_t g = 0; g < s.G; ++g)
-          for (int64_t k = 0; k < s.Wg; ++k) {
-            const uint64_t word = src[g * s.Wg + k];
-            const uint64_t valid = ValidBits(s.Cg, k);
-            pad |= word & ~valid;
-            OrBitsAt(dst + g * Wg2, Wg2, kw * s.Cg + k * kWordBits, word & valid);
-          }
       }
     }
   return pad == 0;
@@ -259,7 +204,7 @@ bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvA
   }
   const xnor::ConvGeometry c = TapConcatGeometry(s);
   std::vector<uint64_t> x2(static_cast<size_t>(c.N * c.H * c.W * c.XW));
-  if (!TapConcatActivations(s, args.x, x2.data())) return false;
+  if (!tapconcat::ConcatActivations(s, s.G, args.x, x2.data())) return false;
   const std::vector<int32_t> edges = TapConcatEdges(s, tap_pop, &args);
   args.edge_corr = edges.empty() ? nullptr : edges.data();
   args.geo = c;

@@ -1,0 +1,78 @@
+// Kernel-row tap concatenation, shared by XnorConv and BitSerialConv: with few channels per group
+// a 64-bit word is mostly padding, so the KW taps of a kernel row are packed into one bit vector
+// (tap kw's Cg channels start at bit kw*Cg) and the conv runs as a KH x 1 conv on those vectors.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "../common/conv_attrs.h"
+#include "xnor_kernel.h"
+
+namespace qcompile {
+namespace tapconcat {
+
+// The bits of word k of a Cg-channel group that hold channels (the rest are pad bits).
+inline uint64_t ValidBits(int64_t Cg, int64_t k) {
+  const int64_t b = Cg - k * kWordBits;
+  return b >= kWordBits ? ~uint64_t{0} : (uint64_t{1} << b) - 1;
+}
+
+// dst (n words) |= word << off, across a word boundary when needed.
+inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
+  const int64_t i = off / kWordBits, sh = off % kWordBits;
+  dst[i] |= word << sh;
+  if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
+}
+
+// X [N, H, W, blocks*Wg] -> [N, H, OW, blocks*Wg2] into out (N*H*OW*blocks*Wg2 words), Wg2 =
+// Words(KW*Cg); blocks = G (binary) or G*P (P bit planes per group). A tap outside the image
+// stays 0. False (out unusable) when a word that some window reads has a pad bit set.
+inline bool ConcatActivations(const xnor::ConvGeometry& s, int64_t blocks, const uint64_t* x,
+                              uint64_t* out) {
+  const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = blocks * Wg2;
+  std::memset(out, 0, static_cast<size_t>(s.N * s.H * s.OW * XW2) * sizeof(uint64_t));
+  uint64_t pad = 0;
+  if (s.Wg == 1 && Wg2 == 1) {
+    // The common small case (KW*Cg <= 64): one word in, one word out per block.
+    const uint64_t valid = ValidBits(s.Cg, 0);
+    for (int64_t nh = 0; nh < s.N * s.H; ++nh) {
+      const uint64_t* row = x + nh * s.W * s.XW;
+      uint64_t* dst = out + nh * s.OW * XW2;
+      for (int64_t ow = 0; ow < s.OW; ++ow, dst += XW2) {
+        const int64_t iw0 = ow * s.sw - s.pl;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t iw = iw0 + kw * s.dw;
+          if (iw < 0 || iw >= s.W) continue;
+          const uint64_t* src = row + iw * s.XW;
+          const int sh = static_cast<int>(kw * s.Cg);
+          for (int64_t b = 0; b < blocks; ++b) {
+            pad |= src[b];
+            dst[b] |= (src[b] & valid) << sh;
+          }
+        }
+      }
+    }
+    return (pad & ~valid) == 0;
+  }
+  for (int64_t nh = 0; nh < s.N * s.H; ++nh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      uint64_t* dst = out + (nh * s.OW + ow) * XW2;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = ow * s.sw - s.pl + kw * s.dw;
+        if (iw < 0 || iw >= s.W) continue;
+        const uint64_t* src = x + (nh * s.W + iw) * s.XW;
+        for (int64_t b = 0; b < blocks; ++b)
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = src[b * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            OrBitsAt(dst + b * Wg2, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
+      }
+    }
+  return pad == 0;
+}
+
+}  // namespace tapconcat
+}  // namespace qcompile
