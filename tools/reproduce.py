@@ -184,13 +184,22 @@ NOTES = (
     ("The direct W2/A2 baseline is DoReFa (`method=dorefa`): progressive, stochastic precision "
     "and KD use the same DoReFa quantizers, so direct differs from them only in the schedule."),
     ("Models without a lowerable layer are not compiled and are deployed as the reference ONNX: "
-    "FP32, the A32 (weight-only) SQ/BWN/TWN models (the op library needs quantized inputs) and "
-    "AQE W3/A3 (its power-of-two activations export as standard ops, not a QONNX quantizer). "
+    "FP32 and the A32 (weight-only) SQ/BWN/TWN models (the op library needs quantized inputs). "
     "Their compiled accuracy is the reference's and their differing-prediction count vs "
-    "reference is n/a."),
+    "reference is n/a. AQE W3/A3 compiles to ShiftConv/ShiftGemm (power-of-two weights and "
+    "activations, `qcompile::Pow2Quant` in the export)."),
+    ("Compiled and reference models can differ in a prediction although every integer dot "
+    "product is exact: the reference computes conv + BatchNorm in float (onnxruntime's summation "
+    "order), the compiled op folds BatchNorm into one float multiply-add after the exact integer "
+    "sum, and a value within a float rounding of a quantizer's step (e.g. BCGD's CEIL) can land "
+    "on the other side of it; `qcompile verify` on such an input names the first tensor that "
+    "differs."),
     ("Latency is the median of interleaved runs at batch 1, 1 onnxruntime thread "
     "(`qcompile.bench.bench_models`), deployed model vs a float (FP32) ConvNet of the same width; "
-    "< 1 is faster. Sizes are the ONNX files on disk."),
+    "< 1 is faster. At width 0.5 (16–64 channels, 28×28) the compiled models are not faster than "
+    "float: per-op overheads, a 64-bit word holding 16–32 channels, and the float BatchNorm / "
+    "Clip / MaxPool between quantized layers weigh more than on wide layers (docs/perf/). "
+    "Sizes are the ONNX files on disk."),
     "Seeds also pick the training subset (`subset` is drawn with the run's seed).",
 )
 
