@@ -65,40 +65,6 @@ bool TapConcatApplies(const xnor::ConvGeometry& s) {
   return s.sw == 1 && s.dw == 1 && s.KW > 1 && Words(s.KW * s.Cg) < s.KW * s.Wg;
 }
 
-using tapconcat::OrBitsAt;
-using tapconcat::ValidBits;
-
-xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s, int64_t P) {
-  xnor::ConvGeometry c = s;
-  c.W = s.OW;
-  c.pl = 0;
-  c.KW = 1;
-  c.Cg = s.KW * s.Cg;
-  c.Wg = Words(c.Cg);
-  c.XW = s.G * P * c.Wg;
-  return c;
-}
-
-// W [M, KH, KW, Q*Wg] -> [M, KH, 1, Q*Wg2]; false (out unusable) when W has a pad bit set.
-bool TapConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
-                      std::vector<uint64_t>* out) {
-  const int64_t Wg2 = Words(s.KW * s.Cg);
-  out->assign(static_cast<size_t>(s.M * s.KH * Q * Wg2), 0);
-  uint64_t pad = 0;
-  for (int64_t m = 0; m < s.M; ++m)
-    for (int64_t kh = 0; kh < s.KH; ++kh)
-      for (int64_t q = 0; q < Q; ++q) {
-        uint64_t* dst = out->data() + ((m * s.KH + kh) * Q + q) * Wg2;
-        for (int64_t kw = 0; kw < s.KW; ++kw)
-          for (int64_t k = 0; k < s.Wg; ++k) {
-            const uint64_t word = w[((m * s.KH + kh) * s.KW + kw) * Q * s.Wg + q * s.Wg + k];
-            const uint64_t valid = ValidBits(s.Cg, k);
-            pad |= word & ~valid;
-            OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
-          }
-      }
-  return pad == 0;
-}
 
 // Constant W in the tap-concatenated, plane-major, nibble-blocked layout (for BitSerialConv on
 // variants with bitserial_split), when the convolution qualifies and W has no pad bit set.
@@ -108,20 +74,13 @@ void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant*
   const uint64_t* wdata = nullptr;
   std::vector<int64_t> ws;
   if (!ConstantInput(info, 1, &wdata, &ws)) return;
-  xnor::ConvGeometry s{};
-  s.G = at.group;
-  s.Cg = at.in_channels / at.group;
-  s.Wg = Words(s.Cg);
-  s.KH = at.kernel_shape[0];
-  s.KW = at.kernel_shape[1];
-  s.sw = at.strides[1];
-  s.dw = at.dilations[1];
+  xnor::ConvGeometry s = tapconcat::AttrGeometry(at);
   if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
       ws[3] != Q * s.Wg || !TapConcatApplies(s))
     return;
   s.M = ws[0];
   std::vector<uint64_t> w2;
-  if (!TapConcatWeights(s, Q, wdata, &w2)) return;
+  if (!tapconcat::ConcatWeights(s, Q, wdata, &w2)) return;
   cw->src = wdata;
   cw->shape = ws;
   cw->laid_out = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, Q, Words(s.KW * s.Cg));
@@ -182,14 +141,14 @@ void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::
     if (TapConcatApplies(s)) {
       std::vector<uint64_t> w2, w2_blocked, x2;
       const uint64_t* wb = concat ? concat->laid_out.data() : nullptr;
-      if (!wb && TapConcatWeights(s, a.Q, a.w, &w2)) {
+      if (!wb && tapconcat::ConcatWeights(s, a.Q, a.w, &w2)) {
         w2_blocked = PlaneMajorWeights(w2.data(), s.M, s.G, s.KH, a.Q, Words(s.KW * s.Cg));
         wb = w2_blocked.data();
       }
       if (wb) x2.resize(static_cast<size_t>(s.N * s.H * s.OW * s.G * a.P * Words(s.KW * s.Cg)));
       if (wb && tapconcat::ConcatActivations(s, s.G * a.P, a.x, x2.data())) {
         bitserial::BitSerialArgs c = a;
-        c.geo = TapConcatGeometry(s, a.P);
+        c.geo = tapconcat::ConcatGeometry(s, s.G * a.P);
         c.x = x2.data();
         if (RunSplit(ctx, v, c, wb)) return;
       }

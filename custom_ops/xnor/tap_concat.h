@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "../common/conv_attrs.h"
 #include "xnor_kernel.h"
@@ -23,6 +24,61 @@ inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
   const int64_t i = off / kWordBits, sh = off % kWordBits;
   dst[i] |= word << sh;
   if (sh != 0 && i + 1 < n) dst[i + 1] |= word >> (kWordBits - sh);
+}
+
+// The geometry a constant weight is prepared for (kernel creation): what the attributes fix.
+inline xnor::ConvGeometry AttrGeometry(const ConvAttrs& a) {
+  xnor::ConvGeometry s{};
+  s.G = a.group;
+  s.Cg = a.in_channels / a.group;
+  s.Wg = Words(s.Cg);
+  s.KH = a.kernel_shape[0];
+  s.KW = a.kernel_shape[1];
+  s.sw = a.strides[1];
+  s.dw = a.dilations[1];
+  return s;
+}
+
+// The KH x 1 convolution over concatenated rows that replaces s; blocks = G (binary) or G*P.
+inline xnor::ConvGeometry ConcatGeometry(const xnor::ConvGeometry& s, int64_t blocks) {
+  xnor::ConvGeometry c = s;
+  c.W = s.OW;
+  c.pl = 0;
+  c.sw = c.dw = 1;
+  c.KW = 1;
+  c.Cg = s.KW * s.Cg;
+  c.Wg = Words(c.Cg);
+  c.XW = blocks * c.Wg;
+  return c;
+}
+
+// W [M, KH, KW, Q*Wg] -> out [M, KH, Q*Wg2] (Q bit planes; 1 for binary). tap_pop, when given,
+// gets the popcount of each tap's valid bits [M, KH, KW] (over all planes). False (outputs
+// unusable) when W has a pad bit set.
+inline bool ConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
+                          std::vector<uint64_t>* out, std::vector<int32_t>* tap_pop = nullptr) {
+  const int64_t Wg2 = Words(s.KW * s.Cg);
+  out->assign(static_cast<size_t>(s.M * s.KH * Q * Wg2), 0);
+  if (tap_pop) tap_pop->assign(static_cast<size_t>(s.M * s.KH * s.KW), 0);
+  uint64_t pad = 0;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t tap = (m * s.KH + kh) * s.KW + kw;
+        int32_t pop = 0;
+        for (int64_t q = 0; q < Q; ++q) {
+          uint64_t* dst = out->data() + ((m * s.KH + kh) * Q + q) * Wg2;
+          for (int64_t k = 0; k < s.Wg; ++k) {
+            const uint64_t word = w[tap * Q * s.Wg + q * s.Wg + k];
+            const uint64_t valid = ValidBits(s.Cg, k);
+            pad |= word & ~valid;
+            pop += __builtin_popcountll(word & valid);
+            OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
+          }
+        }
+        if (tap_pop) (*tap_pop)[static_cast<size_t>(tap)] = pop;
+      }
+  return pad == 0;
 }
 
 // X [N, H, W, blocks*Wg] -> [N, H, OW, blocks*Wg2] into out (N*H*OW*blocks*Wg2 words), Wg2 =

@@ -77,46 +77,6 @@ bool TapConcatApplies(const xnor::ConvGeometry& s, int mode) {
   return mode == kTapConcatForce ? words < direct : 2 * words <= direct;
 }
 
-using tapconcat::OrBitsAt;
-using tapconcat::ValidBits;
-
-xnor::ConvGeometry TapConcatGeometry(const xnor::ConvGeometry& s) {
-  xnor::ConvGeometry c = s;
-  c.W = s.OW;
-  c.pl = 0;
-  c.sw = c.dw = 1;
-  c.KW = 1;
-  c.Cg = s.KW * s.Cg;
-  c.Wg = Words(c.Cg);
-  c.XW = s.G * c.Wg;
-  return c;
-}
-
-// W -> W2 [M, KH, Wg2] and tap_pop [M, KH, KW]; false (outputs unusable) when W has a pad bit.
-bool TapConcatWeights(const xnor::ConvGeometry& s, const uint64_t* w, std::vector<uint64_t>* w2,
-                      std::vector<int32_t>* tap_pop) {
-  const int64_t Wg2 = Words(s.KW * s.Cg);
-  w2->assign(static_cast<size_t>(s.M * s.KH * Wg2), 0);
-  tap_pop->assign(static_cast<size_t>(s.M * s.KH * s.KW), 0);
-  uint64_t pad = 0;
-  for (int64_t m = 0; m < s.M; ++m)
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      uint64_t* dst = w2->data() + (m * s.KH + kh) * Wg2;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t tap = (m * s.KH + kh) * s.KW + kw;
-        int32_t pop = 0;
-        for (int64_t k = 0; k < s.Wg; ++k) {
-          const uint64_t word = w[tap * s.Wg + k];
-          const uint64_t valid = ValidBits(s.Cg, k);
-          pad |= word & ~valid;
-          pop += __builtin_popcountll(word & valid);
-          OrBitsAt(dst, Wg2, kw * s.Cg + k * kWordBits, word & valid);
-        }
-        (*tap_pop)[static_cast<size_t>(tap)] = pop;
-      }
-    }
-  return pad == 0;
-}
 
 // The edge corrections (ConvArgs::edge_corr) for geometry s; sets a->edge_a / edge_b.
 std::vector<int32_t> TapConcatEdges(const xnor::ConvGeometry& s, const int32_t* tap_pop,
@@ -197,12 +157,12 @@ bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvA
     wb = prepared->laid_out.data();
     tap_pop = prepared->tap_pop.data();
   } else {
-    if (!TapConcatWeights(s, args.w, &w2, &pop)) return false;
+    if (!tapconcat::ConcatWeights(s, 1, args.w, &w2, &pop)) return false;
     laid_out = LayoutWeights(v.weights, w2.data(), s.M, s.G, s.KH * Words(s.KW * s.Cg));
     wb = laid_out.data();
     tap_pop = pop.data();
   }
-  const xnor::ConvGeometry c = TapConcatGeometry(s);
+  const xnor::ConvGeometry c = tapconcat::ConcatGeometry(s, s.G);
   std::vector<uint64_t> x2(static_cast<size_t>(c.N * c.H * c.W * c.XW));
   if (!tapconcat::ConcatActivations(s, s.G, args.x, x2.data())) return false;
   const std::vector<int32_t> edges = TapConcatEdges(s, tap_pop, &args);
@@ -250,12 +210,7 @@ void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* 
   const uint64_t* wdata = nullptr;
   std::vector<int64_t> ws;
   if (!ConstantInput(info, 1, &wdata, &ws)) return;
-  xnor::ConvGeometry s{};
-  s.G = a.group;
-  s.Cg = a.in_channels / a.group;
-  s.Wg = Words(s.Cg);
-  s.KH = a.kernel_shape[0];
-  s.KW = a.kernel_shape[1];
+  xnor::ConvGeometry s = tapconcat::AttrGeometry(a);
   // Compute checks the shape; only one it can accept is prepared.
   if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
       ws[3] != s.Wg || !TapConcatApplies(s, mode))
@@ -263,7 +218,7 @@ void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* 
   s.M = ws[0];
   std::vector<uint64_t> w2;
   std::vector<int32_t> pop;
-  if (!TapConcatWeights(s, wdata, &w2, &pop)) return;
+  if (!tapconcat::ConcatWeights(s, 1, wdata, &w2, &pop)) return;
   src = wdata;
   shape = ws;
   laid_out = LayoutWeights(v->weights, w2.data(), s.M, s.G, s.KH * Words(s.KW * s.Cg));
