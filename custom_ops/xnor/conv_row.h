@@ -90,14 +90,8 @@ inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
   const int64_t block_words = s.KH * s.KW * s.Wg * kBlockM * kWWords;
   const int64_t plane = s.OH * s.OW;
   const uint64_t* x_img = (kXWords == 2 ? a.xs : a.x) + kXWords * (n * s.H * s.W * s.XW + g * s.Wg);
-  // Output columns whose horizontal window is wholly inside the image: 0 <= iw0 and
-  // iw0 + (KW-1)*dw <= W-1 with iw0 = ow*sw - pl.
-  int64_t ow_a = (s.pl + s.sw - 1) / s.sw;
-  const int64_t last = s.W - 1 - (s.KW - 1) * s.dw + s.pl;
-  int64_t ow_b = last < 0 ? 0 : last / s.sw + 1;
-  if (ow_a > s.OW) ow_a = s.OW;
-  if (ow_b > s.OW) ow_b = s.OW;
-  if (ow_b < ow_a) ow_b = ow_a;
+  int64_t ow_a, ow_b;
+  InteriorColumns(s, &ow_a, &ow_b);
 
   Window win;
   win.x = x_img;

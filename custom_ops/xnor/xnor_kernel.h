@@ -26,6 +26,19 @@ struct ConvGeometry {
   int64_t blocks_per_group;  // ceil(Mg / kBlockM)
 };
 
+// Output columns whose horizontal window is wholly inside the image, [*ow_a, *ow_b): 0 <= iw0
+// and iw0 + (KW-1)*dw <= W-1 with iw0 = ow*sw - pl. The row kernels treat the others as edges.
+inline void InteriorColumns(const ConvGeometry& s, int64_t* ow_a, int64_t* ow_b) {
+  int64_t a = (s.pl + s.sw - 1) / s.sw;
+  const int64_t last = s.W - 1 - (s.KW - 1) * s.dw + s.pl;
+  int64_t b = last < 0 ? 0 : last / s.sw + 1;
+  if (a > s.OW) a = s.OW;
+  if (b > s.OW) b = s.OW;
+  if (b < a) b = a;
+  *ow_a = a;
+  *ow_b = b;
+}
+
 // The split activation layout (BitSerialArgs::xs), for kernels that put neighbouring output
 // pixels in the lanes of a vector (bitserial_conv2d_u64__avx2). With padded coordinates hp = ih + pt, wp = iw + pl, column wp lives
 // in phase r = wp % sw at position q = wp / sw, so output pixel ow's tap kw reads phase

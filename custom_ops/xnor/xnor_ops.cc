@@ -81,13 +81,9 @@ bool TapConcatApplies(const xnor::ConvGeometry& s, int mode) {
 // The edge corrections (ConvArgs::edge_corr) for geometry s; sets a->edge_a / edge_b.
 std::vector<int32_t> TapConcatEdges(const xnor::ConvGeometry& s, const int32_t* tap_pop,
                                     xnor::ConvArgs* a) {
-  // Output columns whose window lies inside the image: ow_a <= ow < ow_b (as ConvRowBlocked).
-  int64_t ow_a = (s.pl + s.sw - 1) / s.sw;
-  const int64_t last = s.W - 1 - (s.KW - 1) * s.dw + s.pl;
-  int64_t ow_b = last < 0 ? 0 : last / s.sw + 1;
-  if (ow_a > s.OW) ow_a = s.OW;
-  if (ow_b > s.OW) ow_b = s.OW;
-  if (ow_b < ow_a) ow_b = ow_a;
+  // Output columns whose window lies inside the image: the same split as ConvRowBlocked's.
+  int64_t ow_a, ow_b;
+  xnor::InteriorColumns(s, &ow_a, &ow_b);
   a->edge_a = ow_a;
   a->edge_b = ow_b;
   const int64_t E = ow_a + s.OW - ow_b, stride = s.KH + 1;
