@@ -66,36 +66,8 @@ def float_conv_model(w: np.ndarray) -> bytes:
     return _model([node], [("X", TensorProto.FLOAT)], inits, [("", 17)])
 
 
-def xnor_conv_model(w: np.ndarray) -> bytes:
-    m, c = w.shape[:2]
-    inits = [
-        onnx.numpy_helper.from_array(packing.pack_conv_weights(w), "W"),
-        onnx.numpy_helper.from_array(np.ones(m, np.float32), "scale"),
-        onnx.numpy_helper.from_array(np.zeros(m, np.float32), "bias"),
-    ]
-    node = helper.make_node(
-        "XnorConv", ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
-        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-    )
-    return _model([node], [("X", TensorProto.UINT64)], inits, [("", 17), ("qcompile", 1)])
-
-
-def bitserial_conv_model(wp: np.ndarray, c: int, act_coeffs, weight_coeffs) -> bytes:
-    m = wp.shape[0]
-    inits = [
-        onnx.numpy_helper.from_array(wp, "W"),
-        onnx.numpy_helper.from_array(np.ones(m, np.float32), "scale"),
-        onnx.numpy_helper.from_array(np.zeros(m, np.float32), "bias"),
-    ]
-    node = helper.make_node(
-        "BitSerialConv", ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
-        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-        act_coeffs=list(act_coeffs), weight_coeffs=list(weight_coeffs), weight_offset=0,
-    )
-    return _model([node], [("X", TensorProto.UINT64)], inits, [("", 17), ("qcompile", 1)])
-
-
-def shift_conv_model(w_packed: np.ndarray, c: int, thresholds) -> bytes:
+def qcompile_conv_model(op: str, w_packed: np.ndarray, c: int, x_type: int, **attrs) -> bytes:
+    """One qcompile 3x3 conv op (X, packed W, scale 1, bias 0), pads 1, as a model."""
     m = w_packed.shape[0]
     inits = [
         onnx.numpy_helper.from_array(w_packed, "W"),
@@ -103,11 +75,24 @@ def shift_conv_model(w_packed: np.ndarray, c: int, thresholds) -> bytes:
         onnx.numpy_helper.from_array(np.zeros(m, np.float32), "bias"),
     ]
     node = helper.make_node(
-        "ShiftConv", ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
-        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-        act_mode="pow2", act_thresholds=[float(t) for t in thresholds],
+        op, ["X", "W", "scale", "bias"], ["Y"], domain="qcompile",
+        in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1], **attrs,
     )
-    return _model([node], [("X", TensorProto.FLOAT)], inits, [("", 17), ("qcompile", 1)])
+    return _model([node], [("X", x_type)], inits, [("", 17), ("qcompile", 1)])
+
+
+def xnor_conv_model(w: np.ndarray) -> bytes:
+    return qcompile_conv_model("XnorConv", packing.pack_conv_weights(w), w.shape[1], TensorProto.UINT64)
+
+
+def bitserial_conv_model(wp: np.ndarray, c: int, act_coeffs, weight_coeffs) -> bytes:
+    return qcompile_conv_model("BitSerialConv", wp, c, TensorProto.UINT64, act_coeffs=list(act_coeffs),
+                               weight_coeffs=list(weight_coeffs), weight_offset=0)
+
+
+def shift_conv_model(w_packed: np.ndarray, c: int, thresholds) -> bytes:
+    return qcompile_conv_model("ShiftConv", w_packed, c, TensorProto.FLOAT, act_mode="pow2",
+                               act_thresholds=[float(t) for t in thresholds])
 
 
 # AQE 3-bit: |x| thresholds 2^-2.5, 2^-1.5, 2^-0.5 -> {0, ±¼, ±½, ±1}
