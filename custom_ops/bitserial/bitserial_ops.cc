@@ -1,4 +1,5 @@
 #include "bitserial_ops.h"
+#include "../common/quant_attrs.h"
 #include "../xnor/tap_concat.h"
 
 #include <algorithm>
@@ -296,52 +297,19 @@ inline void ReportRow(const float* x, int64_t n, int64_t stride, const QuantPara
 QuantizePackOp::QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
   Construct(api, info, "qcompile::QuantizePack", &label_, &init_error_, [&](const Attrs& at) {
     CheckNodeArity(api, info, label_, 1, 1);
-    scale_ = at.Float("scale", -1.0f);
-    zero_point_ = at.Float("zero_point", 0.0f);
-    bitwidth_ = at.Int("bitwidth", -1);
-    signed_ = at.Int("signed", 0);
-    narrow_ = at.Int("narrow", 0);
+    const UniformQuantAttrs u = ParseUniformQuant(at, label_, "", "", 65536.0f);
+    scale_ = u.scale;
+    zero_point_ = u.zero_point;
+    qmin_ = u.qmin;
+    qmax_ = u.qmax;
+    rounding_ = static_cast<int>(u.rounding);  // 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO
     planes_ = at.Int("planes", 0);
     group_ = at.Int("group", 1);
-    const std::string mode = at.String("rounding_mode", "ROUND");
-    if (!(scale_ > 0.0f) || !std::isfinite(scale_))
-      Fail(label_, "attribute 'scale': expected a finite float > 0, got ", scale_,
-           scale_ == -1.0f ? " (missing; it is required)" : "");
-    if (!std::isfinite(zero_point_) || zero_point_ != std::floor(zero_point_) ||
-        std::fabs(zero_point_) > 65536.0f)
-      Fail(label_, "attribute 'zero_point': expected an integer value (|zp| <= 65536), got ",
-           zero_point_);
-    if (bitwidth_ < 1 || bitwidth_ > 8)
-      Fail(label_, "attribute 'bitwidth': expected 1..8, got ", bitwidth_,
-           bitwidth_ == -1 ? " (missing; it is required)" : "");
-    if (signed_ != 0 && signed_ != 1)
-      Fail(label_, "attribute 'signed': expected 0 or 1, got ", signed_);
-    if (narrow_ != 0 && narrow_ != 1)
-      Fail(label_, "attribute 'narrow': expected 0 or 1, got ", narrow_);
     if (group_ < 1) Fail(label_, "attribute 'group': expected >= 1, got ", group_);
-    if (mode == "ROUND") {
-      rounding_ = 0;
-    } else if (mode == "CEIL") {
-      rounding_ = 1;
-    } else if (mode == "FLOOR") {
-      rounding_ = 2;
-    } else if (mode == "ROUND_TO_ZERO") {
-      rounding_ = 3;
-    } else {
-      Fail(label_, "attribute 'rounding_mode': expected ROUND, CEIL, FLOOR or ROUND_TO_ZERO, got '",
-           mode, "'");
-    }
-    // qmin/qmax as Quant computes them (double, then float32).
-    const double b = static_cast<double>(bitwidth_);
-    const double qmin = signed_ ? -std::exp2(b - 1) + static_cast<double>(narrow_) : 0.0;
-    const double qmax =
-        signed_ ? std::exp2(b - 1) - 1 : std::exp2(b) - 1 - static_cast<double>(narrow_);
-    qmin_ = static_cast<float>(qmin);
-    qmax_ = static_cast<float>(qmax);
     zp_int_ = static_cast<int64_t>(zero_point_);
     // Range of v = q - zero_point; two's complement planes iff it reaches below 0 (SPEC).
-    const int64_t lo = static_cast<int64_t>(qmin) - zp_int_;
-    const int64_t hi = static_cast<int64_t>(qmax) - zp_int_;
+    const int64_t lo = static_cast<int64_t>(qmin_) - zp_int_;
+    const int64_t hi = static_cast<int64_t>(qmax_) - zp_int_;
     twos_complement_ = lo < 0;
     int64_t needed = 1;
     if (!twos_complement_) {

@@ -24,7 +24,7 @@ struct QuantizePackOp {
 
   std::string label_, init_error_;
   float scale_ = 1.0f, zero_point_ = 0.0f, qmin_ = 0.0f, qmax_ = 0.0f;
-  int64_t bitwidth_ = 0, signed_ = 0, narrow_ = 0, planes_ = 0, group_ = 1, zp_int_ = 0;
+  int64_t planes_ = 0, group_ = 1, zp_int_ = 0;
   int rounding_ = 0;          // 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO
   bool twos_complement_ = false;
   int64_t v_min_ = 0, v_max_ = 0;  // what `planes_` planes can hold

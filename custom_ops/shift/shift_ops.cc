@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/cpu_features.h"
+#include "../common/quant_attrs.h"
 
 namespace qcompile {
 namespace {
@@ -141,34 +142,18 @@ void ParseActQuant(const Attrs& at, const std::string& label, shift::ActQuant* q
     Fail(label, "attribute 'act_mode': expected 'pow2' or 'uniform', got '", mode, "'",
          mode.empty() ? " (missing; it is required)" : "");
   q->pow2 = false;
-  q->scale = at.Float("act_scale", -1.0f);
-  q->zero_point = at.Float("act_zero_point", 0.0f);
-  const int64_t bitwidth = at.Int("act_bitwidth", -1);
-  const int64_t is_signed = at.Int("act_signed", 0);
-  const int64_t narrow = at.Int("act_narrow", 0);
-  const std::string rounding = at.String("act_rounding_mode", "ROUND");
-  if (!(q->scale > 0.0f) || !std::isfinite(q->scale))
-    Fail(label, "attribute 'act_scale': expected a finite float > 0, got ", q->scale,
-         q->scale == -1.0f ? " (missing; it is required with act_mode 'uniform')" : "");
-  if (!std::isfinite(q->zero_point) || q->zero_point != std::floor(q->zero_point))
-    Fail(label, "attribute 'act_zero_point': expected an integer value, got ", q->zero_point);
-  if (bitwidth < 1 || bitwidth > 8)
-    Fail(label, "attribute 'act_bitwidth': expected 1..8, got ", bitwidth,
-         bitwidth == -1 ? " (missing; it is required with act_mode 'uniform')" : "");
-  if (is_signed != 0 && is_signed != 1)
-    Fail(label, "attribute 'act_signed': expected 0 or 1, got ", is_signed);
-  if (narrow != 0 && narrow != 1)
-    Fail(label, "attribute 'act_narrow': expected 0 or 1, got ", narrow);
-  if (!ParseRounding(rounding, &q->rounding))
-    Fail(label, "attribute 'act_rounding_mode': expected ROUND, CEIL, FLOOR or ROUND_TO_ZERO, ",
-         "got '", rounding, "'");
-  QuantRange(static_cast<double>(bitwidth), is_signed, narrow, &q->qmin, &q->qmax);
+  const UniformQuantAttrs u = ParseUniformQuant(at, label, "act_", " with act_mode 'uniform'", 0.0f);
+  q->scale = u.scale;
+  q->zero_point = u.zero_point;
+  q->rounding = u.rounding;
+  q->qmin = u.qmin;
+  q->qmax = u.qmax;
   // Every a = q - zero_point, q in [qmin, qmax], must be an int8.
   const double lo = static_cast<double>(q->qmin) - q->zero_point;
   const double hi = static_cast<double>(q->qmax) - q->zero_point;
   if (lo < -128.0 || hi > 127.0)
     Fail(label, "activation codes q - act_zero_point span [", lo, ", ", hi, "] (act_bitwidth ",
-         bitwidth, ", act_signed ", is_signed, ", act_narrow ", narrow, ", act_zero_point ",
+         u.bitwidth, ", act_signed ", u.is_signed, ", act_narrow ", u.narrow, ", act_zero_point ",
          q->zero_point, "), outside the int8 range [-128, 127]");
   q->max_abs = static_cast<int32_t>(std::max(std::fabs(lo), std::fabs(hi)));
   q->min_code = static_cast<int32_t>(lo);
