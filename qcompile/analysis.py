@@ -6,6 +6,7 @@ the lowering rules' `check`, so what the table says is what the compiler does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +63,14 @@ class WeightInfo:
     source: str  # what produced the weight: "BipolarQuant", "Quant(2 bits)", "initializer"
     values: np.ndarray | None = None  # the quantized weight, output channels first ([M, ...])
     alpha: np.ndarray | None = None  # per-output-channel magnitude, for binary weights
-    pow2: Pow2Weights | None = None  # set when every weight is 0 or ±scale[m]·2^e (SHIFT-able)
+
+    @functools.cached_property
+    def pow2(self) -> Pow2Weights | None:
+        """The weights as scale[m]·{0, ±2^e} when they are (SHIFT-able), else None. Computed on
+        first use: it reads every weight, and most layers (binary ones) never ask."""
+        if self.kind not in ("binary", "multi-level") or self.values is None:
+            return None
+        return pow2_decomposition(self.values)
 
     def describe(self) -> str:
         if self.kind == "binary":
@@ -128,8 +136,7 @@ def classify_weight(node: ir.Node) -> WeightInfo:
         source = f"Pow2Quant({bits} bits)"
         values = evaluate_quantizer(producer)
         if values is not None:  # the quantizer declares its grid, whichever levels are used
-            rows = _weight_rows(node, values)
-            return WeightInfo("multi-level", bits, source, rows, pow2=pow2_decomposition(rows))
+            return WeightInfo("multi-level", bits, source, _weight_rows(node, values))
     else:
         source, bits = "initializer", None
         values = const_array(wval)
@@ -139,13 +146,14 @@ def classify_weight(node: ir.Node) -> WeightInfo:
     mags = np.abs(rows.reshape(rows.shape[0], -1))
     alpha = mags.max(axis=1)
     if rows.ndim >= 2 and np.all(mags > 0) and np.all(mags == alpha[:, None]):
-        return WeightInfo("binary", 1, source, rows, alpha.astype(np.float32), pow2_decomposition(rows))
+        return WeightInfo("binary", 1, source, rows, alpha.astype(np.float32))
     if bits is not None:
-        pow2 = pow2_decomposition(rows)
+        info = WeightInfo("multi-level", bits, source, rows)
         # a power-of-two grid is narrower than the quantizer's integer grid (AQE's 3-bit levels
         # {0, ±¼, ±½, ±1} need a 4-bit uniform Quant): the layer holds the smaller bit width
-        shown = min(bits, pow2.bits) if pow2 is not None else bits
-        return WeightInfo("multi-level", shown, source, rows, pow2=pow2)
+        if info.pow2 is not None:
+            info.bits = min(bits, info.pow2.bits)
+        return info
     return WeightInfo("float", None, source, rows)
 
 
@@ -307,7 +315,7 @@ def _plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> tuple[str | None
         # MINW-Net's rule: the smaller bit width chooses; 1-2 bits run as popcounts, 3+ bits on
         # power-of-two weights as shifts
         if weight.pow2 is not None and min(weight.bits or 0, inp.bits or 0) >= 3 \
-                and isinstance(shift_activation(inp), dict):
+                and isinstance(uniform_shift_activation(act), dict):
             return shift_op, ""
         wop = weight_operand(node, weight)
         if isinstance(wop, str):
@@ -318,7 +326,7 @@ def _plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> tuple[str | None
 
 def shift_activation(inp: InputInfo) -> dict | str:
     """ShiftConv's activation attributes for this input (custom_ops/SPEC.md), or why it has none."""
-    from qcompile.ops.shift import MAX_POW2_LEVELS, uniform_act_range
+    from qcompile.ops.shift import MAX_POW2_LEVELS
 
     if inp.kind == "pow2":
         t = inp.thresholds or []
@@ -326,8 +334,13 @@ def shift_activation(inp: InputInfo) -> dict | str:
             return f"Pow2Quant thresholds {t} are not 1..{MAX_POW2_LEVELS} ascending positive values"
         return dict(act_mode="pow2", act_thresholds=[float(v) for v in t])
     act = activation_operand(inp.quant_node)
-    if isinstance(act, str):
-        return act
+    return act if isinstance(act, str) else uniform_shift_activation(act)
+
+
+def uniform_shift_activation(act: Operand) -> dict | str:
+    """ShiftConv's attributes for a uniform activation (its QuantizePack attributes), or why not."""
+    from qcompile.ops.shift import uniform_act_range
+
     q = act.quant
     lo, hi = uniform_act_range(q["bitwidth"], q["signed"], q["narrow"], q["zero_point"])
     if lo < -128 or hi > 127:
