@@ -14,7 +14,7 @@ from qcompile.analysis import Layer, analyze_model
 from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
 from qcompile.modelio import load_proto, save_atomic
 from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS, const_array
-from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
+from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
 from qcompile.passes.pipeline import CompileOptions, run_frontend, run_pipeline
 from qcompile.verify import VerifyReport, verify
 

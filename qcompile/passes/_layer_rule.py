@@ -1,5 +1,5 @@
-"""The shared half of the multi-bit and SHIFT lowering rules: match one Conv / Gemm / MatMul and let
-analysis.analyze_layer decide (so the compile table and the rule always agree)."""
+"""The shared half of the lowering rules (binary, multi-bit, SHIFT): match one Conv / Gemm / MatMul,
+let analysis.analyze_layer decide (so the compile table and the rule always agree), emit the op."""
 
 from __future__ import annotations
 
@@ -10,7 +10,20 @@ from onnxscript.rewriter._basics import MatchResult
 
 from qcompile.analysis import analyze_layer
 from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr
-from qcompile.passes.lower_binary import _f32, _tag
+
+LAYER_KEY = "qcompile.layer"  # node metadata: which reference layer a compiled node stands for
+FOLDED_KEY = "qcompile.folded"  # node metadata: ops folded into its output transform
+
+
+def _tag(value: ir.Value, layer_name: str) -> ir.Value:
+    node = value.producer()
+    node.name = layer_name
+    node.metadata_props[LAYER_KEY] = layer_name
+    return value
+
+
+def _f32(op, array: np.ndarray, name: str) -> ir.Value:
+    return op.initializer(ir.tensor(np.ascontiguousarray(array, dtype=np.float32)), name)
 
 
 class LayerLoweringRule(pattern.RewriteRuleClassBase):

@@ -16,7 +16,7 @@ from onnxscript.rewriter import pattern
 from onnxscript.rewriter._basics import MatchResult
 
 from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr
-from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
+from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
 
 XNOR_OPS = ("XnorConv", "XnorGemm", "BitSerialConv", "BitSerialGemm", "ShiftConv", "ShiftGemm")  # (x, w, scale, bias)
 

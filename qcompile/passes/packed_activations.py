@@ -36,7 +36,7 @@ from qcompile.passes._consts import (
     ints_attr,
     str_attr,
 )
-from qcompile.passes.lower_binary import FOLDED_KEY, LAYER_KEY
+from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
