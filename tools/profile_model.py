@@ -139,6 +139,7 @@ def profile(
         os.remove(trace)
         prof["wall_median_us"] = statistics.median(wall[name])
         result[name] = prof
+    os.rmdir(tmp)  # the traces were removed as they were read
     float_us = result[FLOAT]["wall_median_us"]
     for name, prof in result.items():
         prof["wall_vs_float"] = prof["wall_median_us"] / float_us
