@@ -10,8 +10,9 @@ import torch
 from onnx import numpy_helper
 
 import qcompile.runtime
+from qcompile.base.domains import QONNX_DOMAIN
 from qcompile.ops.shift import pow2_quant
-from qcompile.train.export import QONNX_DOMAIN, export_onnx
+from qcompile.train.export import export_onnx
 from qcompile.train.models import build_model
 from qcompile.train.quantizers import pow2_h, pow2_thresholds
 
@@ -115,7 +116,7 @@ def test_xnor_scale_per_channel_shapes(tmp_path):
 def test_quant_weight_initializers_reproduce_exactly(tmp_path):
     for method, wb, ab in (("twn", 2, 2), ("dorefa", 2, 2)):
         model, _ = _trained_like("convnet", method, wb, ab)
-        m, inits, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
+        m, inits, _producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
         n_q = 0
         for n in m.graph.node:
             if n.op_type != "Quant" or n.input[0] not in inits:
@@ -132,7 +133,8 @@ def test_quant_weight_initializers_reproduce_exactly(tmp_path):
 
 
 def test_aqe_pow2_weights_and_activations_are_pow2quant(tmp_path):
-    """AQE >= 3-bit weights and activations export as qcompile::Pow2Quant with pow2_h's thresholds."""
+    """AQE >= 3-bit weights and activations export as qcompile::Pow2Quant with pow2_h's
+    thresholds."""
     model, _ = _trained_like("convnet", "aqe", 3, 3)
     m, _, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
     assert not [n for n in m.graph.node if n.domain == QONNX_DOMAIN]
@@ -156,10 +158,12 @@ def test_aqe_pow2_weights_and_activations_are_pow2quant(tmp_path):
 
 @pytest.mark.parametrize("bits,zero_threshold", [(3, "log"), (4, "log"), (3, "linear")])
 def test_pow2_h_matches_the_pow2quant_reference(bits, zero_threshold):
-    """The trainer's h and the op's numpy oracle agree on every input, thresholds and ties included."""
+    """The trainer's h and the op's numpy oracle agree on every input, thresholds and ties
+    included."""
     t = pow2_thresholds(bits, zero_threshold)
     x = np.concatenate([np.random.default_rng(0).uniform(-1.5, 1.5, 5000), t, -np.asarray(t),
-                        np.nextafter(np.float32(t), np.float32(0)), [0.0, -0.0, 1.0, -1.0, 1e30]]).astype(np.float32)
+                        np.nextafter(np.float32(t), np.float32(0)),
+                        [0.0, -0.0, 1.0, -1.0, 1e30]]).astype(np.float32)
     want = pow2_h(torch.from_numpy(x), bits, zero_threshold).numpy()
     got = pow2_quant(x, t)
     assert np.array_equal(want, got)  # == treats -0.0 and +0.0 alike, which a conv does too

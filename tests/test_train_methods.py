@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcompile.train import methods as M
+from qcompile.train import quantize_model
 from qcompile.train.data import load_synthetic
-from qcompile.train.layers import QuantLinear, act_quantizers, quantize_model, weight_quantizers
+from qcompile.train.layers import QuantLinear, act_quantizers, weight_quantizers
 from qcompile.train.quantizers import WeightQuantizer
 from qcompile.train.trainer import Trainer
 
@@ -87,7 +88,7 @@ def test_bcgd_one_step_is_the_blended_update():
     F.cross_entropy(ref(data.x_train), data.y_train).backward()
     grads = [layer.weight.grad.clone() for _, layer in weight_quantizers(ref)]
     t.train_step(data.x_train, data.y_train)
-    for w, q, g, layer in zip(w0, q0, grads, layers):
+    for w, q, g, layer in zip(w0, q0, grads, layers, strict=False):
         d = g + wd * w  # SGD: weight decay, first momentum buffer = d
         expect = (1 - rho) * w + rho * q - lr * d
         torch.testing.assert_close(layer.weight.detach(), expect, rtol=1e-5, atol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qcompile.train import train
-from qcompile.train.layers import METHODS
+from qcompile.train.registry import METHODS
 
 # sq: the paper's weight-only setting; progressive2 steps 32 → 8 → 4 → 2 (a final 1-bit stage
 # of ~25 steps is too short to recover from the drop in a 3-epoch run)

@@ -10,13 +10,13 @@ import click
 
 from ..errors import QCompileError
 from .data import DATASETS
-from .layers import METHODS
 from .models import MODELS
+from .registry import METHODS
 
 
 @click.command("train")
-@click.option("--model", type=click.Choice(MODELS + ("convnet_a", "convnet_b", "convnet_c",
-                                                     "convnet_d")),
+@click.option("--model", type=click.Choice((*MODELS, "convnet_a", "convnet_b", "convnet_c",
+                                            "convnet_d")),
               default="convnet", show_default=True, help="Model family.")
 @click.option("--data", type=click.Choice(DATASETS), default="fashion-mnist", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,

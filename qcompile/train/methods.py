@@ -10,7 +10,8 @@ cross-entropy) → backward, gradient all-reduce → ``before_step`` → ``optim
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ class StochasticQuantization(Callback):
     def select(self, errors: Tensor, ratio: float, gen: torch.Generator) -> Tensor:
         """Boolean mask of the rows to quantize."""
         m = errors.numel()
-        n_q = int(math.floor(ratio * m + 0.5))
+        n_q = math.floor(ratio * m + 0.5)
         mask = torch.zeros(m, dtype=torch.bool)
         if n_q >= m:
             return mask.fill_(True)
@@ -196,7 +197,7 @@ class ProgressiveScheme1(Callback):
         self.weight_fraction = weight_fraction
 
     def acts_on(self, step: int, total: int) -> bool:
-        return step >= int(round(self.weight_fraction * total))
+        return step >= round(self.weight_fraction * total)
 
     def on_batch_begin(self, t: Trainer, step: int) -> None:
         on = self.acts_on(step, t.total_steps)
@@ -247,7 +248,7 @@ class StochasticPrecision(Callback):
         units = self._units(t.model)
         draws = torch.rand(len(units), generator=t.gen)
         self.last = [bool(d < p) for d in draws]
-        for u, on in zip(units, self.last):
+        for u, on in zip(units, self.last, strict=False):
             u.enabled = on
 
     def on_eval_begin(self, t: Trainer) -> None:
@@ -321,7 +322,19 @@ class JointKD(Callback):
         self.opt.load_state_dict(state["opt"])
 
 
-__all__ = ["Callback", "ClipWeights", "ClampAlpha", "AQESchedule", "StochasticQuantization",
-           "BlendedCoarseGradient", "ProgressiveScheme1", "ProgressiveScheme2",
-           "StochasticPrecision", "JointKD", "kd_losses", "stage_of", "QuantConv2d",
-           "QuantLinear"]
+__all__ = [
+    "AQESchedule",
+    "BlendedCoarseGradient",
+    "Callback",
+    "ClampAlpha",
+    "ClipWeights",
+    "JointKD",
+    "ProgressiveScheme1",
+    "ProgressiveScheme2",
+    "QuantConv2d",
+    "QuantLinear",
+    "StochasticPrecision",
+    "StochasticQuantization",
+    "kd_losses",
+    "stage_of",
+]

@@ -53,12 +53,12 @@ class AttachGrad(torch.autograd.Function):
     """Forward: return ``value`` (already computed). Backward: ∂L/∂x = g · ``grad_scale``."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, grad_scale: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, value: Tensor, grad_scale: Tensor) -> Tensor:
         ctx.save_for_backward(grad_scale)
         return value.clone()
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102
+    def backward(ctx, g: Tensor):
         (grad_scale,) = ctx.saved_tensors
         return g * grad_scale, None, None
 

@@ -13,9 +13,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,10 +28,10 @@ from ..errors import QCompileError
 from ..fileio import atomic_path, write_bytes_atomic
 from . import methods as M
 from .data import Dataset, load_dataset
-from .layers import METHODS, QuantReport, act_quantizers
+from .export import export_onnx
+from .layers import QuantReport, act_quantizers
 from .models import build_fp_model, build_model
-
-SGD_METHODS = ("bcgd", "kd")  # methods whose papers' update is defined inside SGD
+from .registry import METHODS, CallbackContext, get_method, make_callbacks
 
 
 @dataclass
@@ -46,7 +47,7 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 128
     lr: float | None = None          # None: 0.01 for Adam (AQE paper), 0.05 for SGD
-    optimizer: str | None = None     # "adam" | "sgd"; None: sgd for bcgd/kd, else adam
+    optimizer: str | None = None     # "adam" | "sgd"; None: the method's default (registry)
     momentum: float = 0.9
     weight_decay: float | None = None  # None: 1e-4 with SGD, 0 with Adam
     lr_gamma: float | None = None    # per-epoch exponential decay; None: 0.1^(1/epochs)
@@ -61,7 +62,7 @@ class TrainConfig:
     export: bool = True
     progress: bool = True
     max_steps_per_epoch: int | None = None
-    clip_weights: bool | None = None  # None: on for ste/aqe/xnor/twn/sq
+    clip_weights: bool | None = None  # None: the method's default (registry)
     # quantizer options
     per_channel: bool | None = None
     act_delta: float = 0.5
@@ -200,7 +201,7 @@ class Trainer:
         dist.all_reduce(flat)
         flat /= self.world_size
         off = 0
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=False):
             n = g.numel()
             p.grad = flat[off:off + n].view_as(p).clone()
             off += n
@@ -334,7 +335,7 @@ class Trainer:
         self.history = list(s["history"])
         self.start_epoch = int(s["epoch"])
         self.global_step = int(s["global_step"])
-        for cb, st in zip(self.callbacks, s["callbacks"]):
+        for cb, st in zip(self.callbacks, s["callbacks"], strict=False):
             cb.load_state_dict(st)
         if self.start_epoch > 0:
             self._cb("on_train_begin")
@@ -342,7 +343,7 @@ class Trainer:
 
 # ---------------------------------------------------------------------------------------------
 def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
-    kind = cfg.optimizer or ("sgd" if cfg.method in SGD_METHODS else "adam")
+    kind = cfg.optimizer or get_method(cfg.method).optimizer
     if kind == "adam":
         return torch.optim.Adam(params, lr=cfg.lr if cfg.lr is not None else 0.01,
                                 weight_decay=cfg.weight_decay or 0.0)
@@ -351,35 +352,6 @@ def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr if cfg.lr is not None else 0.05,
                                momentum=cfg.momentum, weight_decay=wd)
     raise QCompileError(f"expected optimizer 'adam' or 'sgd', got {kind!r}")
-
-
-def make_callbacks(cfg: TrainConfig, data: Dataset) -> list[M.Callback]:
-    """The callbacks that make up ``cfg.method``."""
-    m = cfg.method
-    cbs: list[M.Callback] = []
-    clip = cfg.clip_weights if cfg.clip_weights is not None else \
-        m in ("ste", "aqe", "xnor", "twn", "sq")
-    if m == "aqe":
-        cbs.append(M.AQESchedule(cfg.aqe_alpha, cfg.aqe_anneal_to))
-    elif m == "sq":
-        cbs.append(M.StochasticQuantization(cfg.sq_ratios, cfg.sq_eps, cfg.sq_stochastic))
-    elif m == "bcgd":
-        cbs += [M.BlendedCoarseGradient(cfg.bcgd_rho), M.ClampAlpha()]
-    elif m == "progressive1":
-        cbs.append(M.ProgressiveScheme1(cfg.prog1_weight_fraction))
-    elif m == "progressive2":
-        cbs.append(M.ProgressiveScheme2(cfg.wbits, cfg.abits, cfg.prog2_stages))
-    elif m == "stochastic-precision":
-        cbs.append(M.StochasticPrecision(cfg.sp_p_start, cfg.sp_p_end))
-    elif m == "kd":
-        teacher = build_fp_model(cfg.model, data.in_shape, data.num_classes, cfg.width)
-        cbs.append(M.JointKD(teacher, cfg.kd_T, cfg.kd_lambda_t, cfg.kd_lambda_s,
-                             cfg.kd_lambda_kd, cfg.kd_lambda_kd_teacher,
-                             teacher_lr=cfg.teacher_lr if cfg.teacher_lr is not None else
-                             (cfg.lr if cfg.lr is not None else 0.05)))
-    if clip:
-        cbs.append(M.ClipWeights())
-    return cbs
 
 
 def _plot(history: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -436,7 +408,9 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     model, report = build_model(cfg.model, data.in_shape, data.num_classes, width=cfg.width,
                                 wbits=cfg.wbits, abits=cfg.abits, method=cfg.method,
                                 keep_first_last_fp=cfg.keep_first_last_fp, **spec_opts)
-    callbacks = make_callbacks(cfg, data)
+    ctx = CallbackContext(lambda: build_fp_model(cfg.model, data.in_shape, data.num_classes,
+                                                 cfg.width))
+    callbacks = make_callbacks(cfg, ctx)
     opt = make_optimizer(cfg, model.parameters())
     gamma = cfg.lr_gamma if cfg.lr_gamma is not None else 0.1 ** (1.0 / cfg.epochs)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
@@ -471,8 +445,6 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     trainer.fit(on_epoch_end=write_outputs)
     onnx_path = None
     if out is not None and cfg.export and rank == 0:
-        from .export import export_onnx
-
         onnx_path = export_onnx(trainer.model, out / "model.onnx", data.in_shape,
                                 {k: json.dumps(v) if isinstance(v, list) else v
                                  for k, v in meta.items()})
@@ -484,5 +456,13 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
                        {"trainer": trainer, "dataset": data})
 
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "make_callbacks",
-           "make_optimizer", "init_distributed", "act_quantizers"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "act_quantizers",
+    "init_distributed",
+    "make_callbacks",
+    "make_optimizer",
+    "train",
+]
