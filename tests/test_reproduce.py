@@ -1,11 +1,8 @@
-"""Smoke test of tools/reproduce.py: two tiny experiments on digits, outputs, skip and resume."""
+"""Smoke test of tools.reproduce: two tiny experiments on digits, outputs, skip and resume."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,22 +11,11 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "tools" / "reproduce.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-reproduce = _load()
+from tools import reproduce
 
 
 def test_experiment_list_is_valid():
-    from qcompile.train.layers import METHODS, method_spec
+    from qcompile.train.registry import METHODS, method_spec
 
     names = [e.name for e in reproduce.EXPERIMENTS]
     assert len(names) == len(set(names))
@@ -79,12 +65,13 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
     assert agg["ste-w1a1"]["n"] == 1 and agg["aqe-w1a1"]["n"] == 0
     md = (out / "results.md").read_text()
     assert "≠ ref" in md and "AQE > STE at 1/1" in md and "not run yet" in md
-    assert summary["command"].startswith("python tools/reproduce.py")
+    assert summary["command"].startswith("python -m tools.reproduce")
 
     # second invocation: both runs skipped, nothing rewritten; the README section is filled in
     stamp = (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n<!-- reproduce:begin -->\nSTALE-BLOCK\n<!-- reproduce:end -->\ntail\n")
+    readme.write_text("# x\n\n<!-- reproduce:begin -->\nSTALE-BLOCK\n<!-- reproduce:end -->\n"
+                      "tail\n")
     res = runner.invoke(reproduce.main, [*args, "--readme", str(readme)])
     assert res.exit_code == 0, res.output
     assert res.output.count("finished earlier, skipping") == 2
@@ -96,7 +83,7 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
 
     # a run interrupted after training (checkpoint, no result.json) resumes from its checkpoint
     (root / "ste-w1a1" / "seed0" / "result.json").unlink()
-    res = runner.invoke(reproduce.main, args + ["--only", "ste-w1a1"])
+    res = runner.invoke(reproduce.main, [*args, "--only", "ste-w1a1"])
     assert res.exit_code == 0, res.output
     assert "training already done" in res.output
     again = json.loads((root / "ste-w1a1" / "seed0" / "result.json").read_text())
@@ -104,7 +91,7 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
 
     # --reevaluate redoes a finished run's export/compile/evaluation from its checkpoint
     stamp = (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns
-    res = runner.invoke(reproduce.main, args + ["--only", "ste-w1a1", "--reevaluate"])
+    res = runner.invoke(reproduce.main, [*args, "--only", "ste-w1a1", "--reevaluate"])
     assert res.exit_code == 0, res.output
     assert "training already done" in res.output and "skipping" not in res.output
     assert (root / "ste-w1a1" / "seed0" / "result.json").stat().st_mtime_ns != stamp
