@@ -54,3 +54,14 @@ def test_cli_missing_dataset_is_a_clear_error(tmp_path):
 def test_cli_resume_without_checkpoint(tmp_path):
     r = CliRunner().invoke(train, [*ARGS, "--out", str(tmp_path / "o"), "--resume"])
     assert r.exit_code != 0 and "checkpoint" in r.output and "Traceback" not in r.output
+
+
+def test_help_lists_every_fair_arm_option():
+    r = CliRunner().invoke(train, ["--help"])
+    assert r.exit_code == 0
+    for opt in ("--lr-final", "--stage-lr-restart", "--no-stage-lr-restart",
+                "--keep-first-last-fp", "--quantize-first-last", "--per-channel",
+                "--per-layer", "--bcgd-blend", "--bcgd-rho", "--init-from",
+                "--sp-final-fraction", "--teacher-lr", "--aqe-k-start", "--aqe-k-end",
+                "--pow2-scale", "--optimizer", "--weight-decay"):
+        assert opt in r.output, opt

@@ -12,9 +12,9 @@ from qcompile.train.registry import METHODS
 # of ~25 steps is too short to recover from the drop in a 3-epoch run)
 BITS = {"twn": (2, 2), "sq": (1, 32), "progressive2": (2, 2)}
 EXTRA = {
-    # AQE evaluates with h alone; a fixed α = ½ leaves the BatchNorm statistics of the blended
-    # training forward, so a 3-epoch run anneals α to 1 (the documented option).
-    "aqe": {"aqe_anneal_to": 1.0},
+    # the AQE-blend ablation evaluates with h alone; a fixed α = ½ leaves the BatchNorm
+    # statistics of the blended training forward, so a 3-epoch run anneals α to 1.
+    "aqe-blend": {"aqe_anneal_to": 1.0},
 }
 
 

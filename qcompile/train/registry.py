@@ -32,6 +32,7 @@ class SpecOptions:
     delta_factor: float = 0.7
     zero_threshold: str = "log"
     bcgd_alpha: float | None = None
+    pow2_scale: str = "layer"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Method:
     callbacks: Callable[[TrainConfig, CallbackContext], list[M.Callback]] = lambda cfg, ctx: []
     optimizer: str = "adam"       # the paper's optimizer family: "adam" or "sgd"
     clip_weights: bool = False    # latent weights clipped to [−1, 1] after each step
+    keep_first_last_fp: bool = True  # first conv and last linear stay full precision
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +78,8 @@ def _fp32(wbits: int, abits: int, o: SpecOptions) -> QuantSpec:
 
 def _aqe_h(estimator: str) -> Callable[[int, int, SpecOptions], QuantSpec]:
     def spec(wbits: int, abits: int, o: SpecOptions) -> QuantSpec:
-        w = {"scheme": "h", "estimator": estimator, "alpha": o.aqe_alpha, **_common(wbits, o)}
+        w = {"scheme": "h", "estimator": estimator, "alpha": o.aqe_alpha,
+             "pow2_scale": o.pow2_scale, **_common(wbits, o)}
         if o.per_channel is not None:
             w["per_channel"] = o.per_channel
         a = {**_h_act(abits, o, estimator), "alpha": o.aqe_alpha}
@@ -119,6 +122,10 @@ def _dorefa(wbits: int, abits: int, o: SpecOptions) -> QuantSpec:
 # callbacks
 # ---------------------------------------------------------------------------------------------
 def _aqe_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
+    return [M.AQESharpness(cfg.aqe_k_start, cfg.aqe_k_end)]
+
+
+def _aqe_blend_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
     return [M.AQESchedule(cfg.aqe_alpha, cfg.aqe_anneal_to)]
 
 
@@ -127,7 +134,7 @@ def _sq_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
 
 
 def _bcgd_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
-    return [M.BlendedCoarseGradient(cfg.bcgd_rho), M.ClampAlpha()]
+    return [M.BlendedCoarseGradient(cfg.bcgd_rho, cfg.bcgd_blend), M.ClampAlpha()]
 
 
 def _prog1_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
@@ -139,13 +146,12 @@ def _prog2_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]
 
 
 def _sp_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
-    return [M.StochasticPrecision(cfg.sp_p_start, cfg.sp_p_end)]
+    return [M.StochasticPrecision(cfg.sp_p_start, cfg.sp_p_end, cfg.sp_final_fraction)]
 
 
 def _kd_callbacks(cfg: TrainConfig, ctx: CallbackContext) -> list[M.Callback]:
-    lr = cfg.teacher_lr if cfg.teacher_lr is not None else (cfg.lr if cfg.lr is not None else 0.05)
     return [M.JointKD(ctx.fp_model(), cfg.kd_T, cfg.kd_lambda_t, cfg.kd_lambda_s,
-                      cfg.kd_lambda_kd, cfg.kd_lambda_kd_teacher, teacher_lr=lr)]
+                      cfg.kd_lambda_kd, cfg.kd_lambda_kd_teacher)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,10 +166,14 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
            clip_weights=True),
     Method("twn", "TWN ternary weights; activations h with STE", _twn, clip_weights=True),
     Method("dorefa", f"{_DOREFA}, direct training", _dorefa),
-    Method("aqe", "AQE's h with the AQE estimator", _aqe_h("aqe"), _aqe_callbacks,
+    Method("aqe", "AQE's h with the AQE estimator: smooth ĥ_k (sum of tanh steps), its true "
+           "derivative, sharpness k raised over the run", _aqe_h("aqe"), _aqe_callbacks,
            clip_weights=True),
-    Method("sq", "stochastic quantization of BWN (wbits 1) or TWN rows, channel-wise α",
-           _sq, _sq_callbacks, clip_weights=True),
+    Method("aqe-blend", "ablation: AQE read as the blend α·h(x) + (1−α)·x with backward "
+           "2α·g·1{|x| ≤ 1}", _aqe_h("aqe-blend"), _aqe_blend_callbacks, clip_weights=True),
+    Method("sq", "stochastic quantization of BWN (wbits 1) or TWN rows, channel-wise α; all "
+           "layers quantized, as in the paper", _sq, _sq_callbacks, clip_weights=True,
+           keep_first_last_fp=False),
     Method("bcgd", "BCGD weights and adaptive quantized-ReLU activations, blended update",
            _bcgd, _bcgd_callbacks, optimizer="sgd"),
     Method("progressive1", f"{_DOREFA}; activations quantized from part-way", _dorefa,
