@@ -110,3 +110,59 @@ def test_changed_settings_refuse_a_foreign_checkpoint(tmp_path):
         "0.25", "--only", "fp32", "--runs", str(tmp_path / "runs"), "--out",
         str(tmp_path / "out"), "--no-progress"])
     assert res.exit_code != 0 and "different configuration" in res.output
+
+
+def test_arms_of_every_claim_are_fair():
+    """The two arms of each claim share optimizer, schedule, data, quantized layers and scale
+    granularity; only the method (or, for MINW-Net, the bit widths) differs."""
+    from tools.reproduce.runner import arm_settings
+
+    s = {"data": "fashion-mnist", "data_dir": None, "epochs": 4, "subset": None, "width": 0.5,
+         "progress": False}
+    by = {e.name: e for e in reproduce.EXPERIMENTS}
+    for g in reproduce.GROUPS:
+        for c in g.claims:
+            a, b = arm_settings(by[c.better], s), arm_settings(by[c.worse], s)
+            if a["per_channel"] is None or b["per_channel"] is None:  # FP32: no weight scale
+                a.pop("per_channel"), b.pop("per_channel")
+            assert a == b, (c.text, {k: (a[k], b[k]) for k in a if a[k] != b[k]})
+    # the settings the issue names, checked directly
+    twn, sq_twn = arm_settings(by["twn-w2a32"], s), arm_settings(by["sq-twn-w2a32"], s)
+    assert twn["per_channel"] and sq_twn["per_channel"]
+    assert not sq_twn["keep_first_last_fp"]  # SQ quantizes all layers
+    kd, direct = arm_settings(by["kd-w2a2"], s), arm_settings(by["direct-w2a2"], s)
+    assert kd["optimizer"] == direct["optimizer"] == "sgd"
+    assert by["bcgd-w1a4"].train_overrides().get("bcgd_rho") is None  # ρ from the blend
+
+
+def test_judge_pairs_seeds_and_needs_the_interval_above_zero():
+    import numpy as np
+
+    from tools.reproduce.experiments import Claim
+    from tools.reproduce.judge import judge, paired_stats
+
+    claim = Claim("a > b", "a", "b")
+    runs = {"a": [{"seed": k, "pytorch_acc": v} for k, v in enumerate((0.90, 0.91, 0.92))],
+            "b": [{"seed": k, "pytorch_acc": v} for k, v in enumerate((0.89, 0.90, 0.91))]}
+    out = judge(claim, runs)
+    # identical paired differences of +1 pp: zero spread, the interval is the point itself
+    assert out["delta_pp"] == pytest.approx(1.0) and out["held"]
+    assert out["ci_low"] == pytest.approx(0.01) and out["ci_high"] == pytest.approx(0.01)
+    # a large unpaired spread but consistent pairs: paired, it holds
+    runs["a"] = [{"seed": k, "pytorch_acc": v} for k, v in enumerate((0.80, 0.91, 0.86))]
+    runs["b"] = [{"seed": k, "pytorch_acc": v} for k, v in enumerate((0.79, 0.895, 0.85))]
+    assert judge(claim, runs)["held"]
+    # the t interval with 3 seeds: mean ± t(0.95, 2)·s.e., t = 2.919986
+    st = paired_stats([0.01, 0.02, 0.0])
+    assert st["se"] == pytest.approx(0.01 / np.sqrt(3))
+    assert st["ci_low"] == pytest.approx(0.01 - 2.919986 * 0.01 / np.sqrt(3), rel=1e-6)
+    assert judge(claim, {"a": runs["a"][:1], "b": runs["b"][:1]})["held"] is None  # one seed
+    # McNemar on pooled predictions: 8 images only "a" gets right, 2 only "b": exact p
+    labels = np.zeros(20, np.int16)
+    pa, pb = labels.copy(), labels.copy()
+    pb[:8] = 1
+    pa[8:10] = 1
+    out = judge(claim, {"a": runs["a"][:1], "b": runs["b"][:1]}, labels,
+                {("a", 0): pa, ("b", 0): pb})
+    assert out["discordant"] == {"better_only": 8, "worse_only": 2}
+    assert out["mcnemar_p"] == pytest.approx(0.109375)  # 2·P(X ≤ 2), X ~ Bin(10, ½)

@@ -1,6 +1,6 @@
 """The main job end to end, on data that is here and nothing from the user.
 
-1. train a small binary (W1/A1) ConvNet with AQE (alpha annealed to 1) on Fashion-MNIST
+1. train a small binary (W1/A1) ConvNet with AQE (smooth estimator) on Fashion-MNIST
 (scikit-learn's digits when Fashion-MNIST is not installed), 2. export it to QONNX, 3. compile it
 with qcompile, 4. verify the compiled model against the reference on real test images (accuracy
 of both, number of differing predictions, max error), 5. time both side by side in onnxruntime.
@@ -56,8 +56,8 @@ def main(out: Path, epochs: int, subset: int, quick: bool) -> None:
         epochs, subset = 1, 2000
     t0 = time.perf_counter()
     console.rule(f"1-2. train a binary ConvNet (AQE, W1/A1) on {data}, export to QONNX")
-    # AQE's blend alpha annealed to 1: at alpha = 1/2 throughout, BatchNorm statistics gathered
-    # under the blended forward do not match the hard quantizer used at test time (README, Train).
+    # AQE: the smooth surrogate sharpens over the run, so training ends close to the hard
+    # quantizer that the test and the exported model use (docs/training.md)
     cfg = TrainConfig(
         model="convnet",
         data=data,
@@ -69,7 +69,6 @@ def main(out: Path, epochs: int, subset: int, quick: bool) -> None:
         width=0.5,
         seed=0,
         out=str(out),
-        aqe_anneal_to=1.0,
     )
     result = train(cfg)
     train_s = time.perf_counter() - t0

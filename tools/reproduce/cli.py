@@ -16,9 +16,9 @@ from .runner import log, run_one
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--subset", type=click.IntRange(1), default=20000, show_default=True,
-              help="Training images per run (drawn with the run's seed); the test set is "
+@click.option("--epochs", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--subset", type=click.IntRange(0), default=0, show_default=True,
+              help="Training images per run (drawn with the run's seed; 0: all); the test set is "
                    "always complete.")
 @click.option("--width", type=float, default=0.5, show_default=True,
               help="ConvNet width multiplier (1.0 = the AQE paper's Model A).")
@@ -58,7 +58,7 @@ def main(epochs: int, subset: int, width: float, seeds: int, only: tuple[str, ..
          list_only: bool, report_only: bool, reevaluate: bool) -> None:
     """Train, compile, evaluate and time every experiment × seed; write tables, plot, JSON."""
     t_start = time.time()
-    s = {"data": data, "data_dir": data_dir, "epochs": epochs, "subset": subset,
+    s = {"data": data, "data_dir": data_dir, "epochs": epochs, "subset": subset or None,
          "width": width, "seeds": seeds, "threads": threads, "ort_threads": ort_threads,
          "eval_batch": eval_batch, "bench_repeats": bench_repeats,
          "progress": sys.stdout.isatty() if progress is None else progress}

@@ -30,11 +30,11 @@ class Experiment:
         return dict(self.overrides)
 
 
-#: AQE's fixed α = ½ tests badly in this trainer: BatchNorm's running statistics are gathered
-#: under the blended forward α·h(x) + (1−α)·x while evaluation (and the exported model) uses h
-#: alone. Annealing α linearly to 1 over the run (an option ALGORITHMS.md names; the paper gives
-#: no schedule) ends training on h alone, so the statistics match at test time.
-AQE = (("aqe_anneal_to", 1.0),)
+#: Fair arms: the two sides of a claim differ only in the method. SQ quantizes every layer (as
+#: the paper), so its BWN/TWN baselines do too, and TWN takes SQ's per-channel scales; the
+#: training-scheme arms all use the KD authors' optimizer (SGD) and the same schedule.
+ALL_LAYERS = (("keep_first_last_fp", False),)
+SGD = (("optimizer", "sgd"),)
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     # baselines
@@ -42,40 +42,44 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                note="full precision (HardTanh activations); not compiled"),
     Experiment("ste-w1a1", ("baselines",), "ste", 1, 1, "STE",
                note="AQE's h (sign) for weights and activations, straight-through estimator"),
-    Experiment("aqe-w1a1", ("baselines", "minw"), "aqe", 1, 1, "AQE (MINW-Net)", AQE,
-               note="AQE estimator, α annealed ½ → 1"),
+    Experiment("aqe-w1a1", ("baselines", "minw"), "aqe", 1, 1, "AQE (MINW-Net)",
+               note="AQE: smooth tanh-step surrogate, sharpness 1 → 100"),
     # SQ (weight-only: activations full precision, A32)
-    Experiment("bwn-w1a32", ("sq",), "xnor", 1, 32, "BWN / SQ-BWN",
-               note="BWN weights α_c·sign(W_c), full-precision activations"),
+    Experiment("bwn-w1a32", ("sq",), "xnor", 1, 32, "BWN / SQ-BWN", ALL_LAYERS,
+               note="BWN weights α_c·sign(W_c), full-precision activations, all layers"),
     Experiment("sq-bwn-w1a32", ("sq",), "sq", 1, 32, "BWN / SQ-BWN (SQ)",
-               note="SQ on BWN (channel-wise α), ratio 50→75→87.5→100 %"),
+               note="SQ on BWN (channel-wise α), ratio 50→75→87.5→100 %, LR restarted per "
+                    "stage, all layers"),
     Experiment("twn-w2a32", ("sq",), "twn", 2, 32, "TWN / SQ-TWN",
-               note="TWN ternary weights (per layer Δ = 0.7·mean|W|)"),
+               (*ALL_LAYERS, ("per_channel", True)),
+               note="TWN ternary weights, per-channel Δ = 0.7·mean|W_c| and α_c, all layers"),
     Experiment("sq-twn-w2a32", ("sq",), "sq", 2, 32, "TWN / SQ-TWN (SQ)",
-               note="SQ on TWN (wbits 2 → ternary, channel-wise α)"),
+               note="SQ on TWN (wbits 2 → ternary, channel-wise α), all layers"),
     # BCGD (binary weights, 4-bit activations)
     Experiment("cg-w1a4", ("bcgd",), "bcgd", 1, 4, "coarse gradient", (("bcgd_rho", 0.0),),
                note="coarse gradient without blending (BCGD with ρ = 0)"),
     Experiment("bcgd-w1a4", ("bcgd",), "bcgd", 1, 4, "BCGD",
-               note="blended coarse gradient, ρ = 1e-5"),
+               note="blended coarse gradient, ρ = 0.8 / total steps (cumulative blend 0.8)"),
     # 2/2 training schemes (all with DoReFa quantizers, first/last layer full precision)
-    Experiment("direct-w2a2", ("schemes",), "dorefa", 2, 2, "direct (DoReFa)",
+    Experiment("direct-w2a2", ("schemes",), "dorefa", 2, 2, "direct (DoReFa)", SGD,
                note="direct training: DoReFa weights and activations from the start"),
-    Experiment("progressive1-w2a2", ("schemes",), "progressive1", 2, 2, "progressive 1",
+    Experiment("progressive1-w2a2", ("schemes",), "progressive1", 2, 2, "progressive 1", SGD,
                note="weights quantized first, activations from half-way"),
-    Experiment("progressive2-w2a2", ("schemes",), "progressive2", 2, 2, "progressive 2",
+    Experiment("progressive2-w2a2", ("schemes",), "progressive2", 2, 2, "progressive 2", SGD,
                note="bit width 32 → 8 → 4 → 2 in equal stages"),
     Experiment("stochastic-precision-w2a2", ("schemes",), "stochastic-precision", 2, 2,
-               "stochastic precision", note="per-layer Bernoulli, p 0.5 → 1"),
-    Experiment("kd-w2a2", ("schemes",), "kd", 2, 2, "joint KD",
-               note="FP teacher trained jointly (SGD), student loss CE + KL"),
+               "stochastic precision", SGD,
+               note="per-layer Bernoulli, p 0.5 → 1 over 75 % of the run, then all quantized"),
+    Experiment("kd-w2a2", ("schemes",), "kd", 2, 2, "joint KD", SGD,
+               note="FP teacher trained jointly in the student's optimizer and schedule"),
     # MINW-Net (AQE) at more bit widths; aqe-w1a1 above is the 1/1 point
-    Experiment("aqe-w1a2", ("minw",), "aqe", 1, 2, "AQE (MINW-Net)", AQE,
+    Experiment("aqe-w1a2", ("minw",), "aqe", 1, 2, "AQE (MINW-Net)",
                note="binary weights, ternary activations"),
-    Experiment("aqe-w2a2", ("minw",), "aqe", 2, 2, "AQE (MINW-Net)", AQE,
+    Experiment("aqe-w2a2", ("minw",), "aqe", 2, 2, "AQE (MINW-Net)",
                note="ternary weights and activations"),
-    Experiment("aqe-w3a3", ("minw",), "aqe", 3, 3, "AQE (MINW-Net)", AQE,
-               note="power-of-two weights and activations {0, ±¼, ±½, ±1}"),
+    Experiment("aqe-w3a3", ("minw",), "aqe", 3, 3, "AQE (MINW-Net)",
+               note="power-of-two weights S·{0, ±¼, ±½, ±1} (per-layer S = 2^e) and "
+                    "activations {0, ±¼, ±½, ±1}"),
 )
 
 
@@ -129,15 +133,18 @@ BY_NAME = {e.name: e for e in EXPERIMENTS}
 BY_GROUP = {g.key: g for g in GROUPS}
 
 NOTES = (
-    ("AQE runs anneal the blend weight α linearly from ½ to 1 over training (`aqe_anneal_to=1.0`). "
-    "With the default fixed α = ½, BatchNorm's running statistics are collected under the blended "
-    "forward α·h(x) + (1−α)·x, but evaluation and the exported model use h alone, so the test "
-    "accuracy drops; ending training at α = 1 makes the two agree (a check at W1/A1, 5000 "
-    "images, 2 epochs, one seed: 63.8 % test accuracy with fixed α = ½, 70.6 % annealed)."),
+    ("AQE is the smooth surrogate ĥ_k (a sum of tanh steps at h's thresholds) with its true "
+    "derivative; its sharpness k rises geometrically from 1 to 100 over the run, and "
+    "evaluation and the exported model use h. MINW-Net's ≥ 3-bit weights carry a per-layer "
+    "power-of-two scale (docs/training.md)."),
+    ("Every run's learning rate decays exponentially, step by step, to 1 % of its start by the "
+    "end; SQ and the progressive schemes restart it at each stage. Arms of one claim share "
+    "optimizer, schedule, quantized layers and scale granularity (see the overrides)."),
     ("`W/A` is weight bits / activation bits; A32 means full-precision activations (the SQ "
     "paper's weight-only setting). MINW-Net 1/2 is read as 1-bit weights, 2-bit activations."),
-    ("Every quantized model keeps its first conv and last linear layer in full precision "
-    "(`keep_first_last_fp`, the trainer's default), for every method alike."),
+    ("Quantized models keep their first conv and last linear layer in full precision "
+    "(`keep_first_last_fp`), except the SQ group (SQ and its BWN/TWN baselines quantize all "
+    "layers, as the SQ paper)."),
     ("The direct W2/A2 baseline is DoReFa (`method=dorefa`): progressive, stochastic precision "
     "and KD use the same DoReFa quantizers, so direct differs from them only in the schedule."),
     ("Models without a lowerable layer are not compiled and are deployed as the reference ONNX: "

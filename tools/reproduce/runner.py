@@ -24,6 +24,18 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
 
+def save_npy(path: Path, arr: Any) -> None:
+    import io
+
+    import numpy as np
+
+    from qcompile.fileio import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    write_bytes_atomic(path, buf.getvalue())
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
@@ -39,6 +51,27 @@ def train_config(exp: Experiment, seed: int, s: dict[str, Any], out: Path) -> An
                        abits=exp.abits, method=exp.method, epochs=s["epochs"], seed=seed,
                        subset=s["subset"], width=s["width"], out=str(out), device="cpu",
                        progress=s["progress"], **exp.train_overrides())
+
+
+def arm_settings(exp: Experiment, s: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal between the two arms of a claim (fair arms), resolved from the
+    registry's defaults: optimizer and its hyperparameters, schedule, data, quantized layers,
+    weight scale granularity and initialisation."""
+    from qcompile.train.quantizers import WeightQuantizer
+    from qcompile.train.registry import get_method, method_spec
+    from qcompile.train.trainer import keep_first_last_fp
+
+    cfg = train_config(exp, 0, s, Path("unused"))
+    m = get_method(cfg.method)
+    spec = method_spec(cfg.method, cfg.wbits, cfg.abits, per_channel=cfg.per_channel)
+    kind = cfg.optimizer or m.optimizer
+    return {"optimizer": kind, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "momentum": cfg.momentum, "lr_final": cfg.lr_final, "lr_gamma": cfg.lr_gamma,
+            "batch_size": cfg.batch_size, "epochs": cfg.epochs, "subset": cfg.subset,
+            "width": cfg.width, "model": cfg.model, "init_from": cfg.init_from,
+            "keep_first_last_fp": keep_first_last_fp(cfg),
+            "per_channel": (None if spec.weight is None
+                            else WeightQuantizer(**spec.weight).per_channel)}
 
 
 _VOLATILE = ("out", "resume", "progress", "data_dir")
@@ -243,6 +276,10 @@ def run_one(exp: Experiment, seed: int, s: dict[str, Any], root: Path, tag: str)
                     "run_this_invocation": round(time.time() - t_start, 2)},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    # the judge pairs per-image predictions (McNemar); result.json stays small
+    save_npy(run_dir / "predictions.npy", pred_pt.astype(np.int16))
+    if not (root / "test_labels.npy").is_file():
+        save_npy(root / "test_labels.npy", y.astype(np.int16))
     write_json(run_dir / "result.json", r)
     dv = r["differing_compiled_vs_reference"]
     log(f"{pre} done: PyTorch {100 * r['pytorch_acc']:.2f} %, "
