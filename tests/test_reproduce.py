@@ -28,6 +28,8 @@ def test_experiment_list_is_valid():
             assert c.better in names and c.worse in names
     assert [e.name for e in reproduce.select(("sq",))] == \
         ["bwn-w1a32", "sq-bwn-w1a32", "twn-w2a32", "sq-twn-w2a32"]
+    # BCGD's arms start from the FP32 run of their seed: selecting them selects it
+    assert [e.name for e in reproduce.select(("bcgd",))] == ["fp32", "cg-w1a4", "bcgd-w1a4"]
     res = CliRunner().invoke(reproduce.main, ["--list"])
     assert res.exit_code == 0 and "aqe-w3a3" in res.output
 
@@ -45,9 +47,11 @@ def test_smoke_run_outputs_skip_and_resume(tmp_path):
         d = root / name / "seed0"
         assert (d / "result.json").is_file() and (d / "model.onnx").is_file()
         assert (d / "checkpoint.pt").is_file()
-    for f in ("results.md", "results.json", "accuracy_vs_bits.png"):
+    for f in ("results.md", "results.json", "accuracy_vs_bits.png", "learning_curves.png",
+              "claims.png"):
         assert (out / f).stat().st_size > 0
     summary = json.loads((out / "results.json").read_text())
+    assert all("ci_low" in c and "ci_high" in c for c in summary["claims"])
     by = {r["experiment"]: r for r in summary["runs"]}
     ste, fp = by["ste-w1a1"], by["fp32"]
     # the binary model is compiled and its predictions compared with the reference and PyTorch

@@ -3,6 +3,7 @@ precision, joint KD losses, AQE schedule."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -169,7 +170,7 @@ def test_aqe_sharpness_schedule_is_geometric_from_start_to_end():
     sched = M.AQESharpness(1.0, 100.0)
     ks = [sched.sharpness_at(i, 11) for i in range(11)]
     assert ks[0] == 1.0 and ks[-1] == pytest.approx(100.0) and ks[5] == pytest.approx(10.0)
-    assert all(a < b for a, b in zip(ks, ks[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(ks))
     model = _mlp("aqe", 1, 1)
     sched.on_batch_begin(_fake_trainer(model, 11), 10)
     assert act_quantizers(model)[0][1].sharpness == pytest.approx(100.0)

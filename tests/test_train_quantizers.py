@@ -6,6 +6,7 @@ the same float32 operations), so comparisons are exact unless a comment says oth
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -246,7 +247,7 @@ def test_aqe_smooth_converges_to_h_as_sharpness_grows(bits):
     away = torch.stack([(x.abs() - t).abs() for t in ts]).min(0).values > 0.02  # off thresholds
     errs = [(aqe_smooth(x, bits, 0.5, k) - aqe_h(x, bits, 0.5))[away].abs().max().item()
             for k in (1.0, 10.0, 100.0, 1000.0)]
-    assert all(a > b for a, b in zip(errs, errs[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(errs))
     assert errs[-1] < 1e-6
 
 
@@ -279,7 +280,7 @@ def test_pow2_weights_use_every_level_at_initialisation():
     from qcompile.train.quantizers import pow2_unit
 
     torch.manual_seed(0)
-    model, rep = build_model("convnet", (1, 28, 28), 10, wbits=3, abits=3, method="aqe")
+    model, _ = build_model("convnet", (1, 28, 28), 10, wbits=3, abits=3, method="aqe")
     layers = weight_quantizers(model)
     assert len(layers) == 7
     for _, layer in layers:

@@ -83,8 +83,8 @@ class ClampAlpha(Callback):
 
 # ---------------------------------------------------------------------------------------------
 class AQESchedule(Callback):
-    """The AQE-blend ablation's weight α: fixed (default ½), or annealed linearly from ``start`` to ``end``
-    over the run when ``end`` is given (the paper publishes no schedule)."""
+    """The AQE-blend ablation's weight α: fixed (default ½), or annealed linearly from
+    ``start`` to ``end`` over the run when ``end`` is given (the paper publishes no schedule)."""
 
     def __init__(self, start: float = 0.5, end: float | None = None) -> None:
         if not 0 < start < 1 or (end is not None and not 0 < end <= 1):

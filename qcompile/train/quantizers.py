@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -167,9 +168,9 @@ def h_steps(bits: int, delta: Tensor | float, zero_threshold: str = "log"
         return [0.0], [1.0]  # sign = H(x) + H(x) − 1: two half-steps at 0
     if bits == 2:
         return [delta], [1.0]
-    q, levels = pow2_levels(bits)
+    _, levels = pow2_levels(bits)
     mags = [0.0, *sorted(levels)]
-    return list(pow2_thresholds(bits, zero_threshold)), [b - a for a, b in zip(mags, mags[1:])]
+    return list(pow2_thresholds(bits, zero_threshold)), [b - a for a, b in pairwise(mags)]
 
 
 def aqe_smooth(x: Tensor, bits: int, delta: Tensor | float, sharpness: float,

@@ -426,7 +426,7 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
         raise QCompileError(f"--init-from: no file at {p}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a corrupt file is the user's to fix
+    except Exception as e:  # any unreadable file: the user's to fix, one line
         raise QCompileError(f"--init-from: {p} is not a torch checkpoint ({e})") from None
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):

@@ -35,6 +35,8 @@ from .runner import log, run_one
               show_default=True, help="Where results.md / results.json / the PNG go.")
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="runs/reproduce",
               show_default=True, help="Run directories: RUNS/<settings>/<experiment>/seed<k>.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Training device (cuda: the fast way where there is a GPU).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True,
               help="torch threads for training.")
 @click.option("--ort-threads", type=click.IntRange(1), default=2, show_default=True,
@@ -53,13 +55,15 @@ from .runner import log, run_one
               help="Redo export, compile, evaluation and timing of finished runs from their "
                    "trained checkpoints (no retraining): after a compiler or kernel change.")
 def main(epochs: int, subset: int, width: float, seeds: int, only: tuple[str, ...], data: str,
-         data_dir: str | None, out: str, runs_dir: str, threads: int, ort_threads: int,
+         data_dir: str | None, out: str, runs_dir: str, device: str, threads: int,
+         ort_threads: int,
          eval_batch: int, bench_repeats: int, readme: str | None, progress: bool | None,
          list_only: bool, report_only: bool, reevaluate: bool) -> None:
     """Train, compile, evaluate and time every experiment × seed; write tables, plot, JSON."""
     t_start = time.time()
     s = {"data": data, "data_dir": data_dir, "epochs": epochs, "subset": subset or None,
-         "width": width, "seeds": seeds, "threads": threads, "ort_threads": ort_threads,
+         "width": width, "seeds": seeds, "device": device, "threads": threads,
+         "ort_threads": ort_threads,
          "eval_batch": eval_batch, "bench_repeats": bench_repeats,
          "progress": sys.stdout.isatty() if progress is None else progress}
     tag = settings_tag(s)

@@ -21,6 +21,7 @@ class Experiment:
     series: str                       # the line it belongs to in the plot
     overrides: tuple[tuple[str, Any], ...] = ()
     note: str = ""
+    init_from: str | None = None      # start from this experiment's trained weights (same seed)
 
     @property
     def bits(self) -> str:
@@ -57,9 +58,11 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                note="SQ on TWN (wbits 2 → ternary, channel-wise α), all layers"),
     # BCGD (binary weights, 4-bit activations)
     Experiment("cg-w1a4", ("bcgd",), "bcgd", 1, 4, "coarse gradient", (("bcgd_rho", 0.0),),
-               note="coarse gradient without blending (BCGD with ρ = 0)"),
+               note="coarse gradient without blending (BCGD with ρ = 0), from the FP32 run",
+               init_from="fp32"),
     Experiment("bcgd-w1a4", ("bcgd",), "bcgd", 1, 4, "BCGD",
-               note="blended coarse gradient, ρ = 0.8 / total steps (cumulative blend 0.8)"),
+               note="blended coarse gradient, ρ = 0.8 / total steps (cumulative blend 0.8), "
+                    "from the FP32 run", init_from="fp32"),
     # 2/2 training schemes (all with DoReFa quantizers, first/last layer full precision)
     Experiment("direct-w2a2", ("schemes",), "dorefa", 2, 2, "direct (DoReFa)", SGD,
                note="direct training: DoReFa weights and activations from the start"),
@@ -182,6 +185,9 @@ def select(only: tuple[str, ...]) -> list[Experiment]:
             raise click.BadParameter(
                 f"expected an experiment ({', '.join(BY_NAME)}) or a group "
                 f"({', '.join(BY_GROUP)}), got {key!r}", param_hint="--only")
+    for e in EXPERIMENTS:  # an experiment that starts from another one needs it trained
+        if e.name in chosen and e.init_from:
+            chosen.add(e.init_from)
     return [e for e in EXPERIMENTS if e.name in chosen]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from .experiments import EXPERIMENTS, GROUPS, NOTES, Experiment, settings_tag
 from .judge import aggregate, judge, load_predictions, load_results
+from .plots import accuracy_vs_bits, claims_plot, learning_curves
 from .runner import log, write_json
 
 
@@ -118,7 +119,9 @@ def markdown(summary: dict[str, Any]) -> str:
     if errs:
         lines += ["", "Why these were not compiled (the compiler's message, first seed):", ""]
         lines += [f"- {k}: {v[:300]}{'…' if len(v) > 300 else ''}" for k, v in errs.items()]
-    lines += ["", "![accuracy vs bits](accuracy_vs_bits.png)", "",
+    lines += ["", "![claims: paired differences with 90 % intervals](claims.png)", "",
+              "![accuracy vs bits](accuracy_vs_bits.png)", "",
+              "![learning curves](learning_curves.png)", "",
               "Data: [results.json](results.json).", ""]
     return "\n".join(lines)
 
@@ -126,52 +129,6 @@ def markdown(summary: dict[str, Any]) -> str:
 def _sum(summary: dict[str, Any], name: str, key: str) -> str:
     vals = [r[key] for r in summary["runs"] if r["experiment"] == name and r[key] is not None]
     return str(sum(vals)) if vals else "n/a"
-
-
-def plot(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from qcompile.fileio import atomic_path
-
-    done = [a for a in summary["experiments"] if a["n"]]
-    labels = sorted({(a["wbits"], a["abits"]) for a in done})
-    xpos = {wa: i for i, wa in enumerate(labels)}
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    series: dict[str, list[dict[str, Any]]] = {}
-    for a in done:
-        series.setdefault(a["series"], []).append(a)
-    markers = "osD^v<>pPX*h"
-    for i, (name, pts) in enumerate(series.items()):
-        pts = sorted(pts, key=lambda a: (a["wbits"], a["abits"]))
-        # same W/A in one series (BWN vs SQ-BWN share none, but schemes at 2/2 do): jitter
-        xs = [xpos[(a["wbits"], a["abits"])] + 0.06 * (i % 7 - 3) for a in pts]
-        ys = [100 * a["pytorch_acc"]["mean"] for a in pts]
-        es = [100 * a["pytorch_acc"]["std"] for a in pts]
-        ax.errorbar(xs, ys, yerr=es, marker=markers[i % len(markers)], capsize=3,
-                    linestyle="-" if len(pts) > 1 else "none", label=name)
-        cx = [x for x, a in zip(xs, pts, strict=False) if a["compiled"]]
-        cy = [100 * a["compiled_acc"]["mean"] for a in pts if a["compiled"]]
-        ax.scatter(cx, cy, marker="x", color="k", s=18, zorder=5)
-    if "fp32" in {a["name"] for a in done}:
-        fp = next(a for a in done if a["name"] == "fp32")
-        ax.axhline(100 * fp["pytorch_acc"]["mean"], color="grey", linestyle="--", linewidth=1)
-    ax.scatter([], [], marker="x", color="k", s=18, label="compiled model (ORT)")
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels([f"W{w}/A{a}" for w, a in labels])
-    ax.set_xlabel("bits (weights / activations)")
-    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
-    s = summary["settings"]
-    ax.set_title(f"{s['data']}: ConvNet width {s['width']:g}, {s['epochs']} epoch(s), "
-                 f"{s['seeds']} seed(s)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best", ncol=2)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def update_readme(readme: Path, md_path: Path, summary: dict[str, Any]) -> bool:
@@ -210,7 +167,6 @@ def write_outputs(root: Path, out: Path, s: dict[str, Any], command: str, argv: 
     results = load_results(root, s["seeds"])
     labels, preds = load_predictions(root, s["seeds"])
     aggs = aggregate(results)
-    by = {a["name"]: a for a in aggs}
     claims = []
     for g in GROUPS:
         for c in g.claims:
@@ -235,7 +191,9 @@ def write_outputs(root: Path, out: Path, s: dict[str, Any], command: str, argv: 
     md = markdown(summary)
     write_bytes_atomic(out / "results.md", md.encode())
     if runs:
-        plot(summary, out / "accuracy_vs_bits.png")
+        accuracy_vs_bits(summary, out / "accuracy_vs_bits.png")
+        learning_curves(summary, out / "learning_curves.png")
+        claims_plot(summary, out / "claims.png")
     if readme is not None:
         if update_readme(readme, out / "results.md", summary):
             log(f"updated the results section of {readme}")

@@ -47,10 +47,14 @@ def _json_default(o: Any) -> Any:
 def train_config(exp: Experiment, seed: int, s: dict[str, Any], out: Path) -> Any:
     from qcompile.train import TrainConfig
 
+    init = None
+    if exp.init_from:  # the same seed's run of that experiment, beside this one
+        init = str(out.parent.parent / exp.init_from / f"seed{seed}" / "checkpoint.pt")
     return TrainConfig(model="convnet", data=s["data"], data_dir=s["data_dir"], wbits=exp.wbits,
                        abits=exp.abits, method=exp.method, epochs=s["epochs"], seed=seed,
-                       subset=s["subset"], width=s["width"], out=str(out), device="cpu",
-                       progress=s["progress"], **exp.train_overrides())
+                       subset=s["subset"], width=s["width"], out=str(out),
+                       device=s.get("device", "cpu"), progress=s["progress"], init_from=init,
+                       **exp.train_overrides())
 
 
 def arm_settings(exp: Experiment, s: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def arm_settings(exp: Experiment, s: dict[str, Any]) -> dict[str, Any]:
                             else WeightQuantizer(**spec.weight).per_channel)}
 
 
-_VOLATILE = ("out", "resume", "progress", "data_dir")
+_VOLATILE = ("out", "resume", "progress", "data_dir", "device", "init_from")
 
 
 def _cfg_key(d: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +161,9 @@ def run_one(exp: Experiment, seed: int, s: dict[str, Any], root: Path, tag: str)
     run_dir = root / exp.name / f"seed{seed}"
     t_start = time.time()
     cfg = train_config(exp, seed, s, run_dir)
+    if cfg.init_from and not (Path(cfg.init_from).parent / "result.json").is_file():
+        raise RuntimeError(f"{exp.name} starts from {exp.init_from}'s trained weights: "
+                           f"{exp.init_from} seed {seed} is not finished ({cfg.init_from})")
     state = checkpoint_state(run_dir)
     if state is not None:
         done, stored = state
