@@ -73,7 +73,8 @@ def main(epochs: int, subset: int, width: float, seeds: int, only: tuple[str, ..
         log(f"{'experiment':27} {'groups':18} {'method':21} {'W/A':8} status ({root})")
         for e in EXPERIMENTS:
             n = sum((root / e.name / f"seed{k}" / "result.json").is_file() for k in range(seeds))
-            ov = " ".join(f"{k}={v}" for k, v in e.overrides)
+            ov = " ".join([f"{k}={v}" for k, v in e.overrides]
+                          + ([f"init_from={e.init_from}"] if e.init_from else []))
             log(f"{e.name:27} {','.join(e.groups):18} {e.method:21} {e.bits:8} "
                 f"{n}/{seeds} done  {ov}")
         log("groups: " + "; ".join(f"{g.key} ({g.title})" for g in GROUPS))

@@ -110,7 +110,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["", "## Experiments", "", ("| Experiment | Groups | Method | W/A | Trainer overrides "
               "| What it is |"), "|---|---|---|---|---|---|"]
     for e in EXPERIMENTS:
-        ov = ", ".join(f"`{k}={v}`" for k, v in e.overrides) or "—"
+        ov = ", ".join([f"`{k}={v}`" for k, v in e.overrides]
+                       + ([f"`init_from={e.init_from}`"] if e.init_from else [])) or "—"
         lines.append(f"| {e.name} | {', '.join(e.groups)} | {e.method} | {e.bits} | {ov} "
                      f"| {e.note} |")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
