@@ -11,10 +11,11 @@ import onnx
 import onnx_ir as ir
 
 from qcompile.analysis import Layer, analyze_model
+from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
+from qcompile.base.ir_readers import const_array
+from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
 from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
 from qcompile.modelio import load_proto, save_atomic
-from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS, const_array
-from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
 from qcompile.passes.pipeline import CompileOptions, run_frontend, run_pipeline
 from qcompile.verify import VerifyReport, verify
 
@@ -217,7 +218,7 @@ def compile(  # noqa: A001 - the package's verb
         proto, ptq_report = _post_training_quantize(proto, wbits, abits, calib)
         layers = analyze_model(ir.serde.deserialize_model(proto))
     wbits, abits = check_bit_widths(layers, wbits, abits)
-    compiled_ir = run_pipeline(ir.serde.deserialize_model(proto), CompileOptions(wbits, abits))
+    compiled_ir = run_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
     compiled = ir.serde.serialize_model(compiled_ir)
     result = CompileResult(compiled, layer_rows(proto, layers, compiled_ir), wbits, abits)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original

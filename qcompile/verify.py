@@ -100,7 +100,7 @@ def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _compare(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> OutputParity:
+def compare_output(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> OutputParity:
     if ref.shape != out.shape:
         return OutputParity(name, list(ref.shape), float("inf"), 0.0, float("inf"), None, None, False)
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
@@ -115,7 +115,7 @@ def _compare(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> Output
     return OutputParity(name, list(ref.shape), err, scale, rel, agree, differing, passed)
 
 
-def _session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
+def open_session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
     from qcompile.runtime import InferenceSession
 
     try:
@@ -124,7 +124,7 @@ def _session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
         raise QCompileError(f"onnxruntime could not load {which} model: {exc}") from exc
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     extended = onnx.ModelProto()
     extended.CopyFrom(model)
     present = {o.name for o in extended.graph.output}
@@ -152,15 +152,15 @@ def find_divergence(
     shared = [t for t in ref_tensors if t in comp_tensors]
     if not shared:
         return None
-    ref_vals = dict(zip(shared, _session(_with_outputs(ref, shared), threads).run(shared, feeds)))
-    comp_vals = dict(zip(shared, _session(_with_outputs(comp, shared), threads).run(shared, feeds)))
+    ref_vals = dict(zip(shared, open_session(with_outputs(ref, shared), threads).run(shared, feeds)))
+    comp_vals = dict(zip(shared, open_session(with_outputs(comp, shared), threads).run(shared, feeds)))
     for t in shared:
         r, c = np.asarray(ref_vals[t]), np.asarray(comp_vals[t])
         if not np.issubdtype(r.dtype, np.floating) and r.dtype == c.dtype:
             if not np.array_equal(r, c):
                 return Divergence(t, ref_tensors[t], comp_tensors[t], float("nan"), float("nan"))
             continue
-        parity = _compare(t, r, c, rtol)
+        parity = compare_output(t, r, c, rtol)
         if parity.max_abs_error > rtol * parity.max_abs_reference + 1e-30:
             return Divergence(t, ref_tensors[t], comp_tensors[t], parity.max_abs_error, parity.rel_error)
     return None
@@ -184,14 +184,14 @@ def verify(
         feeds = inputs
     else:
         feeds = load_inputs(inputs)
-    ref_sess, comp_sess = _session(ref, threads, "the reference"), _session(comp, threads, "the compiled")
+    ref_sess, comp_sess = open_session(ref, threads, "the reference"), open_session(comp, threads, "the compiled")
     ref_names = [o.name for o in ref_sess.get_outputs()]
     comp_names = [o.name for o in comp_sess.get_outputs()]
     if ref_names != comp_names:
         raise ValueError(f"expected the compiled model to have outputs {ref_names}, got {comp_names}")
     ref_out = ref_sess.run(None, feeds)
     comp_out = comp_sess.run(None, feeds)
-    outputs = [_compare(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out)]
+    outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out)]
     passed = all(o.passed for o in outputs)
     report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol)
     if not passed:

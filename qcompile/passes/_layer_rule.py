@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
-from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter import MatchResult
 
-from qcompile.analysis import analyze_layer
-from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr
-
-LAYER_KEY = "qcompile.layer"  # node metadata: which reference layer a compiled node stands for
-FOLDED_KEY = "qcompile.folded"  # node metadata: ops folded into its output transform
+from qcompile.analysis import Layer, analyze_layer
+from qcompile.base.domains import QCOMPILE_DOMAIN
+from qcompile.base.ir_readers import const_array, float_attr
+from qcompile.base.metadata import LAYER_KEY
+from qcompile.passes.report import PipelineRun
+from qcompile.passes.rewrite import ReportingRule
 
 
 def _tag(value: ir.Value, layer_name: str) -> ir.Value:
@@ -26,8 +26,13 @@ def _f32(op, array: np.ndarray, name: str) -> ir.Value:
     return op.initializer(ir.tensor(np.ascontiguousarray(array, dtype=np.float32)), name)
 
 
-class LayerLoweringRule(pattern.RewriteRuleClassBase):
-    """Fires on a layer of ``op_type`` whose analysis target is ``target``; subclasses rewrite."""
+class LayerLoweringRule(ReportingRule):
+    """Fires on a layer of ``op_type`` whose analysis target is ``target``; subclasses rewrite.
+
+    The pattern binds only the layer; the quantizer it consumes is the one analysis found, and
+    `check_match` verifies that it is exactly the producer of the layer's input (no Flatten /
+    Reshape left between them), so the rewrite never skips an op.
+    """
 
     def __init__(self, name: str, op_type: str, target: str):
         super().__init__(name=name)
@@ -38,11 +43,21 @@ class LayerLoweringRule(pattern.RewriteRuleClassBase):
         layer_op = getattr(op, self.op_type)
         return layer_op(x, w, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["out"])
 
-    def check(self, context, x, w, out, **_) -> MatchResult:
+    @staticmethod
+    def layer(node: ir.Node) -> Layer:
+        """The node's analysis, computed once per pipeline run."""
+        run = PipelineRun.current()
+        return run.layer(node) if run is not None else analyze_layer(node)
+
+    def check_match(self, context, x, w, out, **_) -> MatchResult:
         result = MatchResult()
-        layer = analyze_layer(out.producer())
+        layer = self.layer(out.producer())
         if layer.target != self.target:
             return result.fail(f"{layer.name}: {layer.reason or 'lowers to ' + str(layer.target)}")
+        quant = layer.input.quant_node
+        if quant is not None and x.producer() is not quant:
+            return result.fail(f"{layer.name}: its input quantizer {quant.op_type} is not the direct producer "
+                               f"of its input (a Flatten/Reshape was not hoisted)")
         return result
 
     def emit(self, op, x, weights: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer_name: str, **attrs):
