@@ -7,13 +7,21 @@ the lowering rules' `check`, so what the table says is what the compiler does.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_ir as ir
 
 from qcompile.base.domains import QONNX_QUANT_OPS
-from qcompile.base.ir_readers import const_array, int_attr, ints_attr, is_qonnx, node_label, str_attr
+from qcompile.base.ir_readers import (
+    const_array,
+    int_attr,
+    ints_attr,
+    is_qonnx,
+    node_label,
+    str_attr,
+)
 from qcompile.base.quantizer_nodes import is_pow2quant, pow2quant_thresholds
 from qcompile.ops import qonnx as qref
 from qcompile.ops.shift import pow2_quant
@@ -350,7 +358,7 @@ def shift_activation(inp: InputInfo) -> dict | str:
 
     if inp.kind == "pow2":
         t = inp.thresholds or []
-        if not 1 <= len(t) <= MAX_POW2_LEVELS or any(b <= a for a, b in zip(t, t[1:])) or t[0] <= 0:
+        if not 1 <= len(t) <= MAX_POW2_LEVELS or any(b <= a for a, b in itertools.pairwise(t)) or t[0] <= 0:
             return f"Pow2Quant thresholds {t} are not 1..{MAX_POW2_LEVELS} ascending positive values"
         return dict(act_mode="pow2", act_thresholds=[float(v) for v in t])
     act = activation_operand(inp.quant_node)
@@ -435,7 +443,7 @@ class LayerAnalyses:
     def get(self, node: ir.Node) -> Layer:
         fingerprint = _inputs_fingerprint(node)
         hit = self._cache.get(node)
-        if hit is not None and len(hit[0]) == len(fingerprint) and all(a is b for a, b in zip(hit[0], fingerprint)):
+        if hit is not None and len(hit[0]) == len(fingerprint) and all(a is b for a, b in zip(hit[0], fingerprint, strict=False)):
             return hit[1]
         layer = analyze_layer(node)
         self.computed += 1

@@ -212,7 +212,7 @@ def _register_train() -> None:
 
         @main.command("train", context_settings={"ignore_unknown_options": True})
         @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-        def train(args) -> None:  # noqa: ARG001
+        def train(args) -> None:
             """Train a low-bit model (needs torch)."""
             _fail(QCompileError(f"training needs PyTorch: {missing}"))
 

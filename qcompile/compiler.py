@@ -195,7 +195,7 @@ def default_output_path(path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".q.onnx")
 
 
-def compile(  # noqa: A001 - the package's verb
+def compile(
     model: str | os.PathLike | onnx.ModelProto,
     output: str | os.PathLike | None = None,
     *,

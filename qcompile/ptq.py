@@ -82,7 +82,7 @@ def _calibrate(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.nda
 
     sess = open_session(with_outputs(model, names), None, "the float")
     values = sess.run(names, feeds)
-    return {n: (float(np.min(v)), float(np.max(v))) for n, v in zip(names, values)}
+    return {n: (float(np.min(v)), float(np.max(v))) for n, v in zip(names, values, strict=False)}
 
 
 def quantize_float_model(

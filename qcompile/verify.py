@@ -152,8 +152,8 @@ def find_divergence(
     shared = [t for t in ref_tensors if t in comp_tensors]
     if not shared:
         return None
-    ref_vals = dict(zip(shared, open_session(with_outputs(ref, shared), threads).run(shared, feeds)))
-    comp_vals = dict(zip(shared, open_session(with_outputs(comp, shared), threads).run(shared, feeds)))
+    ref_vals = dict(zip(shared, open_session(with_outputs(ref, shared), threads).run(shared, feeds), strict=False))
+    comp_vals = dict(zip(shared, open_session(with_outputs(comp, shared), threads).run(shared, feeds), strict=False))
     for t in shared:
         r, c = np.asarray(ref_vals[t]), np.asarray(comp_vals[t])
         if not np.issubdtype(r.dtype, np.floating) and r.dtype == c.dtype:
@@ -191,7 +191,7 @@ def verify(
         raise ValueError(f"expected the compiled model to have outputs {ref_names}, got {comp_names}")
     ref_out = ref_sess.run(None, feeds)
     comp_out = comp_sess.run(None, feeds)
-    outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out)]
+    outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out, strict=False)]
     passed = all(o.passed for o in outputs)
     report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol)
     if not passed:

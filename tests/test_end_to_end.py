@@ -25,7 +25,7 @@ def vgg(tmp_path_factory):
 
 
 def test_cli_compiles_and_reports_parity(vgg):
-    ref, out, result = vgg
+    _ref, out, result = vgg
     assert result.exit_code == 0, result.output
     assert "PARITY OK" in result.output
     ops = [n.op_type for n in onnx.load(out).graph.node]
@@ -51,7 +51,7 @@ def test_same_top1_on_every_input_and_float_rounding_error(vgg):
 
 
 def test_binary_layers_are_25x_smaller(vgg):
-    ref, out, _ = vgg
+    ref, _out, _ = vgg
     from qcompile.compiler import compile as compile_model
 
     result = compile_model(ref, None, wbits=1, check_parity=False)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
-from onnxscript.rewriter import MatchResult
+from onnxscript.rewriter import MatchResult, pattern
 
 from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.base.ir_readers import const_array, float_attr, int_attr

@@ -7,8 +7,7 @@ sees its quantizer directly in front of it, which is the pattern the lowering ru
 
 from __future__ import annotations
 
-from onnxscript.rewriter import pattern
-from onnxscript.rewriter import MatchResult
+from onnxscript.rewriter import MatchResult, pattern
 
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
 from qcompile.base.ir_readers import const_array

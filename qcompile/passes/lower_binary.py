@@ -14,8 +14,8 @@ import numpy as np
 from onnxscript.rewriter import pattern
 
 from qcompile.analysis import conv_attrs
-from qcompile.ops.packing import pack_conv_weights, pack_dense_weights
 from qcompile.base.domains import QCOMPILE_DOMAIN
+from qcompile.ops.packing import pack_conv_weights, pack_dense_weights
 from qcompile.passes._layer_rule import LayerLoweringRule, output_scale_bias
 from qcompile.passes.rewrite import RuleSetPass
 

@@ -15,8 +15,8 @@ import numpy as np
 from onnxscript.rewriter import pattern
 
 from qcompile.analysis import activation_operand, conv_attrs, weight_operand
-from qcompile.ops.bitserial import pack_weight_planes
 from qcompile.base.domains import QCOMPILE_DOMAIN
+from qcompile.ops.bitserial import pack_weight_planes
 from qcompile.passes._layer_rule import LayerLoweringRule, output_scale_bias
 from qcompile.passes.rewrite import RuleSetPass
 

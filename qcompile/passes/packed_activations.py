@@ -49,7 +49,7 @@ class Chain:
     @property
     def folded(self) -> list[str]:
         ops = [n.op_type for n in (self.bn, self.clip) if n is not None]
-        return ops + ["BipolarQuant"]
+        return [*ops, "BipolarQuant"]
 
 
 def _single_use(value: ir.Value) -> bool:
