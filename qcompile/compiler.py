@@ -229,7 +229,8 @@ def compile(
         raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
     if check_parity:
         # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
-        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs)
+        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
+                               per_layer=False)
     if output is None and not isinstance(model, onnx.ModelProto):
         output = default_output_path(model)
     if output is not None and (result.parity is None or result.parity.passed):

@@ -10,15 +10,16 @@ from onnxscript.rewriter import MatchResult
 from qcompile.analysis import Layer, analyze_layer
 from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.base.ir_readers import const_array, float_attr
-from qcompile.base.metadata import LAYER_KEY
+from qcompile.base.metadata import FLOAT_ENCODING, LAYER_KEY, REF_KEY, ref_entry
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import ReportingRule
 
 
-def _tag(value: ir.Value, layer_name: str) -> ir.Value:
+def _tag(value: ir.Value, layer_name: str, reference: str) -> ir.Value:
     node = value.producer()
     node.name = layer_name
     node.metadata_props[LAYER_KEY] = layer_name
+    node.metadata_props[REF_KEY] = ref_entry(reference, FLOAT_ENCODING)
     return value
 
 
@@ -60,8 +61,10 @@ class LayerLoweringRule(ReportingRule):
                                f"of its input (a Flatten/Reshape was not hoisted)")
         return result
 
-    def emit(self, op, x, weights: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer_name: str, **attrs):
-        """The target op on (x, packed weights, per-output scale, bias), tagged as the layer."""
+    def emit(self, op, x, weights: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer_name: str,
+             reference: str, **attrs):
+        """The target op on (x, packed weights, per-output scale, bias), tagged as the layer and as
+        standing for the reference tensor `reference` (the layer's output)."""
         y = getattr(op, self.target)(
             x,
             op.initializer(ir.tensor(weights), f"{layer_name}/w_packed"),
@@ -70,7 +73,7 @@ class LayerLoweringRule(ReportingRule):
             _domain=QCOMPILE_DOMAIN,
             **attrs,
         )
-        return _tag(y, layer_name)
+        return _tag(y, layer_name, reference)
 
 
 def output_scale_bias(node: ir.Node, scale: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from onnxscript.rewriter import MatchResult, pattern
 
 from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.base.ir_readers import const_array, float_attr, int_attr
-from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
+from qcompile.base.metadata import FLOAT_ENCODING, FOLDED_KEY, LAYER_KEY, REF_KEY, ref_entry
 from qcompile.passes.rewrite import ReportingRule, RuleSetPass
 
 XNOR_OPS = ("XnorConv", "XnorGemm", "BitSerialConv", "BitSerialGemm", "ShiftConv", "ShiftGemm")  # (x, w, scale, bias)
@@ -82,6 +82,8 @@ class _FoldIntoXnor(ReportingRule):
         node.metadata_props.update(old.metadata_props)
         folded = old.metadata_props.get(FOLDED_KEY, "")
         node.metadata_props[FOLDED_KEY] = f"{folded},{self.affine_op}".lstrip(",")
+        if REF_KEY in old.metadata_props:
+            node.metadata_props[REF_KEY] = ref_entry(out.name, FLOAT_ENCODING)
         return y
 
 

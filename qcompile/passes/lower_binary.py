@@ -43,7 +43,7 @@ class BinaryLayerToXnor(LayerLoweringRule):
             w_packed = pack_dense_weights(weights)
             extra = dict(in_features=int(weights.shape[1]))
         packed.producer().name = f"{layer.name}/pack"
-        return self.emit(op, packed, w_packed, scale, bias, layer.name, **extra)
+        return self.emit(op, packed, w_packed, scale, bias, layer.name, node.outputs[0].name, **extra)
 
 
 def binary_lowering_rules() -> pattern.RewriteRuleSet:

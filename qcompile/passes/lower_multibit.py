@@ -44,7 +44,7 @@ class MultiBitToBitSerial(LayerLoweringRule):
             packed = op.QuantizePack(layer.input.quant_node.inputs[0], _domain=QCOMPILE_DOMAIN, **act.quant)
             extra = dict(in_features=int(wop.codes.shape[1]))
         packed.producer().name = f"{layer.name}/pack"
-        return self.emit(op, packed, packed_w, scale, bias, layer.name, **plane_attrs, **extra)
+        return self.emit(op, packed, packed_w, scale, bias, layer.name, node.outputs[0].name, **plane_attrs, **extra)
 
 def multibit_lowering_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([MultiBitToBitSerial.rule(op) for op in ("Conv", "Gemm", "MatMul")])

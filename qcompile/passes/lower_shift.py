@@ -44,7 +44,7 @@ class Pow2LayerToShift(LayerLoweringRule):
             extra = dict(in_channels=int(pow2.ints.shape[1] * attrs["group"]), **attrs)
         else:
             extra = dict(in_features=int(pow2.ints.shape[1]))
-        return self.emit(op, layer.input.quant_node.inputs[0], codes, scale, bias, layer.name, **act, **extra)
+        return self.emit(op, layer.input.quant_node.inputs[0], codes, scale, bias, layer.name, node.outputs[0].name, **act, **extra)
 
 def shift_lowering_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([Pow2LayerToShift.rule(op) for op in ("Conv", "Gemm", "MatMul")])

@@ -30,7 +30,7 @@ import onnx_ir as ir
 
 from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr, str_attr
-from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
+from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, ref_entry
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import NamedPass
 
@@ -254,6 +254,10 @@ class PackActivationsPass(NamedPass, ir.passes.InPlacePass):
             pool_node.outputs[0].name = f"{layer}/pooled_bits"
             new_nodes.append(pool_node)
             out = pool_node.outputs[0]
+        # the last new node's bits are the sign of what the reference binarizes (the pack's input)
+        sign_of = ref_entry(pack.inputs[0].name, SIGN_BITS_ENCODING, out_group)
+        new_conv.metadata_props.pop(REF_KEY, None)
+        new_nodes[-1].metadata_props[REF_KEY] = sign_of
         graph.insert_before(pack, new_nodes)
         pack.outputs[0].replace_all_uses_with(out)
         return ""
