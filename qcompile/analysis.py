@@ -424,7 +424,8 @@ def _inputs_fingerprint(node: ir.Node) -> tuple:
         producer = value.producer() if value is not None else None
         parts += [value, producer, value.const_value if value is not None else None]
         if producer is not None:
-            parts += [(v, v.const_value if v is not None else None) for v in producer.inputs]
+            for v in producer.inputs:
+                parts += [v, v.const_value if v is not None else None]
     producer = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
     while producer is not None and producer.domain == "" and producer.op_type in SHAPE_OPS:
         producer = producer.inputs[0].producer()
