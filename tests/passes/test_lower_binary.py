@@ -10,13 +10,13 @@ import onnx_ir as ir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/graphs.py
 
-from graphs import GraphBuilder, binary_conv_model  # noqa: E402
+from graphs import GraphBuilder, binary_conv_model
 
-from qcompile.passes.cleanup import CleanupPass  # noqa: E402
-from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass  # noqa: E402
-from qcompile.passes.lower_binary import LowerBinaryLayersPass  # noqa: E402
-from qcompile.passes.report import PipelineRun  # noqa: E402
-from qcompile.verify import verify  # noqa: E402
+from qcompile.passes.cleanup import CleanupPass
+from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
+from qcompile.passes.lower_binary import LowerBinaryLayersPass
+from qcompile.passes.report import PipelineRun
+from qcompile.verify import verify
 
 
 def _lower(proto):
