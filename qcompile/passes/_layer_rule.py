@@ -54,12 +54,16 @@ class LayerLoweringRule(ReportingRule):
         result = MatchResult()
         layer = self.layer(out.producer())
         if layer.target != self.target:
-            return result.fail(f"{layer.name}: {layer.reason or 'lowers to ' + str(layer.target)}")
+            return result.fail(layer.reason or f"lowers to {layer.target}")
         quant = layer.input.quant_node
         if quant is not None and x.producer() is not quant:
-            return result.fail(f"{layer.name}: its input quantizer {quant.op_type} is not the direct producer "
-                               f"of its input (a Flatten/Reshape was not hoisted)")
+            return result.fail(f"its input quantizer {quant.op_type} is not the direct producer of its "
+                               f"input (a Flatten/Reshape was not hoisted)")
         return result
+
+    def is_layer_reason(self, node: ir.Node) -> bool:
+        target = self.layer(node).target
+        return target is None or target == self.target
 
     def emit(self, op, x, weights: np.ndarray, scale: np.ndarray, bias: np.ndarray, layer_name: str,
              reference: str, **attrs):

@@ -26,17 +26,24 @@ class Refusal:
     rule: str
     node: str
     reason: str
+    # the reason is why the layer `node` stays float (not "another rule lowers it"): the compile
+    # table shows it
+    layer_reason: bool = False
 
 
 @dataclass
 class CompileReport:
     refusals: list[Refusal] = field(default_factory=list)
 
-    def refuse(self, rule: str, node: ir.Node, reason: str) -> None:
+    def refuse(self, rule: str, node: ir.Node, reason: str, layer_reason: bool = False) -> None:
         """Record a refusal once, however many fixed-point rounds see the same match."""
-        refusal = Refusal(rule, node.metadata_props.get(LAYER_KEY) or node_label(node), reason)
+        refusal = Refusal(rule, node.metadata_props.get(LAYER_KEY) or node_label(node), reason, layer_reason)
         if refusal not in self.refusals:
             self.refusals.append(refusal)
+
+    def layer_reason(self, layer: str) -> str | None:
+        """Why the layer stays float, as the first lowering rule that refused it said."""
+        return next((r.reason for r in self.refusals if r.layer_reason and r.node == layer), None)
 
     def by_rule(self, rule: str) -> list[Refusal]:
         return [r for r in self.refusals if r.rule == rule]

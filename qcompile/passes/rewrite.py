@@ -33,8 +33,12 @@ class ReportingRule(pattern.RewriteRuleClassBase):
         if not result:
             run = PipelineRun.current()
             if run is not None:
-                run.report.refuse(self.name, context.root, result.reason)
+                run.report.refuse(self.name, context.root, result.reason, self.is_layer_reason(context.root))
         return result
+
+    def is_layer_reason(self, node: ir.Node) -> bool:
+        """Whether a refusal of this rule on `node` says why that layer stays float."""
+        return False
 
     def check_match(self, context, **bindings) -> MatchResult:
         return MatchResult()

@@ -45,7 +45,7 @@ def test_float_input_must_not_fire_and_says_why():
     assert not modified and [n.op_type for n in lowered.graph.node] == ["Conv"]
     (refusal,) = run.report.by_rule("BinaryConvToXnorConv")
     assert refusal.node == "conv"
-    assert refusal.reason == "conv: input is float (graph input), not quantized"
+    assert refusal.reason == "input is float (graph input), not quantized" and refusal.layer_reason
 
 
 def test_pass_prints_as_its_name():
