@@ -3,13 +3,7 @@ parity with the unrewritten model, and a case where it must not fire, with its r
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import onnx_ir as ir
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/graphs.py
-
 from graphs import GraphBuilder, binary_conv_model
 
 from qcompile.passes.cleanup import CleanupPass

@@ -3,17 +3,11 @@ compile table, `modified` only when something changed, the producer chain checke
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx_ir as ir
 import pytest
-from onnxscript.rewriter import pattern
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/graphs.py
-
 from graphs import GraphBuilder, binary_conv_model
+from onnxscript.rewriter import pattern
 
 from qcompile.compiler import compile as compile_model
 from qcompile.errors import QCompileError
