@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "../xnor/xnor_kernel.h"
+#include "../packed_conv/kernel_args.h"
 
 namespace qcompile {
 namespace bitserial {
@@ -14,7 +14,7 @@ namespace bitserial {
 constexpr int64_t kMaxPlanes = 16;
 
 struct BitSerialArgs {
-  xnor::ConvGeometry geo;  // XW = G*P*Wg words per input pixel; W rows hold Q*Wg words per tap
+  packed::ConvGeometry geo;  // XW = G*P*Wg words per input pixel; W rows hold Q*Wg words per tap
   int64_t P, Q;
   int64_t act_coeffs[kMaxPlanes];
   int64_t weight_coeffs[kMaxPlanes];
@@ -28,7 +28,7 @@ struct BitSerialArgs {
   // KH*KW*Q*Wg words per channel, and X in the split layout (XW = G*P*Wg words per pixel).
   const uint64_t* wb = nullptr;
   const uint64_t* xs = nullptr;
-  const xnor::SplitLayout* split = nullptr;
+  const packed::SplitLayout* split = nullptr;
 };
 
 // y[n, m, oh, :] for m in [m0, m1), a range of whole 8-channel blocks of one group (the last

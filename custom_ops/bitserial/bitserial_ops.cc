@@ -1,6 +1,6 @@
 #include "bitserial_ops.h"
 #include "../common/quant_attrs.h"
-#include "../xnor/tap_concat.h"
+#include "../packed_conv/tap_concat.h"
 
 #include <algorithm>
 #include <cmath>
@@ -31,7 +31,7 @@ std::vector<uint64_t> PlaneMajorWeights(const uint64_t* w, int64_t M, int64_t G,
       for (int64_t q = 0; q < Q; ++q)
         for (int64_t k = 0; k < Wg; ++k)
           pm[((m * Q + q) * taps + t) * Wg + k] = w[((m * taps + t) * Q + q) * Wg + k];
-  return LayoutWeights(xnor::kWeightsBlockedNibbles, pm.data(), M, G, taps * Q * Wg);
+  return LayoutWeights(packed::kWeightsBlockedNibbles, pm.data(), M, G, taps * Q * Wg);
 }
 
 namespace {
@@ -62,7 +62,7 @@ void PrepareWeights(const OrtKernelInfo* info, const xnor::XnorVariant* v, int64
 // unchanged: only valid bits are moved (masked), and the path is taken only when W's pad bits
 // are zero and X's are too (else popcount(A & W) or weight_offset * popcount(A) could see them).
 
-bool TapConcatApplies(const xnor::ConvGeometry& s) {
+bool TapConcatApplies(const packed::ConvGeometry& s) {
   return s.sw == 1 && s.dw == 1 && s.KW > 1 && Words(s.KW * s.Cg) < s.KW * s.Wg;
 }
 
@@ -75,7 +75,7 @@ void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant*
   const uint64_t* wdata = nullptr;
   std::vector<int64_t> ws;
   if (!ConstantInput(info, 1, &wdata, &ws)) return;
-  xnor::ConvGeometry s = tapconcat::AttrGeometry(at);
+  packed::ConvGeometry s = tapconcat::AttrGeometry(at);
   if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
       ws[3] != Q * s.Wg || !TapConcatApplies(s))
     return;
@@ -89,7 +89,7 @@ void PrepareTapConcatWeights(const OrtKernelInfo* info, const xnor::XnorVariant*
 
 // Runs `fn` over (batch x group x 16-channel chunk x output row) tasks on ORT's intra-op pool.
 void RunTasks(OrtKernelContext* ctx, bitserial::BitSerialRowFn fn, const bitserial::BitSerialArgs& a) {
-  const xnor::ConvGeometry& s = a.geo;
+  const packed::ConvGeometry& s = a.geo;
   const int64_t chunks = (s.blocks_per_group + kChunkBlocks - 1) / kChunkBlocks;
   ParallelFor(ctx, static_cast<size_t>(s.N * s.G * chunks * s.OH), [&](size_t i) {
     int64_t t = static_cast<int64_t>(i);
@@ -99,8 +99,8 @@ void RunTasks(OrtKernelContext* ctx, bitserial::BitSerialRowFn fn, const bitseri
     t /= chunks;
     const int64_t g = t % s.G;
     const int64_t n = t / s.G;
-    const int64_t m0 = g * s.Mg + c * kChunkBlocks * xnor::kBlockM;
-    const int64_t m1 = std::min(m0 + kChunkBlocks * xnor::kBlockM, (g + 1) * s.Mg);
+    const int64_t m0 = g * s.Mg + c * kChunkBlocks * packed::kBlockM;
+    const int64_t m1 = std::min(m0 + kChunkBlocks * packed::kBlockM, (g + 1) * s.Mg);
     fn(a, n, m0, m1, oh);
   });
 }
@@ -109,8 +109,8 @@ void RunTasks(OrtKernelContext* ctx, bitserial::BitSerialRowFn fn, const bitseri
 // a.w when null); false, having run nothing, when the padded split copy would be huge.
 bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
               const uint64_t* wb) {
-  const xnor::ConvGeometry& s = a.geo;
-  xnor::SplitLayout layout = xnor::MakeSplitLayout(s);
+  const packed::ConvGeometry& s = a.geo;
+  packed::SplitLayout layout = packed::MakeSplitLayout(s);
   // Huge pads would make the padded copy huge: such calls take the POPCNT kernel.
   if (layout.words > 4 * s.N * s.H * s.W * s.XW + (int64_t{1} << 22) ||
       layout.steps > (int64_t{1} << 20))
@@ -122,10 +122,10 @@ bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitS
   }
   a.wb = wb;
   std::vector<int64_t> x_step(static_cast<size_t>(layout.steps));
-  xnor::SplitSteps(s, layout, x_step.data());
+  packed::SplitSteps(s, layout, x_step.data());
   layout.x_step = x_step.data();
   split.resize(static_cast<size_t>(layout.words));
-  xnor::SplitActivations(s, layout, a.x, split.data());
+  packed::SplitActivations(s, layout, a.x, split.data());
   a.xs = split.data();
   a.split = &layout;
   RunTasks(ctx, v.bitserial, a);
@@ -136,8 +136,8 @@ bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitS
 // operands (tap-concatenated when that applies: `concat` holds W so laid out when constant).
 void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
                   const ConstWeights* prepared, const ConstWeights* concat = nullptr) {
-  xnor::ConvGeometry& s = a.geo;
-  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+  packed::ConvGeometry& s = a.geo;
+  s.blocks_per_group = (s.Mg + packed::kBlockM - 1) / packed::kBlockM;
   if (v.bitserial_split) {
     if (TapConcatApplies(s)) {
       std::vector<uint64_t> w2, w2_blocked, x2;
@@ -495,7 +495,7 @@ Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     bitserial::BitSerialArgs a{};
     planes_.Fill(&a);
     a.geo = MakeConvGeometry(label_, attrs_, x.Shape(), ws, a.P, a.Q);
-    const xnor::ConvGeometry& s = a.geo;
+    const packed::ConvGeometry& s = a.geo;
     CheckVector(label_, "scale", scale.Shape(), s.M, "W is " + ShapeStr(ws));
     CheckVector(label_, "bias", bias.Shape(), s.M, "W is " + ShapeStr(ws));
     float* out = y.Allocate({s.N, s.M, s.OH, s.OW});
@@ -554,7 +554,7 @@ Ort::Status BitSerialGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     CheckVector(label_, "scale", scale.Shape(), ws[0], "W is " + ShapeStr(ws));
     CheckVector(label_, "bias", bias.Shape(), ws[0], "W is " + ShapeStr(ws));
     // A dense layer is a 1x1 convolution of a 1x1 image: the same plane layouts.
-    xnor::ConvGeometry& s = a.geo;
+    packed::ConvGeometry& s = a.geo;
     s.N = xs[0];
     s.H = s.W = 1;
     s.G = 1;

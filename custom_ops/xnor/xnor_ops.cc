@@ -1,5 +1,5 @@
 #include "xnor_ops.h"
-#include "tap_concat.h"
+#include "../packed_conv/tap_concat.h"
 
 #include <algorithm>
 #include <atomic>
@@ -21,23 +21,23 @@ constexpr int64_t kChunkBlocks = 4;
 
 // Weights in the variant's layout (xnor_kernel.h, ConvArgs::wb) from W [M, taps] where
 // taps = KH*KW*Wg words per output channel; empty for kWeightsPlain.
-std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w, int64_t M,
+std::vector<uint64_t> LayoutWeights(packed::WeightLayout layout, const uint64_t* w, int64_t M,
                                     int64_t G, int64_t taps) {
   std::vector<uint64_t> blocked;
-  if (layout == xnor::kWeightsPlain) return blocked;
-  const bool nib = layout == xnor::kWeightsBlockedNibbles;
+  if (layout == packed::kWeightsPlain) return blocked;
+  const bool nib = layout == packed::kWeightsBlockedNibbles;
   const int64_t Mg = M / G;
-  const int64_t blocks_per_group = (Mg + xnor::kBlockM - 1) / xnor::kBlockM;
-  const int64_t per_tap = xnor::kBlockM * (nib ? 2 : 1);
+  const int64_t blocks_per_group = (Mg + packed::kBlockM - 1) / packed::kBlockM;
+  const int64_t per_tap = packed::kBlockM * (nib ? 2 : 1);
   blocked.assign(static_cast<size_t>(G * blocks_per_group * taps * per_tap), 0);
   for (int64_t m = 0; m < M; ++m) {
-    const int64_t g = m / Mg, b = (m % Mg) / xnor::kBlockM, j = (m % Mg) % xnor::kBlockM;
+    const int64_t g = m / Mg, b = (m % Mg) / packed::kBlockM, j = (m % Mg) % packed::kBlockM;
     const uint64_t* src = w + m * taps;
     uint64_t* dst = blocked.data() + (g * blocks_per_group + b) * taps * per_tap + j;
     for (int64_t t = 0; t < taps; ++t) {
       if (nib) {
-        dst[t * per_tap] = src[t] & xnor::kLowNibbles;
-        dst[t * per_tap + xnor::kBlockM] = (src[t] >> 4) & xnor::kLowNibbles;
+        dst[t * per_tap] = src[t] & packed::kLowNibbles;
+        dst[t * per_tap + packed::kBlockM] = (src[t] >> 4) & packed::kLowNibbles;
       } else {
         dst[t * per_tap] = src[t];
       }
@@ -71,7 +71,7 @@ std::atomic<uint64_t> g_tap_concat_runs{0};
 // when it at least halves them (16 channels, 3x3: 1 word vs 3). Saving less (32 channels: 2 vs
 // 3) does not pay for the concatenated copy of X; QCOMPILE_XNOR_TAP_CONCAT=force takes it
 // whenever it saves a word (tests), =0 never.
-bool TapConcatApplies(const xnor::ConvGeometry& s, int mode) {
+bool TapConcatApplies(const packed::ConvGeometry& s, int mode) {
   if (mode == kTapConcatOff || s.KW < 2 || s.KW * s.Cg >= (int64_t{1} << 24)) return false;
   const int64_t words = Words(s.KW * s.Cg), direct = s.KW * s.Wg;
   return mode == kTapConcatForce ? words < direct : 2 * words <= direct;
@@ -79,11 +79,11 @@ bool TapConcatApplies(const xnor::ConvGeometry& s, int mode) {
 
 
 // The edge corrections (ConvArgs::edge_corr) for geometry s; sets a->edge_a / edge_b.
-std::vector<int32_t> TapConcatEdges(const xnor::ConvGeometry& s, const int32_t* tap_pop,
-                                    xnor::ConvArgs* a) {
+std::vector<int32_t> TapConcatEdges(const packed::ConvGeometry& s, const int32_t* tap_pop,
+                                    packed::ConvArgs* a) {
   // Output columns whose window lies inside the image: the same split as ConvRowBlocked's.
   int64_t ow_a, ow_b;
-  xnor::InteriorColumns(s, &ow_a, &ow_b);
+  packed::InteriorColumns(s, &ow_a, &ow_b);
   a->edge_a = ow_a;
   a->edge_b = ow_b;
   const int64_t E = ow_a + s.OW - ow_b, stride = s.KH + 1;
@@ -109,15 +109,15 @@ std::vector<int32_t> TapConcatEdges(const xnor::ConvGeometry& s, const int32_t* 
 
 // Runs the kernel on args (geometry, operands and weights in the variant's layout all set) over
 // (batch x group x 32-channel chunk x output row) tasks on ORT's intra-op pool.
-void RunTasks(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs& args) {
-  const xnor::ConvGeometry& s = args.geo;
+void RunTasks(OrtKernelContext* ctx, const xnor::XnorVariant& v, packed::ConvArgs& args) {
+  const packed::ConvGeometry& s = args.geo;
   std::vector<uint64_t> split;
   if (v.split_x) {
     const int64_t words = s.N * s.H * s.W * s.XW;
     split.resize(static_cast<size_t>(2 * words));
     for (int64_t i = 0; i < words; ++i) {
-      split[2 * i] = args.x[i] & xnor::kLowNibbles;
-      split[2 * i + 1] = (args.x[i] >> 4) & xnor::kLowNibbles;
+      split[2 * i] = args.x[i] & packed::kLowNibbles;
+      split[2 * i + 1] = (args.x[i] >> 4) & packed::kLowNibbles;
     }
     args.xs = split.data();
   }
@@ -141,10 +141,10 @@ void RunTasks(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs&
 
 // The tap-concatenated run (see above); false, having run nothing, when it does not apply
 // (the convolution does not qualify, the variant reads plain weights, or a pad bit is set).
-bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
+bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, packed::ConvArgs args,
                   const ConcatWeights* prepared, int mode) {
-  const xnor::ConvGeometry& s = args.geo;
-  if (v.weights == xnor::kWeightsPlain || !TapConcatApplies(s, mode)) return false;
+  const packed::ConvGeometry& s = args.geo;
+  if (v.weights == packed::kWeightsPlain || !TapConcatApplies(s, mode)) return false;
   std::vector<uint64_t> w2, laid_out;
   std::vector<int32_t> pop;
   const uint64_t* wb = nullptr;
@@ -158,7 +158,7 @@ bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvA
     wb = laid_out.data();
     tap_pop = pop.data();
   }
-  const xnor::ConvGeometry c = tapconcat::ConcatGeometry(s, s.G);
+  const packed::ConvGeometry c = tapconcat::ConcatGeometry(s, s.G);
   std::vector<uint64_t> x2(static_cast<size_t>(c.N * c.H * c.W * c.XW));
   if (!tapconcat::ConcatActivations(s, s.G, args.x, x2.data())) return false;
   const std::vector<int32_t> edges = TapConcatEdges(s, tap_pop, &args);
@@ -174,13 +174,13 @@ bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvA
 
 // Runs the selected kernel: tap-concatenated when `concat` (the op's setting) and it applies,
 // else directly. Weights are laid out here, per call, unless prepared at kernel creation.
-void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
+void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, packed::ConvArgs args,
              const ConstWeights* prepared, int concat = kTapConcatOff,
              const ConcatWeights* concat_prepared = nullptr) {
   if (RunTapConcat(ctx, v, args, concat_prepared, concat)) return;
-  const xnor::ConvGeometry& s = args.geo;
+  const packed::ConvGeometry& s = args.geo;
   std::vector<uint64_t> blocked;
-  if (v.weights != xnor::kWeightsPlain) {
+  if (v.weights != packed::kWeightsPlain) {
     if (prepared) {
       args.wb = prepared->laid_out.data();
     } else {
@@ -202,11 +202,11 @@ int TapConcatMode() {
 
 void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* v,
                             const ConvAttrs& a, int mode) {
-  if (!v || v->weights == xnor::kWeightsPlain) return;
+  if (!v || v->weights == packed::kWeightsPlain) return;
   const uint64_t* wdata = nullptr;
   std::vector<int64_t> ws;
   if (!ConstantInput(info, 1, &wdata, &ws)) return;
-  xnor::ConvGeometry s = tapconcat::AttrGeometry(a);
+  packed::ConvGeometry s = tapconcat::AttrGeometry(a);
   // Compute checks the shape; only one it can accept is prepared.
   if (ws.size() != 4 || ws[0] < 1 || ws[0] % s.G != 0 || ws[1] != s.KH || ws[2] != s.KW ||
       ws[3] != s.Wg || !TapConcatApplies(s, mode))
@@ -228,8 +228,8 @@ const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init
   return v;
 }
 
-void ConstWeights::Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, int64_t group) {
-  if (layout == xnor::kWeightsPlain) return;
+void ConstWeights::Prepare(const OrtKernelInfo* info, packed::WeightLayout layout, int64_t group) {
+  if (layout == packed::kWeightsPlain) return;
   const uint64_t* wdata = nullptr;
   std::vector<int64_t> ws;
   if (!ConstantInput(info, 1, &wdata, &ws)) return;
@@ -306,14 +306,14 @@ Ort::Status BinarizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
 
 // ---------------------------------------------------------------------------- XnorConv
 
-xnor::ConvGeometry MakeConvGeometry(const std::string& label, const ConvAttrs& a,
+packed::ConvGeometry MakeConvGeometry(const std::string& label, const ConvAttrs& a,
                                     const std::vector<int64_t>& xs,
                                     const std::vector<int64_t>& ws, int64_t P, int64_t Q) {
   const char* x_layout = P == 1 ? "[N, H, W, G*Wg]" : "[N, H, W, G*P*Wg]";
   const char* w_layout = Q == 1 ? "[M, KH, KW, Wg]" : "[M, KH, KW, Q*Wg]";
   CheckRank(label, "X", xs, 4, x_layout);
   CheckRank(label, "W", ws, 4, w_layout);
-  xnor::ConvGeometry s{};
+  packed::ConvGeometry s{};
   s.N = xs[0];
   s.H = xs[1];
   s.W = xs[2];
@@ -351,7 +351,7 @@ xnor::ConvGeometry MakeConvGeometry(const std::string& label, const ConvAttrs& a
   s.dh = a.dilations[0];
   s.dw = a.dilations[1];
   a.OutputSize(label, xs, s.H, s.W, &s.OH, &s.OW);
-  s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+  s.blocks_per_group = (s.Mg + packed::kBlockM - 1) / packed::kBlockM;
   return s;
 }
 
@@ -383,7 +383,7 @@ Ort::Status XnorConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& ws = w.Shape();
-    const xnor::ConvGeometry s = MakeConvGeometry(label_, attrs_, x.Shape(), ws, 1, 1);
+    const packed::ConvGeometry s = MakeConvGeometry(label_, attrs_, x.Shape(), ws, 1, 1);
     CheckVector(label_, "scale", scale.Shape(), s.M, "W is " + ShapeStr(ws));
     CheckVector(label_, "bias", bias.Shape(), s.M, "W is " + ShapeStr(ws));
     float* out = y.Allocate({s.N, s.M, s.OH, s.OW});
@@ -395,7 +395,7 @@ Ort::Status XnorConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
       }
       return;
     }
-    xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
+    packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
     RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws), tap_concat_,
             concat_w_.Get(w.Data(), ws));
   });
@@ -424,7 +424,7 @@ Ort::Status XnorConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Tensor&
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& ws = w.Shape();
-    const xnor::ConvGeometry s = MakeConvGeometry(label_, attrs_, x.Shape(), ws, 1, 1);
+    const packed::ConvGeometry s = MakeConvGeometry(label_, attrs_, x.Shape(), ws, 1, 1);
     CheckVector(label_, "threshold", threshold.Shape(), s.M, "W is " + ShapeStr(ws));
     CheckVector(label_, "direction", direction.Shape(), s.M, "W is " + ShapeStr(ws));
     if (s.M % out_group_ != 0)
@@ -442,7 +442,7 @@ Ort::Status XnorConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Tensor&
     // D for every output, then the threshold bits packed per output pixel.
     std::unique_ptr<int32_t[]> d(new int32_t[static_cast<size_t>(s.N * s.M * s.OH * s.OW)]);
     if (s.H > 0 && s.W > 0) {
-      xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, nullptr, nullptr, nullptr};
+      packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, nullptr, nullptr, nullptr};
       args.d = d.get();
       RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws), tap_concat_,
               concat_w_.Get(w.Data(), ws));
@@ -608,7 +608,7 @@ Ort::Status XnorGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
     CheckVector(label_, "scale", scale.Shape(), ws[0], "W is " + ShapeStr(ws));
     CheckVector(label_, "bias", bias.Shape(), ws[0], "W is " + ShapeStr(ws));
     // A dense layer is a 1x1 convolution of a 1x1 image with K channels: same packed layouts.
-    xnor::ConvGeometry s{};
+    packed::ConvGeometry s{};
     s.N = xs[0];
     s.H = s.W = 1;
     s.G = 1;
@@ -620,10 +620,10 @@ Ort::Status XnorGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
     s.sh = s.sw = s.dh = s.dw = 1;
     s.pt = s.pl = 0;
     s.OH = s.OW = 1;
-    s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+    s.blocks_per_group = (s.Mg + packed::kBlockM - 1) / packed::kBlockM;
     float* out = y.Allocate({s.N, s.M});
     if (s.N == 0) return;
-    xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
+    packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
     RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws));
   });
 }

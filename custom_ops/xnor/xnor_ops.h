@@ -19,7 +19,7 @@ struct ConstWeights {
   std::vector<uint64_t> laid_out;
 
   // Lays out input 1 (W) in `layout` when it is a constant.
-  void Prepare(const OrtKernelInfo* info, xnor::WeightLayout layout, int64_t group);
+  void Prepare(const OrtKernelInfo* info, packed::WeightLayout layout, int64_t group);
   // This (the laid-out weights) if w is that constant, else nullptr.
   const ConstWeights* Get(const uint64_t* w, const std::vector<int64_t>& ws) const {
     return (src && w == src && ws == shape) ? this : nullptr;
@@ -50,7 +50,7 @@ enum { kTapConcatOff = 0, kTapConcatAuto = 1, kTapConcatForce = 2 };
 int TapConcatMode();
 
 // W [M, taps words per channel] in `layout` (ConvArgs::wb); empty for kWeightsPlain.
-std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w, int64_t M,
+std::vector<uint64_t> LayoutWeights(packed::WeightLayout layout, const uint64_t* w, int64_t M,
                                     int64_t G, int64_t taps);
 
 // The kernel variant for a new kernel (QCOMPILE_KERNEL honoured); nullptr and *init_error set
@@ -63,7 +63,7 @@ using I32Tensor = Ort::Custom::Tensor<int32_t>;
 
 // Checks X [N, H, W, G*P*Wg] and W [M, KH, KW, Q*Wg] against conv attributes (P, Q planes; 1
 // for binary operands) and returns the kernels' geometry; fails naming the tensor and shapes.
-xnor::ConvGeometry MakeConvGeometry(const std::string& label, const ConvAttrs& a,
+packed::ConvGeometry MakeConvGeometry(const std::string& label, const ConvAttrs& a,
                                     const std::vector<int64_t>& xs,
                                     const std::vector<int64_t>& ws, int64_t P, int64_t Q);
 

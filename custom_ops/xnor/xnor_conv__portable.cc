@@ -1,7 +1,8 @@
 // xnor_conv2d_u64__portable: bit-packed, 64-bit popcount (__builtin_popcountll; built with
 // -mpopcnt on x86-64 so it is one instruction), 8 output channels per pass so each activation
 // word is loaded once for 8 weight words.
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {

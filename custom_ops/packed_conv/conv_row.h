@@ -9,10 +9,10 @@
 
 #include <cstdint>
 
-#include "xnor_kernel.h"
+#include "kernel_args.h"
 
 namespace qcompile {
-namespace xnor {
+namespace packed {
 namespace {
 
 struct TapRange {
@@ -156,5 +156,5 @@ inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
 }
 
 }  // namespace
-}  // namespace xnor
+}  // namespace packed
 }  // namespace qcompile

@@ -8,7 +8,8 @@
 // translation unit.
 #include <immintrin.h>
 
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {

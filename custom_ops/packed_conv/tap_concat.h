@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../common/conv_attrs.h"
-#include "xnor_kernel.h"
+#include "kernel_args.h"
 
 namespace qcompile {
 namespace tapconcat {
@@ -27,8 +27,8 @@ inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
 }
 
 // The geometry a constant weight is prepared for (kernel creation): what the attributes fix.
-inline xnor::ConvGeometry AttrGeometry(const ConvAttrs& a) {
-  xnor::ConvGeometry s{};
+inline packed::ConvGeometry AttrGeometry(const ConvAttrs& a) {
+  packed::ConvGeometry s{};
   s.G = a.group;
   s.Cg = a.in_channels / a.group;
   s.Wg = Words(s.Cg);
@@ -40,8 +40,8 @@ inline xnor::ConvGeometry AttrGeometry(const ConvAttrs& a) {
 }
 
 // The KH x 1 convolution over concatenated rows that replaces s; blocks = G (binary) or G*P.
-inline xnor::ConvGeometry ConcatGeometry(const xnor::ConvGeometry& s, int64_t blocks) {
-  xnor::ConvGeometry c = s;
+inline packed::ConvGeometry ConcatGeometry(const packed::ConvGeometry& s, int64_t blocks) {
+  packed::ConvGeometry c = s;
   c.W = s.OW;
   c.pl = 0;
   c.sw = c.dw = 1;
@@ -55,7 +55,7 @@ inline xnor::ConvGeometry ConcatGeometry(const xnor::ConvGeometry& s, int64_t bl
 // W [M, KH, KW, Q*Wg] -> out [M, KH, Q*Wg2] (Q bit planes; 1 for binary). tap_pop, when given,
 // gets the popcount of each tap's valid bits [M, KH, KW] (over all planes). False (outputs
 // unusable) when W has a pad bit set.
-inline bool ConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
+inline bool ConcatWeights(const packed::ConvGeometry& s, int64_t Q, const uint64_t* w,
                           std::vector<uint64_t>* out, std::vector<int32_t>* tap_pop = nullptr) {
   const int64_t Wg2 = Words(s.KW * s.Cg);
   out->assign(static_cast<size_t>(s.M * s.KH * Q * Wg2), 0);
@@ -84,7 +84,7 @@ inline bool ConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t
 // X [N, H, W, blocks*Wg] -> [N, H, OW, blocks*Wg2] into out (N*H*OW*blocks*Wg2 words), Wg2 =
 // Words(KW*Cg); blocks = G (binary) or G*P (P bit planes per group). A tap outside the image
 // stays 0. False (out unusable) when a word that some window reads has a pad bit set.
-inline bool ConcatActivations(const xnor::ConvGeometry& s, int64_t blocks, const uint64_t* x,
+inline bool ConcatActivations(const packed::ConvGeometry& s, int64_t blocks, const uint64_t* x,
                               uint64_t* out) {
   const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = blocks * Wg2;
   std::memset(out, 0, static_cast<size_t>(s.N * s.H * s.OW * XW2) * sizeof(uint64_t));

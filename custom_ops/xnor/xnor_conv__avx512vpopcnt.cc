@@ -3,7 +3,8 @@
 // only called when the CPU reports both (see xnor_variants.cc).
 #include <immintrin.h>
 
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {
