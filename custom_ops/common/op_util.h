@@ -143,6 +143,12 @@ inline std::string OpLabel(const OrtApi* api, const OrtKernelInfo* info, const c
   return label;
 }
 
+inline int64_t NumElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 // Node arity and tensor shape checks shared by the ops.
 inline void CheckNodeArity(const OrtApi* api, const OrtKernelInfo* info, const std::string& op,
                     size_t inputs, size_t outputs) {

@@ -97,5 +97,36 @@ enum WeightLayout { kWeightsPlain, kWeightsBlocked, kWeightsBlockedNibbles };
 
 constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
 
+
+// Computes y (or d) [n, m, oh, 0:OW] for the output channels m of blocks [b0, b1) of group g.
+using ConvRowFn = void (*)(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, int64_t b1,
+                           int64_t oh);
+
+// Bit-plane operands (BitSerialConv / BitSerialGemm; custom_ops/SPEC.md, "Multi-bit operands").
+constexpr int64_t kMaxPlanes = 16;
+
+struct BitSerialArgs {
+  ConvGeometry geo;  // XW = G*P*Wg words per input pixel; W rows hold Q*Wg words per tap
+  int64_t P, Q;
+  int64_t act_coeffs[kMaxPlanes];
+  int64_t weight_coeffs[kMaxPlanes];
+  int64_t weight_offset;
+  const uint64_t* x;  // [N, H, W, G*P*Wg]
+  const uint64_t* w;  // [M, KH, KW, Q*Wg]
+  const float* scale;
+  const float* bias;
+  float* y;  // [N, M, OH, OW]
+  // Split kernels (PlaneKernel::split): W in kWeightsBlockedNibbles, plane-major, with
+  // KH*KW*Q*Wg words per channel, and X in the split layout (XW = G*P*Wg words per pixel).
+  const uint64_t* wb = nullptr;
+  const uint64_t* xs = nullptr;
+  const SplitLayout* split = nullptr;
+};
+
+// y[n, m, oh, :] for m in [m0, m1), a range of whole 8-channel blocks of one group (the last
+// block of a group may be partial).
+using BitSerialRowFn = void (*)(const BitSerialArgs&, int64_t n, int64_t m0, int64_t m1,
+                                int64_t oh);
+
 }  // namespace packed
 }  // namespace qcompile

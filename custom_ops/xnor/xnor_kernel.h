@@ -12,10 +12,6 @@ namespace xnor {
 
 using namespace packed;  // the kernels are written against the core's types
 
-// Computes y[n, m, oh, 0:OW] for the output channels m of blocks [b0, b1) of group g.
-using ConvRowFn = void (*)(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, int64_t b1,
-                           int64_t oh);
-
 void xnor_conv2d_u64__reference(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
 void xnor_conv2d_u64__portable(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
 void xnor_conv2d_u64__avx2(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
