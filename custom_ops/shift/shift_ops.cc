@@ -15,8 +15,6 @@
 namespace qcompile {
 namespace {
 
-using F32Tensor = Ort::Custom::Tensor<float>;
-using U8Tensor = Ort::Custom::Tensor<uint8_t>;
 
 constexpr int64_t kChunk = 1 << 14;  // elements per parallel task of the quantize loops
 constexpr int64_t kConvBlockM = 8;   // output channels per ShiftConv task (one output row each)
@@ -28,20 +26,9 @@ constexpr int64_t kMinTasks = 16;  // split the channel blocks when fewer (row c
 
 std::atomic<int64_t> g_kernel_runs[2];
 
-bool Always() { return true; }
-bool HaveAvx2Kernel() {
-#ifdef QCOMPILE_HAVE_AVX2
-  return Cpu().avx2;
-#else
-  return false;
-#endif
-}
-
-// The one table of ShiftConv / ShiftGemm D kernels (common/kernel_select.h), best first;
-// QCOMPILE_SHIFT_KERNEL overrides the `kernel` attribute.
 const ShiftVariant kVariants[] = {
-    {{"avx2", "avx2", HaveAvx2Kernel}, ShiftKernel::kAvx2},
-    {{"portable", "", Always}, ShiftKernel::kPortable},
+    {{"avx2", "avx2", isa::Avx2}, ShiftKernel::kAvx2},
+    {{"portable", "", isa::None}, ShiftKernel::kPortable},
 };
 constexpr VariantTable<ShiftVariant> kTable{kVariants, sizeof(kVariants) / sizeof(kVariants[0]),
                                             "QCOMPILE_SHIFT_KERNEL"};

@@ -14,10 +14,6 @@
 
 namespace qcompile {
 
-using U64Tensor = Ort::Custom::Tensor<uint64_t>;
-using F32Tensor = Ort::Custom::Tensor<float>;
-using I32Tensor = Ort::Custom::Tensor<int32_t>;
-
 struct BinarizePackOp {
   BinarizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   Ort::Status Compute(OrtKernelContext* ctx, const F32Tensor& x, U64Tensor& y);

@@ -9,29 +9,13 @@ namespace qcompile {
 namespace xnor {
 namespace {
 
-bool Always() { return true; }
-bool HasPopcnt() {
-#if defined(__x86_64__) || defined(__i386__)
-  return Cpu().popcnt;
-#else
-  return true;  // built without x86 flags: the compiler's generic popcount
-#endif
-}
 #ifdef QCOMPILE_HAVE_AVX2
-bool HasAvx2() { return Cpu().avx2 && Cpu().popcnt; }
 constexpr ConvRowFn kAvx2 = xnor_conv2d_u64__avx2;
 constexpr CeilingFn kAvx2Ceiling = xnor_ceiling__avx2;
 #else
-bool HasAvx2() { return false; }  // not an x86 build
 constexpr ConvRowFn kAvx2 = nullptr;
 constexpr CeilingFn kAvx2Ceiling = nullptr;
 #endif
-#ifdef QCOMPILE_HAVE_AVX512
-bool HasAvx512Vpopcnt() { return Cpu().avx512f && Cpu().avx512vpopcntdq; }
-#else
-bool HasAvx512Vpopcnt() { return false; }  // compiler lacks -mavx512vpopcntdq
-#endif
-
 #ifdef QCOMPILE_HAVE_AVX512
 constexpr ConvRowFn kAvx512 = xnor_conv2d_u64__avx512vpopcnt;
 constexpr CeilingFn kAvx512Ceiling = xnor_ceiling__avx512vpopcnt;
@@ -51,13 +35,13 @@ constexpr ThresholdRowFn kSse2Threshold = xnor_threshold__portable;  // not an x
 // portable and reference rows pack XnorConvThreshold's bits with the scalar loop, so it runs
 // (and is tested) on x86 too.
 const XnorVariant kVariants[] = {
-    {{"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt},
+    {{"avx512vpopcnt", "avx512f+avx512vpopcntdq", isa::Avx512Vpopcnt},
      {kWeightsBlocked, false, kAvx512}, kAvx512Ceiling, kSse2Threshold},
-    {{"avx2", "avx2+popcnt", HasAvx2}, {kWeightsBlockedNibbles, true, kAvx2}, kAvx2Ceiling,
+    {{"avx2", "avx2+popcnt", isa::Avx2Popcnt}, {kWeightsBlockedNibbles, true, kAvx2}, kAvx2Ceiling,
      kSse2Threshold},
-    {{"portable", "popcnt", HasPopcnt}, {kWeightsBlocked, false, xnor_conv2d_u64__portable},
+    {{"portable", "popcnt", isa::Popcnt}, {kWeightsBlocked, false, xnor_conv2d_u64__portable},
      xnor_ceiling__portable, xnor_threshold__portable},
-    {{"reference", "", Always}, {kWeightsPlain, false, xnor_conv2d_u64__reference}, nullptr,
+    {{"reference", "", isa::None}, {kWeightsPlain, false, xnor_conv2d_u64__reference}, nullptr,
      xnor_threshold__portable},
 };
 constexpr VariantTable<XnorVariant> kTable{kVariants, sizeof(kVariants) / sizeof(kVariants[0]),
