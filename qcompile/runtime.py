@@ -99,8 +99,6 @@ def _library() -> ctypes.CDLL:
     lib.qcompile_kernel_variant_supported.argtypes = [ctypes.c_char_p, ctypes.c_int]
     lib.qcompile_kernel_variant_env.restype = ctypes.c_char_p
     lib.qcompile_kernel_variant_env.argtypes = [ctypes.c_char_p]
-    lib.qcompile_shift_kernel_runs.restype = ctypes.c_longlong
-    lib.qcompile_shift_kernel_runs.argtypes = [ctypes.c_char_p]
     return lib
 
 
@@ -179,9 +177,3 @@ def with_kernel(model: Any, name: str | None) -> bytes:
             node.attribute.extend(kept)
             node.attribute.append(onnx.helper.make_attribute("kernel", name))
     return proto.SerializeToString()
-
-
-def shift_kernel_runs(name: str) -> int:
-    """How many ShiftConv/ShiftGemm runs in this process computed D with shift kernel `name`
-    ("portable" or "avx2"); -1 for an unknown name."""
-    return int(_library().qcompile_shift_kernel_runs(name.encode()))

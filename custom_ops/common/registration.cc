@@ -10,6 +10,7 @@
 #include "../bitserial/bitserial_ops.h"
 #include "../qonnx/qonnx_ops.h"
 #include "../shift/shift_ops.h"
+#include "../packed_conv/run_binary.h"
 #include "../xnor/xnor_ops.h"
 #include "kernel_select.h"
 #include "ort_api.h"
@@ -159,11 +160,22 @@ QCOMPILE_EXPORT const char* qcompile_kernel_variant_env(const char* op_type) {
   return l ? (l->env ? l->env : "") : nullptr;
 }
 
+#ifdef QCOMPILE_TEST_HOOKS
+// ------------------------------------------------------------------ test hooks (test build only)
+// libqcompile_ops_testhooks.so (CMake option QCOMPILE_TEST_HOOKS): counters that let the tests
+// see which path ran; the shipped library has none.
+
 // How many ShiftConv / ShiftGemm runs computed D with the shift kernel `name` ("portable",
-// "avx2") in this process; -1 for an unknown name. Lets tests see which path ran.
+// "avx2") in this process; -1 for an unknown name.
 QCOMPILE_EXPORT long long qcompile_shift_kernel_runs(const char* name) {
   return static_cast<long long>(qcompile::ShiftKernelRuns(name));
 }
+
+// Runs of XnorConv / XnorConvThreshold that took the tap-concatenated path.
+QCOMPILE_EXPORT uint64_t qcompile_xnor_tap_concat_runs(void) {
+  return qcompile::packed::TapConcatRuns();
+}
+#endif
 
 // Binary multiply-adds per second on one core for the named variant's inner loop (XOR,
 // popcount, accumulate over L1-resident data, the kernel's own tile code), measured for about

@@ -1,6 +1,8 @@
 #include "run_binary.h"
 
+#ifdef QCOMPILE_TEST_HOOKS
 #include <atomic>
+#endif
 
 #include "tap_concat.h"
 #include "tasks.h"
@@ -12,7 +14,9 @@ namespace {
 // Output-channel blocks per parallel task (4 blocks = 32 channels).
 constexpr int64_t kChunkBlocks = 4;
 
+#ifdef QCOMPILE_TEST_HOOKS
 std::atomic<uint64_t> g_tap_concat_runs{0};
+#endif
 
 // Runs the kernel on args (geometry, operands and weights in the kernel's layout all set).
 void RunTasks(OrtKernelContext* ctx, const BinaryKernel& k, ConvArgs& args) {
@@ -60,7 +64,9 @@ bool RunTapConcat(OrtKernelContext* ctx, const BinaryKernel& k, ConvArgs args,
   args.x = x2.data();
   args.w = nullptr;  // only the laid-out weights are valid for the concatenated geometry
   args.wb = wb;
+#ifdef QCOMPILE_TEST_HOOKS
   g_tap_concat_runs.fetch_add(1, std::memory_order_relaxed);
+#endif
   RunTasks(ctx, k, args);
   return true;
 }
@@ -115,7 +121,9 @@ void RunBinaryConv(OrtKernelContext* ctx, const BinaryKernel& k, ConvArgs args,
   RunTasks(ctx, k, args);
 }
 
+#ifdef QCOMPILE_TEST_HOOKS
 uint64_t TapConcatRuns() { return g_tap_concat_runs.load(std::memory_order_relaxed); }
+#endif
 
 }  // namespace packed
 }  // namespace qcompile

@@ -36,8 +36,10 @@ void RunBinaryConv(OrtKernelContext* ctx, const BinaryKernel& k, ConvArgs args,
                    const PreparedWeights* prepared, int concat_mode = 0,
                    const PreparedWeights* concat_prepared = nullptr);
 
-// Runs of the tap-concatenated path since the library was loaded (tests).
+#ifdef QCOMPILE_TEST_HOOKS
+// Runs of the tap-concatenated path since the library was loaded (test build only).
 uint64_t TapConcatRuns();
+#endif
 
 }  // namespace packed
 }  // namespace qcompile

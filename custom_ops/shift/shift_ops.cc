@@ -24,7 +24,9 @@ constexpr int64_t kGemmBlockM = 32;  // output channels per ShiftGemm task (one 
 constexpr int64_t kDotRows = 96;
 constexpr int64_t kMinTasks = 16;  // split the channel blocks when fewer (row chunk x group) tasks
 
+#ifdef QCOMPILE_TEST_HOOKS
 std::atomic<int64_t> g_kernel_runs[2];
+#endif
 
 const ShiftVariant kVariants[] = {
     {{"avx2", "avx2", isa::Avx2}, ShiftKernel::kAvx2},
@@ -50,7 +52,12 @@ bool UseAvx2(const ShiftKernelChoice& c, int64_t Mg) {
   return c.kernel == ShiftKernel::kAvx2 && (c.forced || Mg >= 8);
 }
 
-void CountRun(bool avx2) { g_kernel_runs[avx2 ? 1 : 0].fetch_add(1, std::memory_order_relaxed); }
+// Test build only: which kernel computed D (ShiftKernelRuns).
+void CountRun([[maybe_unused]] bool avx2) {
+#ifdef QCOMPILE_TEST_HOOKS
+  g_kernel_runs[avx2 ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
+#endif
+}
 
 // Per-thread scratch of the int8 path (im2col rows, accumulators), reused across tasks.
 struct DotScratch {
@@ -180,12 +187,14 @@ const VariantTable<ShiftVariant>& ShiftVariants() { return kTable; }
 
 const char* ShiftKernelName(ShiftKernel k) { return k == ShiftKernel::kAvx2 ? "avx2" : "portable"; }
 
+#ifdef QCOMPILE_TEST_HOOKS
 int64_t ShiftKernelRuns(const char* name) {
   if (!name) return -1;
   if (std::strcmp(name, "portable") == 0) return g_kernel_runs[0].load();
   if (std::strcmp(name, "avx2") == 0) return g_kernel_runs[1].load();
   return -1;
 }
+#endif
 
 void ShiftConstWeights::Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH,
                                 int64_t KW, int32_t off) {

@@ -25,9 +25,11 @@ struct ShiftVariant {
 };
 const VariantTable<ShiftVariant>& ShiftVariants();
 const char* ShiftKernelName(ShiftKernel k);
+#ifdef QCOMPILE_TEST_HOOKS
 // How many ShiftConv / ShiftGemm runs have computed D with kernel `name` in this process (-1
-// for an unknown name); read by the tests to see which path ran.
+// for an unknown name); test build only, read by the tests to see which path ran.
 int64_t ShiftKernelRuns(const char* name);
+#endif
 
 struct ShiftKernelChoice {
   ShiftKernel kernel = ShiftKernel::kPortable;

@@ -256,9 +256,3 @@ Ort::Status XnorGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
 }
 
 }  // namespace qcompile
-
-// Debug counter for tests: runs of XnorConv / XnorConvThreshold that took the tap-concatenated
-// path since the library was loaded (tests/test_ops_xnor_small.py reads it through ctypes).
-extern "C" __attribute__((visibility("default"))) uint64_t qcompile_xnor_tap_concat_runs(void) {
-  return qcompile::packed::TapConcatRuns();
-}
