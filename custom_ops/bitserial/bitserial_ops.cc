@@ -3,33 +3,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
 #include "../common/quant_attrs.h"
 #include "../packed_conv/check_geometry.h"
 
 namespace qcompile {
-namespace {
-
-using bitserial::QuantParams;
-using bitserial::QuantRowScalar;
-
-// The first of n values (stride apart) with no code into *bad, unless one is already recorded.
-template <Rounding R>
-inline void ReportRow(const float* x, int64_t n, int64_t stride, const QuantParams& qp,
-                      float* bad, char* has_bad) {
-  if (*has_bad) return;
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t c = 0;
-    if (QuantRowScalar<R>(x + i * stride, 1, qp, &c)) {
-      *bad = x[i * stride];
-      *has_bad = 1;
-      return;
-    }
-  }
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------- QuantizePack
 
@@ -94,75 +72,16 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     uint64_t* out = xs.size() == 2 ? y.Allocate({N, XW}) : y.Allocate({N, H, W, XW});
     if (N == 0 || H == 0 || W == 0) return;
     const float* in = x.Data();
-    const QuantParams qp{scale_, zero_point_, qmin_, qmax_, static_cast<int32_t>(zp_int_),
-                         static_cast<int32_t>(v_min_), static_cast<int32_t>(v_max_)};
-    const int rounding = rounding_;
-    const bitserial::QuantRowFn quant_row = kernel_->quant_row[rounding];
-    const bitserial::OrPlaneBitsFn or_plane_bits = kernel_->or_plane_bits;
+    const bitserial::QuantParams qp{scale_, zero_point_, qmin_, qmax_,
+                                    static_cast<int32_t>(zp_int_), static_cast<int32_t>(v_min_),
+                                    static_cast<int32_t>(v_max_)};
     // Per row (n, h): the first value that cannot be encoded, reported after the loop.
     std::vector<float> bad(static_cast<size_t>(rows), 0.0f);
     std::vector<char> has_bad(static_cast<size_t>(rows), 0);
-    // One row (n, h) of every channel. Codes of a channel's W values come from a branch-free,
-    // vectorisable loop (QuantRow); their plane bits are ORed into plane-major scratch words
-    // [XW][W] (contiguous in w, vectorisable), transposed into the output at the end. A row with
-    // a value that has no code is redone value by value to report the first one.
-    auto pack_row = [&](auto mode, size_t r) {
-      constexpr Rounding kMode = static_cast<Rounding>(decltype(mode)::value);
-      const int64_t n = static_cast<int64_t>(r) / H, h = static_cast<int64_t>(r) % H;
-      uint64_t* o = out + (n * H + h) * W * XW;
-      thread_local std::vector<int32_t> codes;
-      thread_local std::vector<uint64_t> planes;
-      bool any_bad = false;
-      if (W == 1) {
-        // [N, K] (and 1x1 images): the row's channels are contiguous; one word at a time.
-        const float* xr = in + n * C * H + h;  // H == 1 here unless W == 1 < H
-        if (H == 1) {
-          if (codes.size() < static_cast<size_t>(C)) codes.resize(static_cast<size_t>(C));
-          any_bad = quant_row(xr, C, qp, codes.data());
-          for (int64_t g = 0; g < G; ++g)
-            for (int64_t k = 0; k < Wg; ++k) {
-              const int64_t c0 = g * Cg + k * kWordBits;
-              const int64_t nc = std::min<int64_t>(kWordBits, (g + 1) * Cg - c0);
-              const int32_t* cw = codes.data() + c0;
-              for (int64_t p = 0; p < P; ++p) {
-                uint64_t word = 0;
-                for (int64_t i = 0; i < nc; ++i)
-                  word |= static_cast<uint64_t>((cw[i] >> p) & 1) << i;
-                o[(g * P + p) * Wg + k] = word;
-              }
-            }
-          if (any_bad) ReportRow<kMode>(xr, C, 1, qp, &bad[r], &has_bad[r]);
-          return;
-        }
-      }
-      if (codes.size() < static_cast<size_t>(W)) codes.resize(static_cast<size_t>(W));
-      if (planes.size() < static_cast<size_t>(XW * W)) planes.resize(static_cast<size_t>(XW * W));
-      std::memset(planes.data(), 0, static_cast<size_t>(XW * W) * sizeof(uint64_t));
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t g = c / Cg, cg = c % Cg;
-        const int shift = static_cast<int>(cg % kWordBits);
-        const float* xr = in + ((n * C + c) * H + h) * W;
-        if (quant_row(xr, W, qp, codes.data())) {
-          any_bad = true;
-          ReportRow<kMode>(xr, W, 1, qp, &bad[r], &has_bad[r]);
-        }
-        const int32_t* cd = codes.data();
-        for (int64_t p = 0; p < P; ++p)
-          or_plane_bits(cd, W, static_cast<int>(p), shift,
-                      planes.data() + ((g * P + p) * Wg + cg / kWordBits) * W);
-      }
-      if (any_bad) return;  // the op fails: the output is never read
-      const uint64_t* pl = planes.data();
-      for (int64_t w = 0; w < W; ++w)
-        for (int64_t j = 0; j < XW; ++j) o[w * XW + j] = pl[j * W + w];
-    };
+    const bitserial::QuantPackRows rows_args{in, out, C, H, W, G, P, qp, kernel_};
     ParallelFor(ctx, static_cast<size_t>(rows), [&](size_t r) {
-      switch (rounding) {
-        case 0: pack_row(std::integral_constant<int, 0>{}, r); break;
-        case 1: pack_row(std::integral_constant<int, 1>{}, r); break;
-        case 2: pack_row(std::integral_constant<int, 2>{}, r); break;
-        default: pack_row(std::integral_constant<int, 3>{}, r); break;
-      }
+      const int64_t row = static_cast<int64_t>(r);
+      has_bad[r] = bitserial::QuantizePackRow(rows_args, rounding_, row, &bad[r]);
     });
     for (int64_t r = 0; r < rows; ++r)
       if (has_bad[r])

@@ -29,6 +29,19 @@ struct QuantPackKernel {
   OrPlaneBitsFn or_plane_bits;
 };
 
+// One row (n, h) of QuantizePack: x [N, C, H, W] (or [N, K] as H = W = 1) into y's packed
+// planes [N, H, W, G*P*Wg].
+struct QuantPackRows {
+  const float* x;
+  uint64_t* y;
+  int64_t C, H, W, G, P;
+  QuantParams qp;
+  const QuantPackKernel* kernel;
+};
+// Packs row r (rounding: 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO); true, with the first value
+// that has no code in *bad, when some value has none (the row's output is then unusable).
+bool QuantizePackRow(const QuantPackRows& a, int rounding, int64_t r, float* bad);
+
 extern const QuantPackKernel quantize_pack__portable;
 extern const QuantPackKernel quantize_pack__sse2;
 

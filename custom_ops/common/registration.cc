@@ -114,7 +114,8 @@ const VariantList* VariantsOf(const char* op_type) {
     auto* m = new std::map<std::string, VariantList>;
     for (const char* op : {"XnorConv", "XnorConvThreshold", "XnorGemm"})
       (*m)[op] = ListOf(xnor::Variants());
-    for (const char* op : {"BitSerialConv", "BitSerialGemm"}) (*m)[op] = ListOf(bitserial::Variants());
+    for (const char* op : {"BitSerialConv", "BitSerialGemm"})
+      (*m)[op] = ListOf(bitserial::Variants());
     (*m)["QuantizePack"] = ListOf(bitserial::QuantizePackVariants());
     for (const char* op : {"ShiftConv", "ShiftGemm"}) (*m)[op] = ListOf(ShiftVariants());
     return m;

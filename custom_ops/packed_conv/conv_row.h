@@ -168,8 +168,9 @@ inline int64_t PopcountCeilingLoop(int64_t iters) {
   const uint64_t x_mask = kXWords == 2 ? kLowNibbles : ~uint64_t{0};
   const uint64_t w_mask = kWWords == 2 ? kLowNibbles : ~uint64_t{0};
   uint64_t seed = 0x9e3779b97f4a7c15ull;
-  for (uint64_t& v : x) v = (seed = seed * 6364136223846793005ull + 1442695040888963407ull) & x_mask;
-  for (uint64_t& v : w) v = (seed = seed * 6364136223846793005ull + 1442695040888963407ull) & w_mask;
+  auto next = [&seed] { return seed = seed * 6364136223846793005ull + 1442695040888963407ull; };
+  for (uint64_t& v : x) v = next() & x_mask;
+  for (uint64_t& v : w) v = next() & w_mask;
   Window win{x, kW * kWg, kWg, {0, 3}, {0, 3}, 3, kWg};
   int64_t check = 0;
   for (int64_t i = 0; i < iters; ++i) {
