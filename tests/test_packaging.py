@@ -44,10 +44,18 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
+def _cache_dir() -> Path:
+    if os.environ.get("QCOMPILE_CACHE_DIR"):
+        return Path(os.environ["QCOMPILE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "qcompile"
+
+
 def _floor_venv(pins: list[str]) -> Path:
-    """A venv with exactly the floors (cached under build/, keyed by the pins)."""
+    """A venv with exactly the floors, keyed by the pins and cached outside the checkout (as the
+    onnxruntime headers are), so a fresh clone on the same machine, CI's, does not rebuild it."""
     key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
-    env_dir = ROOT / "build" / "test-floors" / key
+    env_dir = _cache_dir() / "test-floors" / key
     python = env_dir / "bin" / "python"
     if (env_dir / ".complete").is_file():
         return python
