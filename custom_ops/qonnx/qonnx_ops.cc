@@ -13,7 +13,6 @@ namespace {
 
 using elementwise::BroadcastStrides;
 using elementwise::Elementwise;
-using elementwise::NumElements;
 
 template <Rounding R>
 void QuantKernel(OrtKernelContext* ctx, const std::vector<int64_t>& xs,

@@ -11,7 +11,6 @@ namespace {
 
 using elementwise::BroadcastStrides;
 using elementwise::Elementwise;
-using elementwise::NumElements;
 
 bool ParseTruncRounding(std::string mode, TruncRounding* r) {
   for (char& c : mode) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
