@@ -1,0 +1,166 @@
+// Plans, activation byte layouts and weight tables of the table-lookup kernels (lut_kernel.h).
+// Portable code, built without ISA flags; runs once per call (activations) or per layer (tables).
+#include <cstdlib>
+#include <cstring>
+
+#include "lut_kernel.h"
+
+namespace qcompile {
+namespace lut {
+namespace {
+
+int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// Bit c of a packed channel row (channel c in word c / 64, bit c % 64).
+inline int Bit(const uint64_t* row, int64_t c) {
+  return static_cast<int>((row[c >> 6] >> (c & 63)) & 1);
+}
+
+}  // namespace
+
+bool MakeLutPlan(const xnor::ConvGeometry& s, int64_t P, LutPlan* p) {
+  if (P < 1 || P > 4) return false;
+  p->N = s.N;
+  p->G = s.G;
+  p->Mg = s.Mg;
+  p->M = s.M;
+  p->OH = s.OH;
+  p->OW = s.OW;
+  p->planes = P;
+  p->per_nibble = 4 / P;
+  p->C4 = (s.Cg + p->per_nibble - 1) / p->per_nibble;
+  p->sh = s.sh;
+  p->sw = s.sw;
+  const int64_t row_reach = ((s.KH - 1) * s.dh) / s.sh, col_reach = ((s.KW - 1) * s.dw) / s.sw;
+  p->Hq = s.OH + row_reach;
+  p->Wq = s.OW + col_reach;
+  p->vcount = s.OH * p->Wq;
+  // The last pass reads kLutPx bytes from its first position plus the farthest tap offset.
+  p->pitch = RoundUp(RoundUp(p->vcount, kLutPx) + row_reach * p->Wq + col_reach, 32);
+  p->steps = s.KH * s.KW * p->C4;
+  p->blocks = (s.Mg + kLutM - 1) / kLutM;
+  p->max_entry = 0;
+  return true;
+}
+
+void LutStepOffsets(const xnor::ConvGeometry& s, const LutPlan& p, int64_t* step_off) {
+  for (int64_t kh = 0; kh < s.KH; ++kh)
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t rh = (kh * s.dh) % s.sh, rw = (kw * s.dw) % s.sw;
+      const int64_t shift = ((kh * s.dh) / s.sh) * p.Wq + (kw * s.dw) / s.sw;
+      for (int64_t c4 = 0; c4 < p.C4; ++c4)
+        step_off[(kh * s.KW + kw) * p.C4 + c4] = ((c4 * s.sh + rh) * s.sw + rw) * p.pitch + shift;
+    }
+}
+
+int64_t LutActivationBytes(const LutPlan& p) { return p.N * p.G * p.C4 * p.sh * p.sw * p.pitch; }
+int64_t LutTableBytes(const LutPlan& p) { return p.G * p.blocks * p.steps * kLutM * kTableBytes; }
+
+void LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+                    uint8_t* xb) {
+  const int64_t P = p.planes, pn = p.per_nibble, phases = s.sh * s.sw;
+  const int64_t real = p.Hq * p.Wq;
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t g = 0; g < s.G; ++g) {
+      uint8_t* base = xb + (n * s.G + g) * p.C4 * phases * p.pitch;
+      for (int64_t rh = 0; rh < s.sh; ++rh)
+        for (int64_t rw = 0; rw < s.sw; ++rw) {
+          uint8_t* phase = base + (rh * s.sw + rw) * p.pitch;
+          const int64_t c4_step = phases * p.pitch;
+          for (int64_t c4 = 0; c4 < p.C4; ++c4)
+            std::memset(phase + c4 * c4_step + real, kPadByte, p.pitch - real);
+          for (int64_t qh = 0; qh < p.Hq; ++qh) {
+            const int64_t ih = qh * s.sh + rh - s.pt;
+            for (int64_t qw = 0; qw < p.Wq; ++qw) {
+              const int64_t iw = qw * s.sw + rw - s.pl;
+              uint8_t* dst = phase + qh * p.Wq + qw;
+              if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
+                for (int64_t c4 = 0; c4 < p.C4; ++c4) dst[c4 * c4_step] = kPadByte;
+                continue;
+              }
+              const uint64_t* px = x + ((n * s.H + ih) * s.W + iw) * s.XW + g * P * s.Wg;
+              if (P == 1) {  // a nibble is 4 consecutive channels of one word
+                for (int64_t c4 = 0; c4 < p.C4; ++c4)
+                  dst[c4 * c4_step] = static_cast<uint8_t>((px[c4 >> 4] >> ((c4 & 15) * 4)) & 15);
+                continue;
+              }
+              // Bit i*P + q of the nibble: plane q of channel c4*pn + i.
+              for (int64_t c4 = 0; c4 < p.C4; ++c4) {
+                int v = 0;
+                for (int64_t i = 0; i < pn; ++i) {
+                  const int64_t c = c4 * pn + i;
+                  if (c >= s.Cg) break;
+                  for (int64_t q = 0; q < P; ++q) v |= Bit(px + q * s.Wg, c) << (i * P + q);
+                }
+                dst[c4 * c4_step] = static_cast<uint8_t>(v);
+              }
+            }
+          }
+        }
+    }
+}
+
+void LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables) {
+  std::memset(tables, 0, static_cast<size_t>(LutTableBytes(*p)));
+  int64_t max_entry = 0;
+  for (int64_t g = 0; g < s.G; ++g)
+    for (int64_t m = 0; m < s.Mg; ++m) {
+      const int64_t b = m / kLutM, j = m % kLutM;
+      int8_t* block = tables + (g * p->blocks + b) * p->steps * kLutM * kTableBytes;
+      for (int64_t t = 0; t < s.KH * s.KW; ++t) {
+        const uint64_t* wrow = w + ((g * s.Mg + m) * s.KH * s.KW + t) * s.Wg;
+        for (int64_t c4 = 0; c4 < p->C4; ++c4) {
+          int8_t* table = block + ((t * p->C4 + c4) * kLutM + j) * kTableBytes;
+          for (int idx = 0; idx < 16; ++idx) {
+            int e = 0;
+            for (int64_t i = 0; i < 4 && c4 * 4 + i < s.Cg; ++i)
+              e += ((idx >> i) & 1) == Bit(wrow, c4 * 4 + i) ? 1 : -1;
+            table[idx] = table[16 + idx] = static_cast<int8_t>(e);
+            if (std::abs(e) > max_entry) max_entry = std::abs(e);
+          }
+        }
+      }
+    }
+  p->max_entry = max_entry;
+}
+
+bool LutTablesBitSerial(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int64_t Q,
+                        const int64_t* act_coeffs, const int64_t* weight_coeffs,
+                        int64_t weight_offset, int8_t* tables) {
+  std::memset(tables, 0, static_cast<size_t>(LutTableBytes(*p)));
+  const int64_t P = p->planes, pn = p->per_nibble;
+  int64_t max_entry = 0;
+  for (int64_t g = 0; g < s.G; ++g)
+    for (int64_t m = 0; m < s.Mg; ++m) {
+      const int64_t b = m / kLutM, j = m % kLutM;
+      int8_t* block = tables + (g * p->blocks + b) * p->steps * kLutM * kTableBytes;
+      for (int64_t t = 0; t < s.KH * s.KW; ++t) {
+        const uint64_t* wrow = w + ((g * s.Mg + m) * s.KH * s.KW + t) * Q * s.Wg;
+        for (int64_t c4 = 0; c4 < p->C4; ++c4) {
+          int64_t vw[4] = {0, 0, 0, 0};
+          for (int64_t i = 0; i < pn && c4 * pn + i < s.Cg; ++i) {
+            vw[i] = weight_offset;
+            for (int64_t q = 0; q < Q; ++q)
+              vw[i] += weight_coeffs[q] * Bit(wrow + q * s.Wg, c4 * pn + i);
+          }
+          int8_t* table = block + ((t * p->C4 + c4) * kLutM + j) * kTableBytes;
+          for (int idx = 0; idx < 16; ++idx) {
+            int64_t e = 0;
+            for (int64_t i = 0; i < pn; ++i) {
+              int64_t va = 0;
+              for (int64_t q = 0; q < P; ++q) va += act_coeffs[q] * ((idx >> (i * P + q)) & 1);
+              e += va * vw[i];
+            }
+            if (e > 127 || e < -127) return false;
+            table[idx] = table[16 + idx] = static_cast<int8_t>(e);
+            if (std::abs(e) > max_entry) max_entry = std::abs(e);
+          }
+        }
+      }
+    }
+  p->max_entry = max_entry;
+  return true;
+}
+
+}  // namespace lut
+}  // namespace qcompile
