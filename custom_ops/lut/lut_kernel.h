@@ -29,9 +29,13 @@ namespace lut {
 constexpr int64_t kLutM = 4;    // output channels per block (tables per step)
 constexpr int64_t kLutPx = 64;  // virtual output positions per pass (two ymm of bytes)
 constexpr uint8_t kPadByte = 0x80;  // vpshufb index with bit 7 set: looks up 0
-// A table is stored in both 128-bit lanes, so one plain 32-byte load fetches it (a broadcast
-// load costs a shuffle-port uop on Zen 3, the port the lookups need).
-constexpr int64_t kTableBytes = 32;
+// Bytes per stored table: 16, broadcast to both 128-bit lanes by vbroadcasti128 (a pure load
+// on Intel cores; measured faster there than 32, half the table traffic), or 32 (the table
+// stored twice, a plain load; for cores where the broadcast takes a shuffle port).
+#ifndef QCOMPILE_LUT_TABLE_BYTES
+#define QCOMPILE_LUT_TABLE_BYTES 16
+#endif
+constexpr int64_t kTableBytes = QCOMPILE_LUT_TABLE_BYTES;
 
 struct LutPlan {
   int64_t N, G, Mg, M, OH, OW;

@@ -115,7 +115,7 @@ void LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, i
             int e = 0;
             for (int64_t i = 0; i < 4 && c4 * 4 + i < s.Cg; ++i)
               e += ((idx >> i) & 1) == Bit(wrow, c4 * 4 + i) ? 1 : -1;
-            table[idx] = table[16 + idx] = static_cast<int8_t>(e);
+            table[idx] = table[(16 + idx) % kTableBytes] = static_cast<int8_t>(e);
             if (std::abs(e) > max_entry) max_entry = std::abs(e);
           }
         }
@@ -152,7 +152,7 @@ bool LutTablesBitSerial(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t*
               e += va * vw[i];
             }
             if (e > 127 || e < -127) return false;
-            table[idx] = table[16 + idx] = static_cast<int8_t>(e);
+            table[idx] = table[(16 + idx) % kTableBytes] = static_cast<int8_t>(e);
             if (std::abs(e) > max_entry) max_entry = std::abs(e);
           }
         }

@@ -22,7 +22,7 @@ void lut_conv2d_i8__scalar(const LutConvArgs& a, int64_t n, int64_t g, int64_t b
         for (int64_t i = 0; i < count; ++i)
           if (!(xp[i] & kPadByte)) d[j][i] += t[j * kTableBytes + (xp[i] & 15)];
     }
-    StoreTile(a, n, m0, nm, v, count, d);
+    StoreTile(a, n, m0, nm, v, count, d[0], kLutPx);
   }
 }
 

@@ -11,9 +11,9 @@ namespace qcompile {
 namespace lut {
 namespace {
 
-// d[j][i]: D of channel m0 + j at virtual position v0 + i, for j < nm and i < count.
+// d[j * d_stride + i]: D of channel m0 + j at virtual position v0 + i, j < nm, i < count.
 inline void StoreTile(const LutConvArgs& a, int64_t n, int64_t m0, int64_t nm, int64_t v0,
-                      int64_t count, const int32_t (*d)[kLutPx]) {
+                      int64_t count, const int32_t* d, int64_t d_stride) {
   const LutPlan& p = a.plan;
   const int64_t plane = p.OH * p.OW;
   // Walk the virtual positions as runs of one output row (contiguous in y), so the inner
@@ -23,7 +23,7 @@ inline void StoreTile(const LutConvArgs& a, int64_t n, int64_t m0, int64_t nm, i
     const int64_t run = (p.OW - ow < count - i) ? p.OW - ow : count - i;
     if (run > 0) {
       for (int64_t j = 0; j < nm; ++j) {
-        const int32_t* dj = d[j] + i;
+        const int32_t* dj = d + j * d_stride + i;
         const int64_t at = (n * p.M + m0 + j) * plane + oh * p.OW + ow;
         if (a.d) {
           for (int64_t k = 0; k < run; ++k) a.d[at + k] = dj[k];
