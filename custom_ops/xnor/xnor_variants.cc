@@ -38,7 +38,11 @@ bool HasAvx512Vpopcnt() { return false; }  // compiler lacks -mavx512vpopcntdq
 #ifdef QCOMPILE_HAVE_AVX512
 constexpr ConvRowFn kAvx512 = xnor_conv2d_u64__avx512vpopcnt;
 constexpr CeilingFn kAvx512Ceiling = xnor_ceiling__avx512vpopcnt;
+constexpr ConvRowFn kAvx512Csa = xnor_conv2d_u64__avx512vpopcnt_csa;
+constexpr CeilingFn kAvx512CsaCeiling = xnor_ceiling__avx512vpopcnt_csa;
 #else
+constexpr ConvRowFn kAvx512Csa = nullptr;
+constexpr CeilingFn kAvx512CsaCeiling = nullptr;
 constexpr ConvRowFn kAvx512 = nullptr;
 constexpr CeilingFn kAvx512Ceiling = nullptr;
 #endif
@@ -51,6 +55,8 @@ using bitserial::bitserial_conv2d_u64__popcnt;
 const XnorVariant kVariants[] = {
     {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512,
      kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false},
+    {"avx512vpopcnt_csa", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false,
+     kAvx512Csa, kAvx512CsaCeiling, bitserial_conv2d_u64__popcnt, false},
     {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kAvx2Ceiling,
      kAvx2BitSerial, true},
     {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable,

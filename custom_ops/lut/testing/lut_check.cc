@@ -11,7 +11,10 @@
 //     custom_ops/xnor/xnor_variants.cc custom_ops/xnor/xnor_portable.cc \
 //     custom_ops/common/cpu_features.cc custom_ops/bitserial/bitserial_generic.cc \
 //     custom_ops/bitserial/bitserial_popcnt.cc custom_ops/bitserial/bitserial_avx2.cc \
-//     -o /tmp/lut_check
+//     -DQCOMPILE_HAVE_AVX2 -o /tmp/lut_check
+//   (for the AVX-512 variants too: build xnor_avx512.cc and xnor_avx512_csa.cc to objects with
+//   -mavx512f -mavx512vpopcntdq, add them and -DQCOMPILE_HAVE_AVX512; tools/lut_check.sh does it)
+//   variants: every XnorConv variant of xnor_variants.cc on the same shapes, with its ceiling.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -355,7 +358,76 @@ int Bench(int rounds, int only) {
 
 }  // namespace
 
+// Every XnorConv variant of the table that this CPU runs, on the same shapes, alternating
+// rounds: microseconds (median) and G binary MAC/s, and each variant's own ceiling.
+int BenchXnorVariants(int rounds) {
+  size_t count = 0;
+  const xnor::XnorVariant* vs = xnor::Variants(&count);
+  std::vector<const xnor::XnorVariant*> run;
+  for (size_t i = 0; i < count; ++i)
+    if (vs[i].supported() && vs[i].weights != xnor::kWeightsPlain) run.push_back(&vs[i]);
+  std::printf("%-16s", "shape");
+  for (const auto* v : run) std::printf(" %22s", v->name);
+  std::printf("\n%-16s", "ceiling G/s");
+  for (const auto* v : run) std::printf(" %22.0f", xnor::PopcountCeiling(v->name, 0.5) / 1e9);
+  std::printf("\n");
+  const Shape shapes[] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3},
+                          {64, 56, 1}, {128, 28, 1}, {256, 14, 1}, {512, 7, 1}};
+  for (const Shape& sh : shapes) {
+    ConvGeometry s{};
+    s.G = s.N = 1;
+    s.Cg = s.Mg = sh.C;
+    s.H = s.W = sh.H;
+    s.KH = s.KW = sh.K;
+    s.sh = s.sw = s.dh = s.dw = 1;
+    s.pt = s.pl = sh.K / 2;
+    Finish(&s, sh.K / 2, sh.K / 2, 1);
+    const double macs = static_cast<double>(s.OH * s.OW * s.M * s.Cg * s.KH * s.KW);
+    std::vector<uint64_t> x(s.N * s.H * s.W * s.XW), w(s.M * s.KH * s.KW * s.Wg);
+    FillRows(x, s.Wg, s.Cg);
+    FillRows(w, s.Wg, s.Cg);
+    std::vector<float> sc(s.M, 1.0f), bi(s.M, 0.0f), y(s.N * s.M * s.OH * s.OW);
+    const int64_t taps = s.KH * s.KW * s.Wg;
+    std::vector<uint64_t> wb1(s.blocks_per_group * taps * xnor::kBlockM, 0);
+    std::vector<uint64_t> wb2(2 * wb1.size(), 0), xs(2 * x.size());
+    for (int64_t m = 0; m < s.M; ++m)
+      for (int64_t t = 0; t < taps; ++t) {
+        const uint64_t v = w[m * taps + t];
+        wb1[((m / 8) * taps + t) * 8 + m % 8] = v;
+        wb2[((m / 8) * taps + t) * 16 + m % 8] = v & xnor::kLowNibbles;
+        wb2[((m / 8) * taps + t) * 16 + 8 + m % 8] = (v >> 4) & xnor::kLowNibbles;
+      }
+    std::vector<std::vector<double>> times(run.size());
+    for (int r = 0; r < rounds; ++r)
+      for (size_t i = 0; i < run.size(); ++i) {
+        const xnor::XnorVariant& v = *run[i];
+        const bool nib = v.weights == xnor::kWeightsBlockedNibbles;
+        xnor::ConvArgs xa{s, x.data(), w.data(), nib ? wb2.data() : wb1.data(), xs.data(),
+                          sc.data(), bi.data(), y.data()};
+        const Clock::time_point t0 = Clock::now();
+        if (v.split_x)
+          for (size_t k = 0; k < x.size(); ++k) {
+            xs[2 * k] = x[k] & xnor::kLowNibbles;
+            xs[2 * k + 1] = (x[k] >> 4) & xnor::kLowNibbles;
+          }
+        for (int64_t oh = 0; oh < s.OH; ++oh) v.conv(xa, 0, 0, 0, s.blocks_per_group, oh);
+        times[i].push_back(Seconds(t0));
+      }
+    char name[32];
+    std::snprintf(name, sizeof name, "%ldx%ldx%ld k%ld", s.Cg, s.H, s.W, s.KH);
+    std::printf("%-16s", name);
+    for (size_t i = 0; i < run.size(); ++i) {
+      const double t = Median(times[i]);
+      std::printf(" %9.1f us %5.0f G/s", t * 1e6, macs / t / 1e9);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "variants") == 0)
+    return BenchXnorVariants(argc > 2 ? std::atoi(argv[2]) : 9);
   if (argc > 1 && std::strcmp(argv[1], "bench") == 0)
     return Bench(argc > 2 ? std::atoi(argv[2]) : 9, argc > 3 ? std::atoi(argv[3]) : -1);
   int cases = 0, skipped = 0;
