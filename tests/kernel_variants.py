@@ -18,3 +18,18 @@ VARIANT_PARAMS = [
     )
     for v in VARIANTS
 ]
+
+
+def lut_always(name: str) -> bool:
+    """Variants named *_lut run the table-lookup kernel on every convolution it can run
+    (custom_ops/xnor/xnor_variants.cc), instead of their row kernels and tap concatenation."""
+    return name.endswith("_lut")
+
+
+def lut_runs() -> int:
+    """Convolutions that ran a table-lookup kernel since the library was loaded."""
+    import ctypes
+
+    lib = ctypes.CDLL(runtime.get_library_path())
+    lib.qcompile_lut_runs.restype = ctypes.c_uint64
+    return int(lib.qcompile_lut_runs())

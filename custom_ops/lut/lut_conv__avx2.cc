@@ -140,5 +140,7 @@ int64_t lut_ceiling_lookups__avx2(int64_t iters) {
   return iters * kLutM * 2 * 32;
 }
 
+int64_t lut_ceiling__avx2(int64_t iters) { return 4 * lut_ceiling_lookups__avx2(iters); }
+
 }  // namespace lut
 }  // namespace qcompile

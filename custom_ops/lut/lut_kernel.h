@@ -62,6 +62,11 @@ struct LutConvArgs {
   int32_t* d = nullptr;      // [N, M, OH, OW]: D itself
 };
 
+// When an XnorConv / BitSerialConv kernel variant runs the table-lookup kernel instead of its
+// own (xnor_variants.cc): never, on the geometries where it measured faster than the variant's
+// own kernel (LutVariant::faster), or on every convolution it can run (tests, A/B timing).
+enum LutUse { kLutOff, kLutWhenFaster, kLutAlways };
+
 // Plan for geometry s with P activation planes (P = 1 for XnorConv); false when the LUT
 // kernels cannot run it (P > 4). step_off must hold KH*KW*ceil(Cg/(4/P)) entries.
 bool MakeLutPlan(const xnor::ConvGeometry& s, int64_t P, LutPlan* p);
@@ -70,9 +75,12 @@ int64_t LutActivationBytes(const LutPlan& p);  // N*G*C4*sh*sw*pitch
 int64_t LutTableBytes(const LutPlan& p);       // G*blocks*steps*kLutM*kTableBytes
 
 // Activation bytes from packed XnorConv input x [N, H, W, G*Wg] (P = 1) or BitSerialConv
-// input [N, H, W, G*P*Wg]; the same function, P read from the plan.
+// input [N, H, W, G*P*Wg]; the same function, P read from the plan. LutActivationsOf writes
+// image n, group g only (the planes of different (n, g) are disjoint: run them in parallel).
 void LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
                     uint8_t* xb);
+void LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+                      uint8_t* xb, int64_t n, int64_t g);
 
 // Tables for XnorConv weights w [M, KH, KW, Wg]; entry = sum over the nibble's real channels of
 // s(x bit) * s(w bit), s(0) = +1, s(1) = -1. Sets p->max_entry.
@@ -92,8 +100,17 @@ void lut_conv2d_i8__scalar(const LutConvArgs&, int64_t, int64_t, int64_t, int64_
 void lut_conv2d_i8__avx2(const LutConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
 
 // Register-resident ceiling of the avx2 inner loop (vpshufb + vpaddb, tables and indices in
-// registers): returns the lookups done (multiply by 4 / P... see lut_check.cc for MAC units).
+// registers): returns the lookups done. A lookup is 4 binary multiply-adds (XnorConv), or
+// 4 / P multiply-adds of P-bit activations.
 int64_t lut_ceiling_lookups__avx2(int64_t iters);
+// The same in binary multiply-adds (the XnorConv variant table's CeilingFn).
+int64_t lut_ceiling__avx2(int64_t iters);
+
+// Geometries where the LUT kernel measured faster than a variant's own kernel (1 thread, this
+// repository's tools/lut_check.sh on ResNet-18 shapes): against avx2 XOR-popcount, and against
+// avx512vpopcnt.
+bool LutBeatsAvx2(const xnor::ConvGeometry& s);
+bool LutBeatsAvx512(const xnor::ConvGeometry& s);
 
 }  // namespace lut
 }  // namespace qcompile

@@ -56,48 +56,64 @@ void LutStepOffsets(const xnor::ConvGeometry& s, const LutPlan& p, int64_t* step
 int64_t LutActivationBytes(const LutPlan& p) { return p.N * p.G * p.C4 * p.sh * p.sw * p.pitch; }
 int64_t LutTableBytes(const LutPlan& p) { return p.G * p.blocks * p.steps * kLutM * kTableBytes; }
 
-void LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
-                    uint8_t* xb) {
+void LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+                      uint8_t* xb, int64_t n, int64_t g) {
   const int64_t P = p.planes, pn = p.per_nibble, phases = s.sh * s.sw;
   const int64_t real = p.Hq * p.Wq;
-  for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t g = 0; g < s.G; ++g) {
-      uint8_t* base = xb + (n * s.G + g) * p.C4 * phases * p.pitch;
-      for (int64_t rh = 0; rh < s.sh; ++rh)
-        for (int64_t rw = 0; rw < s.sw; ++rw) {
-          uint8_t* phase = base + (rh * s.sw + rw) * p.pitch;
-          const int64_t c4_step = phases * p.pitch;
-          for (int64_t c4 = 0; c4 < p.C4; ++c4)
-            std::memset(phase + c4 * c4_step + real, kPadByte, p.pitch - real);
-          for (int64_t qh = 0; qh < p.Hq; ++qh) {
-            const int64_t ih = qh * s.sh + rh - s.pt;
-            for (int64_t qw = 0; qw < p.Wq; ++qw) {
-              const int64_t iw = qw * s.sw + rw - s.pl;
-              uint8_t* dst = phase + qh * p.Wq + qw;
-              if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
-                for (int64_t c4 = 0; c4 < p.C4; ++c4) dst[c4 * c4_step] = kPadByte;
-                continue;
-              }
-              const uint64_t* px = x + ((n * s.H + ih) * s.W + iw) * s.XW + g * P * s.Wg;
-              if (P == 1) {  // a nibble is 4 consecutive channels of one word
-                for (int64_t c4 = 0; c4 < p.C4; ++c4)
-                  dst[c4 * c4_step] = static_cast<uint8_t>((px[c4 >> 4] >> ((c4 & 15) * 4)) & 15);
-                continue;
-              }
-              // Bit i*P + q of the nibble: plane q of channel c4*pn + i.
-              for (int64_t c4 = 0; c4 < p.C4; ++c4) {
-                int v = 0;
-                for (int64_t i = 0; i < pn; ++i) {
-                  const int64_t c = c4 * pn + i;
-                  if (c >= s.Cg) break;
-                  for (int64_t q = 0; q < P; ++q) v |= Bit(px + q * s.Wg, c) << (i * P + q);
-                }
-                dst[c4 * c4_step] = static_cast<uint8_t>(v);
-              }
+  uint8_t* base = xb + (n * s.G + g) * p.C4 * phases * p.pitch;
+  const int64_t c4_step = phases * p.pitch;
+  for (int64_t rh = 0; rh < s.sh; ++rh)
+    for (int64_t rw = 0; rw < s.sw; ++rw) {
+      uint8_t* phase = base + (rh * s.sw + rw) * p.pitch;
+      for (int64_t c4 = 0; c4 < p.C4; ++c4)
+        std::memset(phase + c4 * c4_step + real, kPadByte, p.pitch - real);
+      for (int64_t qh = 0; qh < p.Hq; ++qh) {
+        const int64_t ih = qh * s.sh + rh - s.pt;
+        for (int64_t qw = 0; qw < p.Wq; ++qw) {
+          const int64_t iw = qw * s.sw + rw - s.pl;
+          uint8_t* dst = phase + qh * p.Wq + qw;
+          if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
+            for (int64_t c4 = 0; c4 < p.C4; ++c4) dst[c4 * c4_step] = kPadByte;
+            continue;
+          }
+          const uint64_t* px = x + ((n * s.H + ih) * s.W + iw) * s.XW + g * P * s.Wg;
+          if (P == 1) {  // a nibble is 4 consecutive channels of one word
+            for (int64_t c4 = 0; c4 < p.C4; ++c4)
+              dst[c4 * c4_step] = static_cast<uint8_t>((px[c4 >> 4] >> ((c4 & 15) * 4)) & 15);
+            continue;
+          }
+          // Bit i*P + q of the nibble: plane q of channel c4*pn + i.
+          for (int64_t c4 = 0; c4 < p.C4; ++c4) {
+            int v = 0;
+            for (int64_t i = 0; i < pn; ++i) {
+              const int64_t c = c4 * pn + i;
+              if (c >= s.Cg) break;
+              for (int64_t q = 0; q < P; ++q) v |= Bit(px + q * s.Wg, c) << (i * P + q);
             }
+            dst[c4 * c4_step] = static_cast<uint8_t>(v);
           }
         }
+      }
     }
+}
+
+void LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+                    uint8_t* xb) {
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t g = 0; g < s.G; ++g) LutActivationsOf(s, p, x, xb, n, g);
+}
+
+// Measured (tools/lut_check.sh variants + bench, 1 thread, Xeon Sapphire Rapids host): against
+// avx2, the LUT kernel wins where a layer has many output positions per image (its tables are
+// read once per 64 positions): 3x3 at 56x56 (1.2-1.7x), ~even at 28x28, 0.3-0.5x at 14x14 and
+// 7x7; 1x1 at 56x56 / 28x28 / 14x14 1.2-1.45x. Against avx512vpopcnt only 1x1 layers with
+// >= 28x28 outputs (2.3x / 1.8x).
+bool LutBeatsAvx2(const xnor::ConvGeometry& s) {
+  const int64_t positions = s.OH * (s.OW + ((s.KW - 1) * s.dw) / s.sw);
+  return s.KH * s.KW == 1 ? positions >= 192 : positions >= 1024;
+}
+bool LutBeatsAvx512(const xnor::ConvGeometry& s) {
+  return s.KH * s.KW == 1 && s.OH * s.OW >= 784;
 }
 
 void LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables) {

@@ -172,11 +172,23 @@ bool RunTapConcat(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvA
   return true;
 }
 
-// Runs the selected kernel: tap-concatenated when `concat` (the op's setting) and it applies,
-// else directly. Weights are laid out here, per call, unless prepared at kernel creation.
+// Runs the selected kernel: the variant's table-lookup kernel when `lut` (the op's setting)
+// chooses it, else tap-concatenated when `concat` (the op's setting) and it applies, else
+// directly; a forced tap concatenation (tests of that path) goes before the LUT kernel.
+// Weights are laid out here, per call, unless prepared at kernel creation.
 void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs args,
              const ConstWeights* prepared, int concat = kTapConcatOff,
-             const ConcatWeights* concat_prepared = nullptr) {
+             const ConcatWeights* concat_prepared = nullptr, const LutState* lut = nullptr) {
+  if (concat == kTapConcatForce && RunTapConcat(ctx, v, args, concat_prepared, concat)) return;
+  if (lut && v.lut && lut::LutChosen(lut->use, v.lut_faster, args.geo, 1)) {
+    lut::LutTables scratch;
+    const lut::LutTables* t =
+        lut->cache->Get(args.geo, lut::LutOperands{}, args.w, prepared != nullptr, &scratch);
+    if (t) {
+      lut::RunLut(ctx, v.lut, args.geo, 1, *t, args.x, args.scale, args.bias, args.y, args.d);
+      return;
+    }
+  }
   if (RunTapConcat(ctx, v, args, concat_prepared, concat)) return;
   const xnor::ConvGeometry& s = args.geo;
   std::vector<uint64_t> blocked;
@@ -219,6 +231,13 @@ void ConcatWeights::Prepare(const OrtKernelInfo* info, const xnor::XnorVariant* 
   shape = ws;
   laid_out = LayoutWeights(v->weights, w2.data(), s.M, s.G, s.KH * Words(s.KW * s.Cg));
   tap_pop = std::move(pop);
+}
+
+lut::LutUse LutUseFor(const xnor::XnorVariant* v) {
+  if (!v) return lut::kLutOff;
+  const char* e = std::getenv("QCOMPILE_LUT");
+  if (v->lut_use == lut::kLutWhenFaster && e && std::strcmp(e, "0") == 0) return lut::kLutOff;
+  return v->lut_use;
 }
 
 const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init_error) {
@@ -375,6 +394,7 @@ XnorConvOp::XnorConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
     if (variant_) const_w_.Prepare(info, variant_->weights, attrs_.group);
     tap_concat_ = TapConcatMode();
     concat_w_.Prepare(info, variant_, attrs_, tap_concat_);
+    lut_.use = LutUseFor(variant_);
   });
 }
 
@@ -397,7 +417,7 @@ Ort::Status XnorConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
     }
     xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
     RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws), tap_concat_,
-            concat_w_.Get(w.Data(), ws));
+            concat_w_.Get(w.Data(), ws), &lut_);
   });
 }
 
@@ -415,6 +435,7 @@ XnorConvThresholdOp::XnorConvThresholdOp(const OrtApi* api, const OrtKernelInfo*
               if (variant_) const_w_.Prepare(info, variant_->weights, attrs_.group);
               tap_concat_ = TapConcatMode();
               concat_w_.Prepare(info, variant_, attrs_, tap_concat_);
+              lut_.use = LutUseFor(variant_);
             });
 }
 
@@ -445,7 +466,7 @@ Ort::Status XnorConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Tensor&
       xnor::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, nullptr, nullptr, nullptr};
       args.d = d.get();
       RunConv(ctx, *variant_, args, const_w_.Get(w.Data(), ws), tap_concat_,
-              concat_w_.Get(w.Data(), ws));
+              concat_w_.Get(w.Data(), ws), &lut_);
     } else {
       std::fill(d.get(), d.get() + s.N * s.M * s.OH * s.OW, 0);  // every tap is padding
     }
@@ -635,3 +656,4 @@ Ort::Status XnorGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
 extern "C" __attribute__((visibility("default"))) uint64_t qcompile_xnor_tap_concat_runs(void) {
   return qcompile::g_tap_concat_runs.load(std::memory_order_relaxed);
 }
+

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "../common/conv_attrs.h"
 #include "../common/op_util.h"
+#include "../lut/lut_run.h"
 #include "xnor_variants.h"
 
 namespace qcompile {
@@ -57,6 +59,16 @@ std::vector<uint64_t> LayoutWeights(xnor::WeightLayout layout, const uint64_t* w
 // ("<label>: ...") when none.
 const xnor::XnorVariant* PickVariant(const std::string& label, std::string* init_error);
 
+// When a new kernel of variant v runs the table-lookup kernel: v->lut_use, except that
+// QCOMPILE_LUT=0 turns kLutWhenFaster off (A/B timing of the variant's own kernel).
+lut::LutUse LutUseFor(const xnor::XnorVariant* v);
+
+// The LUT side of an XnorConv-family op: when it runs, and its constant W's tables.
+struct LutState {
+  lut::LutUse use = lut::kLutOff;
+  std::unique_ptr<lut::LutTableCache> cache = std::make_unique<lut::LutTableCache>();
+};
+
 using U64Tensor = Ort::Custom::Tensor<uint64_t>;
 using F32Tensor = Ort::Custom::Tensor<float>;
 using I32Tensor = Ort::Custom::Tensor<int32_t>;
@@ -86,6 +98,7 @@ struct XnorConvOp {
   ConstWeights const_w_;
   ConcatWeights concat_w_;
   int tap_concat_ = kTapConcatOff;
+  LutState lut_;
 };
 
 struct XnorConvThresholdOp {
@@ -100,6 +113,7 @@ struct XnorConvThresholdOp {
   ConstWeights const_w_;
   ConcatWeights concat_w_;
   int tap_concat_ = kTapConcatOff;
+  LutState lut_;
 };
 
 struct PackedMaxPoolOp {

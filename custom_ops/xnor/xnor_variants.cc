@@ -23,11 +23,15 @@ bool HasAvx2() { return Cpu().avx2 && Cpu().popcnt; }
 constexpr ConvRowFn kAvx2 = xnor_conv2d_u64__avx2;
 constexpr CeilingFn kAvx2Ceiling = xnor_ceiling__avx2;
 constexpr bitserial::BitSerialRowFn kAvx2BitSerial = bitserial::bitserial_conv2d_u64__avx2;
+constexpr lut::LutTileFn kLutAvx2 = lut::lut_conv2d_i8__avx2;
+constexpr CeilingFn kLutAvx2Ceiling = lut::lut_ceiling__avx2;
 #else
 bool HasAvx2() { return false; }  // not an x86 build
 constexpr ConvRowFn kAvx2 = nullptr;
 constexpr CeilingFn kAvx2Ceiling = nullptr;
 constexpr bitserial::BitSerialRowFn kAvx2BitSerial = nullptr;
+constexpr lut::LutTileFn kLutAvx2 = nullptr;
+constexpr CeilingFn kLutAvx2Ceiling = nullptr;
 #endif
 #ifdef QCOMPILE_HAVE_AVX512
 bool HasAvx512Vpopcnt() { return Cpu().avx512f && Cpu().avx512vpopcntdq; }
@@ -52,17 +56,26 @@ constexpr CeilingFn kAvx512Ceiling = nullptr;
 // BitSerialConv has no AVX-512 kernel yet: that row runs the POPCNT one.
 using bitserial::bitserial_conv2d_u64__generic;
 using bitserial::bitserial_conv2d_u64__popcnt;
+// avx512vpopcnt and avx2 run the table-lookup kernel on the geometries where it measured
+// faster than their own (lut_kernel.h, LutBeatsAvx512 / LutBeatsAvx2; QCOMPILE_LUT=0 turns that
+// off for A/B timing); avx2_lut runs it on every convolution it can, so the sweeps test it.
+using lut::kLutAlways;
+using lut::kLutOff;
+using lut::kLutWhenFaster;
 const XnorVariant kVariants[] = {
     {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512,
-     kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false},
+     kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false, kLutAvx2, kLutWhenFaster,
+     lut::LutBeatsAvx512},
     {"avx512vpopcnt_csa", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false,
-     kAvx512Csa, kAvx512CsaCeiling, bitserial_conv2d_u64__popcnt, false},
+     kAvx512Csa, kAvx512CsaCeiling, bitserial_conv2d_u64__popcnt, false, nullptr, kLutOff, nullptr},
     {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kAvx2Ceiling,
-     kAvx2BitSerial, true},
+     kAvx2BitSerial, true, kLutAvx2, kLutWhenFaster, lut::LutBeatsAvx2},
+    {"avx2_lut", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kLutAvx2Ceiling,
+     kAvx2BitSerial, true, kLutAvx2, kLutAlways, nullptr},
     {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable,
-     xnor_ceiling__portable, bitserial_conv2d_u64__popcnt, false},
+     xnor_ceiling__portable, bitserial_conv2d_u64__popcnt, false, nullptr, kLutOff, nullptr},
     {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference, nullptr,
-     bitserial_conv2d_u64__generic, false},
+     bitserial_conv2d_u64__generic, false, nullptr, kLutOff, nullptr},
 };
 
 }  // namespace

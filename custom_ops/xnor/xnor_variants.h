@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../bitserial/bitserial_kernel.h"
+#include "../lut/lut_kernel.h"
 #include "xnor_kernel.h"
 
 namespace qcompile {
@@ -24,6 +25,13 @@ struct XnorVariant {
   // BitSerialArgs::xs / ::wb (split activations, nibble-blocked weights).
   bitserial::BitSerialRowFn bitserial;
   bool bitserial_split;
+  // The table-lookup kernel (custom_ops/lut/) this variant runs instead of `conv` on
+  // convolutions (not XnorGemm): never, where lut_faster says it measured faster, or always
+  // (where it can: <= 4 activation planes, int8 table entries). XnorConv and
+  // XnorConvThreshold; BitSerialConv only with kLutAlways for now.
+  lut::LutTileFn lut;
+  lut::LutUse lut_use;
+  bool (*lut_faster)(const ConvGeometry&);
 };
 
 // All variants, in order of preference (best first).

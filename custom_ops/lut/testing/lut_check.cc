@@ -5,16 +5,8 @@
 //     the scalar and the avx2 LUT kernels. Exit status 1 on any mismatch.
 //   bench: ResNet-18 3x3 and 1x1 shapes, 1 thread: the avx2 XOR-popcount kernel and the LUT
 //     kernel side by side (alternating rounds, medians), G MAC/s, and each against its ceiling.
-// Build (from the repository root):
-//   g++ -std=c++17 -O2 -mavx2 -mpopcnt -ffp-contract=off custom_ops/lut/testing/lut_check.cc \
-//     custom_ops/lut/*.cc custom_ops/xnor/xnor_reference.cc custom_ops/xnor/xnor_avx2.cc \
-//     custom_ops/xnor/xnor_variants.cc custom_ops/xnor/xnor_portable.cc \
-//     custom_ops/common/cpu_features.cc custom_ops/bitserial/bitserial_generic.cc \
-//     custom_ops/bitserial/bitserial_popcnt.cc custom_ops/bitserial/bitserial_avx2.cc \
-//     -DQCOMPILE_HAVE_AVX2 -o /tmp/lut_check
-//   (for the AVX-512 variants too: build xnor_avx512.cc and xnor_avx512_csa.cc to objects with
-//   -mavx512f -mavx512vpopcntdq, add them and -DQCOMPILE_HAVE_AVX512; tools/lut_check.sh does it)
-//   variants: every XnorConv variant of xnor_variants.cc on the same shapes, with its ceiling.
+// Build and run: bash tools/lut_check.sh [bench [rounds] | variants [rounds]] (g++ -mavx2, plus
+// the AVX-512 units with their own flags when the compiler has them; no onnxruntime needed).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
