@@ -133,11 +133,21 @@ bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitS
 }
 
 // Runs the variant's BitSerialConv kernel, after laying out X and W for it when it reads split
-// operands (tap-concatenated when that applies: `concat` holds W so laid out when constant).
+// operands (tap-concatenated when that applies: `concat` holds W so laid out when constant);
+// or the variant's table-lookup kernel when `lut` (the op's setting) is kLutAlways and the
+// planes fit it (<= 4 activation planes, int8 table entries). BitSerialConv has no measured
+// "when faster" rule yet, so kLutWhenFaster variants run their own kernel here.
 void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
-                  const ConstWeights* prepared, const ConstWeights* concat = nullptr) {
+                  const ConstWeights* prepared, const ConstWeights* concat = nullptr,
+                  const LutState* lut = nullptr) {
   xnor::ConvGeometry& s = a.geo;
   s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
+  if (lut && v.lut && lut->use == lut::kLutAlways && lut::LutChosen(lut->use, nullptr, s, a.P)) {
+    const lut::LutOperands o{a.P, a.Q, a.act_coeffs, a.weight_coeffs, a.weight_offset};
+    lut::LutTables scratch;
+    const lut::LutTables* t = lut->cache->Get(s, o, a.w, prepared != nullptr, &scratch);
+    if (t && lut::RunLut(ctx, v.lut, s, a.P, *t, a.x, a.scale, a.bias, a.y, nullptr)) return;
+  }
   if (v.bitserial_split) {
     if (TapConcatApplies(s)) {
       std::vector<uint64_t> w2, w2_blocked, x2;
@@ -484,6 +494,7 @@ BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) n
                    static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_);
     PrepareTapConcatWeights(info, variant_, attrs_,
                             static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_concat_);
+    lut_.use = LutUseFor(variant_);
   });
 }
 
@@ -513,7 +524,7 @@ Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     a.bias = bias.Data();
     a.y = out;
     RunBitSerial(ctx, *variant_, a, const_w_.Get(w.Data(), ws),
-                 const_w_concat_.Get(w.Data(), ws));
+                 const_w_concat_.Get(w.Data(), ws), &lut_);
   });
 }
 

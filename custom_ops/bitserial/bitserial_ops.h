@@ -51,6 +51,7 @@ struct BitSerialConvOp {
   const xnor::XnorVariant* variant_ = nullptr;
   ConstWeights const_w_;
   ConstWeights const_w_concat_;  // W with the taps of a kernel row concatenated (bitserial_ops.cc)
+  LutState lut_;
 };
 
 struct BitSerialGemmOp {

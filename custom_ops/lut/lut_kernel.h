@@ -77,17 +77,21 @@ int64_t LutTableBytes(const LutPlan& p);       // G*blocks*steps*kLutM*kTableByt
 // Activation bytes from packed XnorConv input x [N, H, W, G*Wg] (P = 1) or BitSerialConv
 // input [N, H, W, G*P*Wg]; the same function, P read from the plan. LutActivationsOf writes
 // image n, group g only (the planes of different (n, g) are disjoint: run them in parallel).
-void LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+// False when a pad bit (past Cg in a last word) is set: outside SPEC, the popcount kernels
+// would count it and the tables do not, so the caller runs another kernel.
+bool LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
                     uint8_t* xb);
-void LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+bool LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
                       uint8_t* xb, int64_t n, int64_t g);
 
 // Tables for XnorConv weights w [M, KH, KW, Wg]; entry = sum over the nibble's real channels of
-// s(x bit) * s(w bit), s(0) = +1, s(1) = -1. Sets p->max_entry.
-void LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables);
+// s(x bit) * s(w bit), s(0) = +1, s(1) = -1. Sets p->max_entry. False when a pad bit of W
+// is set (see LutActivations).
+bool LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables);
 
 // Tables for BitSerialConv weights w [M, KH, KW, Q*Wg]; entry = sum over the nibble's channels
-// of v_act * v_w (SPEC "bit planes"). Returns false (tables unusable) when an entry passes 127.
+// of v_act * v_w (SPEC "bit planes"). False (tables unusable) when an entry passes 127 or a
+// pad bit of W is set.
 bool LutTablesBitSerial(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int64_t Q,
                         const int64_t* act_coeffs, const int64_t* weight_coeffs,
                         int64_t weight_offset, int8_t* tables);

@@ -16,6 +16,13 @@ inline int Bit(const uint64_t* row, int64_t c) {
   return static_cast<int>((row[c >> 6] >> (c & 63)) & 1);
 }
 
+// The pad bits of a channel row's last word (0 when Cg is a multiple of 64). The tables count
+// only real channels, while the popcount kernels count whole words: a set pad bit (outside
+// SPEC) would make the results differ, so the LUT path is not taken then (as tap concatenation).
+inline uint64_t PadMask(int64_t Cg) {
+  return Cg % 64 == 0 ? 0 : ~((uint64_t{1} << (Cg % 64)) - 1);
+}
+
 }  // namespace
 
 bool MakeLutPlan(const xnor::ConvGeometry& s, int64_t P, LutPlan* p) {
@@ -56,9 +63,11 @@ void LutStepOffsets(const xnor::ConvGeometry& s, const LutPlan& p, int64_t* step
 int64_t LutActivationBytes(const LutPlan& p) { return p.N * p.G * p.C4 * p.sh * p.sw * p.pitch; }
 int64_t LutTableBytes(const LutPlan& p) { return p.G * p.blocks * p.steps * kLutM * kTableBytes; }
 
-void LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+bool LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
                       uint8_t* xb, int64_t n, int64_t g) {
   const int64_t P = p.planes, pn = p.per_nibble, phases = s.sh * s.sw;
+  const uint64_t pad = PadMask(s.Cg);
+  uint64_t pad_bits = 0;
   const int64_t real = p.Hq * p.Wq;
   uint8_t* base = xb + (n * s.G + g) * p.C4 * phases * p.pitch;
   const int64_t c4_step = phases * p.pitch;
@@ -77,6 +86,7 @@ void LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint6
             continue;
           }
           const uint64_t* px = x + ((n * s.H + ih) * s.W + iw) * s.XW + g * P * s.Wg;
+          for (int64_t q = 0; q < P; ++q) pad_bits |= px[q * s.Wg + s.Wg - 1] & pad;
           if (P == 1) {  // a nibble is 4 consecutive channels of one word
             for (int64_t c4 = 0; c4 < p.C4; ++c4)
               dst[c4 * c4_step] = static_cast<uint8_t>((px[c4 >> 4] >> ((c4 & 15) * 4)) & 15);
@@ -95,12 +105,15 @@ void LutActivationsOf(const xnor::ConvGeometry& s, const LutPlan& p, const uint6
         }
       }
     }
+  return pad_bits == 0;
 }
 
-void LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
+bool LutActivations(const xnor::ConvGeometry& s, const LutPlan& p, const uint64_t* x,
                     uint8_t* xb) {
+  bool clean = true;
   for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t g = 0; g < s.G; ++g) LutActivationsOf(s, p, x, xb, n, g);
+    for (int64_t g = 0; g < s.G; ++g) clean &= LutActivationsOf(s, p, x, xb, n, g);
+  return clean;
 }
 
 // Measured (tools/lut_check.sh variants + bench, 1 thread, Xeon Sapphire Rapids host): against
@@ -116,15 +129,17 @@ bool LutBeatsAvx512(const xnor::ConvGeometry& s) {
   return s.KH * s.KW == 1 && s.OH * s.OW >= 784;
 }
 
-void LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables) {
+bool LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables) {
   std::memset(tables, 0, static_cast<size_t>(LutTableBytes(*p)));
   int64_t max_entry = 0;
+  const uint64_t pad = PadMask(s.Cg);
   for (int64_t g = 0; g < s.G; ++g)
     for (int64_t m = 0; m < s.Mg; ++m) {
       const int64_t b = m / kLutM, j = m % kLutM;
       int8_t* block = tables + (g * p->blocks + b) * p->steps * kLutM * kTableBytes;
       for (int64_t t = 0; t < s.KH * s.KW; ++t) {
         const uint64_t* wrow = w + ((g * s.Mg + m) * s.KH * s.KW + t) * s.Wg;
+        if (wrow[s.Wg - 1] & pad) return false;
         for (int64_t c4 = 0; c4 < p->C4; ++c4) {
           int8_t* table = block + ((t * p->C4 + c4) * kLutM + j) * kTableBytes;
           for (int idx = 0; idx < 16; ++idx) {
@@ -138,6 +153,7 @@ void LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, i
       }
     }
   p->max_entry = max_entry;
+  return true;
 }
 
 bool LutTablesBitSerial(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int64_t Q,
@@ -146,12 +162,15 @@ bool LutTablesBitSerial(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t*
   std::memset(tables, 0, static_cast<size_t>(LutTableBytes(*p)));
   const int64_t P = p->planes, pn = p->per_nibble;
   int64_t max_entry = 0;
+  const uint64_t pad = PadMask(s.Cg);
   for (int64_t g = 0; g < s.G; ++g)
     for (int64_t m = 0; m < s.Mg; ++m) {
       const int64_t b = m / kLutM, j = m % kLutM;
       int8_t* block = tables + (g * p->blocks + b) * p->steps * kLutM * kTableBytes;
       for (int64_t t = 0; t < s.KH * s.KW; ++t) {
         const uint64_t* wrow = w + ((g * s.Mg + m) * s.KH * s.KW + t) * Q * s.Wg;
+        for (int64_t q = 0; q < Q; ++q)
+          if (wrow[q * s.Wg + s.Wg - 1] & pad) return false;
         for (int64_t c4 = 0; c4 < p->C4; ++c4) {
           int64_t vw[4] = {0, 0, 0, 0};
           for (int64_t i = 0; i < pn && c4 * pn + i < s.Cg; ++i) {

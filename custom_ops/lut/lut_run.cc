@@ -23,7 +23,7 @@ bool BuildTables(const xnor::ConvGeometry& s, const LutOperands& o, const uint64
   if (!MakeLutPlan(s, o.P, &p)) return false;
   t->tables.assign(static_cast<size_t>(LutTableBytes(p)), 0);
   if (!o.act_coeffs) {
-    LutTablesXnor(s, &p, w, t->tables.data());
+    if (!LutTablesXnor(s, &p, w, t->tables.data())) return false;
   } else if (!LutTablesBitSerial(s, &p, w, o.Q, o.act_coeffs, o.weight_coeffs, o.weight_offset,
                                  t->tables.data())) {
     return false;
@@ -43,20 +43,23 @@ const LutTables* LutTableCache::Get(const xnor::ConvGeometry& s, const LutOperan
   return ok_ ? &tables_ : nullptr;
 }
 
-void RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, int64_t P,
+bool RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, int64_t P,
             const LutTables& t, const uint64_t* x, const float* scale, const float* bias,
             float* y, int32_t* d) {
-  g_lut_runs.fetch_add(1, std::memory_order_relaxed);
   LutPlan p;
   MakeLutPlan(s, P, &p);
   p.max_entry = t.max_entry;
   std::vector<int64_t> step_off(static_cast<size_t>(p.steps));
   LutStepOffsets(s, p, step_off.data());
   std::vector<uint8_t> xb(static_cast<size_t>(LutActivationBytes(p)));
+  std::atomic<bool> clean{true};
   ParallelFor(ctx, static_cast<size_t>(s.N * s.G), [&](size_t i) {
     const int64_t k = static_cast<int64_t>(i);
-    LutActivationsOf(s, p, x, xb.data(), k / s.G, k % s.G);
+    if (!LutActivationsOf(s, p, x, xb.data(), k / s.G, k % s.G))
+      clean.store(false, std::memory_order_relaxed);
   });
+  if (!clean.load()) return false;
+  g_lut_runs.fetch_add(1, std::memory_order_relaxed);
   LutConvArgs a{p, xb.data(), t.tables.data(), step_off.data(), scale, bias, y, d};
   const int64_t chunks = (p.vcount + kTaskPx - 1) / kTaskPx;
   ParallelFor(ctx, static_cast<size_t>(s.N * s.G * p.blocks * chunks), [&](size_t i) {
@@ -68,6 +71,7 @@ void RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, in
     const int64_t v0 = c * kTaskPx;
     fn(a, k / s.G, k % s.G, b, v0, v0 + kTaskPx < p.vcount ? v0 + kTaskPx : p.vcount);
   });
+  return true;
 }
 
 }  // namespace lut

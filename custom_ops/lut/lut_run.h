@@ -30,12 +30,14 @@ struct LutOperands {
 bool LutChosen(LutUse use, bool (*faster)(const xnor::ConvGeometry&), const xnor::ConvGeometry& s,
                int64_t P);
 
-// Tables for W; false when an entry does not fit int8 (the op then runs its own kernel).
+// Tables for W; false when an entry does not fit int8 or a pad bit of W is set (the op then
+// runs its own kernel).
 bool BuildTables(const xnor::ConvGeometry& s, const LutOperands& o, const uint64_t* w,
                  LutTables* t);
 
-// D (or y = float(D) * scale + bias) of the whole convolution with kernel fn.
-void RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, int64_t P,
+// D (or y = float(D) * scale + bias) of the whole convolution with kernel fn; false, having
+// written nothing, when a pad bit of x is set.
+bool RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, int64_t P,
             const LutTables& t, const uint64_t* x, const float* scale, const float* bias,
             float* y, int32_t* d);
 

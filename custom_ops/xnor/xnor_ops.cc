@@ -184,10 +184,9 @@ void RunConv(OrtKernelContext* ctx, const xnor::XnorVariant& v, xnor::ConvArgs a
     lut::LutTables scratch;
     const lut::LutTables* t =
         lut->cache->Get(args.geo, lut::LutOperands{}, args.w, prepared != nullptr, &scratch);
-    if (t) {
-      lut::RunLut(ctx, v.lut, args.geo, 1, *t, args.x, args.scale, args.bias, args.y, args.d);
+    if (t && lut::RunLut(ctx, v.lut, args.geo, 1, *t, args.x, args.scale, args.bias, args.y,
+                         args.d))
       return;
-    }
   }
   if (RunTapConcat(ctx, v, args, concat_prepared, concat)) return;
   const xnor::ConvGeometry& s = args.geo;
