@@ -107,6 +107,33 @@ def test_lut_pad_bits_fall_back():
     assert not _runs_lut(attrs, feeds, want, "avx2_lut")
 
 
+def _bitserial_case(c, m, hw, aprec, wprec, n=2):
+    rng = np.random.default_rng(3)
+    acts = _operands(rng, (n, c, hw, hw), *aprec)
+    _, wp, wcoeffs, woff = _weights(rng, (m, c, 3, 3), wprec)
+    xp = bitserial.quantize_pack(
+        acts.astype(np.float32), scale=1.0, bitwidth=aprec[0], signed=int(aprec[1])
+    )
+    geo = dict(in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    planes = dict(act_coeffs=_act_coeffs(*aprec), weight_coeffs=wcoeffs, weight_offset=woff)
+    scale = rng.uniform(-1, 1, m).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    ref_geo = {**geo, "kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}
+    want = bitserial.bitserial_conv(xp, wp, scale, bias, **ref_geo, **planes)
+    return geo, planes, {"X": xp, "W": wp, "scale": scale, "bias": bias}, want
+
+
+def _bitserial_runs_lut(geo, planes, feeds, want, variant, inits=(), env=None) -> bool:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in (env or {}).items():
+            mp.setenv(k, v)
+        sess = bs_session("BitSerialConv", TYPES4, F32, 2, variant, inits, **geo, **planes)
+    before = lut_runs()
+    (y,) = sess.run(None, {k: v for k, v in feeds.items() if not (inits and k == "W")})
+    assert bits_equal(y, want)
+    return lut_runs() == before + 1
+
+
 @needs_avx2
 @pytest.mark.parametrize(
     "aprec,wprec,lut",
@@ -119,26 +146,23 @@ def test_lut_pad_bits_fall_back():
     ids=["w2a2", "a1w2", "a2w1", "a4w4-fallback"],
 )
 def test_lut_bitserial(aprec, wprec, lut):
-    c, m, hw = 37, 11, 7
-    rng = np.random.default_rng(3)
-    acts = _operands(rng, (2, c, hw, hw), *aprec)
-    _, wp, wcoeffs, woff = _weights(rng, (m, c, 3, 3), wprec)
-    xp = bitserial.quantize_pack(
-        acts.astype(np.float32), scale=1.0, bitwidth=aprec[0], signed=int(aprec[1])
-    )
-    geo = dict(in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    planes = dict(act_coeffs=_act_coeffs(*aprec), weight_coeffs=wcoeffs, weight_offset=woff)
-    scale = rng.uniform(-1, 1, m).astype(np.float32)
-    bias = rng.standard_normal(m).astype(np.float32)
-    ref_geo = {**geo, "kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}
-    want = bitserial.bitserial_conv(xp, wp, scale, bias, **ref_geo, **planes)
-    for inits in [(), (onnx.numpy_helper.from_array(wp, "W"),)]:
-        sess = bs_session("BitSerialConv", TYPES4, F32, 2, "avx2_lut", inits, **geo, **planes)
-        feeds = {"X": xp, "W": wp, "scale": scale, "bias": bias}
-        before = lut_runs()
-        (y,) = sess.run(None, {k: v for k, v in feeds.items() if not (inits and k == "W")})
-        assert bits_equal(y, want)
-        assert (lut_runs() == before + 1) == lut
+    geo, planes, feeds, want = _bitserial_case(37, 11, 7, aprec, wprec)
+    for inits in [(), (onnx.numpy_helper.from_array(feeds["W"], "W"),)]:
+        assert _bitserial_runs_lut(geo, planes, feeds, want, "avx2_lut", inits) == lut
+
+
+@pytest.mark.parametrize(
+    "variant,hw,chosen",
+    [("avx2", 28, True), ("avx2", 14, False), ("avx512vpopcnt", 7, True)],
+)
+def test_lut_bitserial_default_rule(variant, hw, chosen):
+    """avx2 takes the LUT kernel where it beat the split kernel (3x3 with >= 784 positions);
+    the avx512 rows, whose BitSerialConv is the plain POPCNT kernel, wherever it can run."""
+    if not any(v.name == variant and v.supported for v in VARIANTS):
+        pytest.skip(f"CPU cannot run variant {variant}")
+    geo, planes, feeds, want = _bitserial_case(32, 8, hw, (2, False), (2, True), n=1)
+    assert _bitserial_runs_lut(geo, planes, feeds, want, variant) == chosen
+    assert not _bitserial_runs_lut(geo, planes, feeds, want, variant, env={"QCOMPILE_LUT": "0"})
 
 
 @needs_avx2

@@ -134,15 +134,14 @@ bool RunSplit(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitS
 
 // Runs the variant's BitSerialConv kernel, after laying out X and W for it when it reads split
 // operands (tap-concatenated when that applies: `concat` holds W so laid out when constant);
-// or the variant's table-lookup kernel when `lut` (the op's setting) is kLutAlways and the
-// planes fit it (<= 4 activation planes, int8 table entries). BitSerialConv has no measured
-// "when faster" rule yet, so kLutWhenFaster variants run their own kernel here.
+// or the variant's table-lookup kernel when `lut` (the op's setting) chooses it and the planes
+// fit it (<= 4 activation planes, int8 table entries).
 void RunBitSerial(OrtKernelContext* ctx, const xnor::XnorVariant& v, bitserial::BitSerialArgs a,
                   const ConstWeights* prepared, const ConstWeights* concat = nullptr,
                   const LutState* lut = nullptr) {
   xnor::ConvGeometry& s = a.geo;
   s.blocks_per_group = (s.Mg + xnor::kBlockM - 1) / xnor::kBlockM;
-  if (lut && v.lut && lut->use == lut::kLutAlways && lut::LutChosen(lut->use, nullptr, s, a.P)) {
+  if (lut && v.lut && lut::LutChosen(lut->use, v.lut_bitserial_faster, s, a.P)) {
     const lut::LutOperands o{a.P, a.Q, a.act_coeffs, a.weight_coeffs, a.weight_offset};
     lut::LutTables scratch;
     const lut::LutTables* t = lut->cache->Get(s, o, a.w, prepared != nullptr, &scratch);

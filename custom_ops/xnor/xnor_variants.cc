@@ -57,25 +57,28 @@ constexpr CeilingFn kAvx512Ceiling = nullptr;
 using bitserial::bitserial_conv2d_u64__generic;
 using bitserial::bitserial_conv2d_u64__popcnt;
 // avx512vpopcnt and avx2 run the table-lookup kernel on the geometries where it measured
-// faster than their own (lut_kernel.h, LutBeatsAvx512 / LutBeatsAvx2; QCOMPILE_LUT=0 turns that
-// off for A/B timing); avx2_lut runs it on every convolution it can, so the sweeps test it.
+// faster than their own (lut_kernel.h, LutBeats*; QCOMPILE_LUT=0 turns that off for A/B
+// timing); avx2_lut runs it on every convolution it can, so the sweeps test it.
 using lut::kLutAlways;
 using lut::kLutOff;
 using lut::kLutWhenFaster;
 const XnorVariant kVariants[] = {
     {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512,
      kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false, kLutAvx2, kLutWhenFaster,
-     lut::LutBeatsAvx512},
+     lut::LutBeatsAvx512, lut::LutBeatsPopcnt},
     {"avx512vpopcnt_csa", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false,
-     kAvx512Csa, kAvx512CsaCeiling, bitserial_conv2d_u64__popcnt, false, nullptr, kLutOff, nullptr},
+     kAvx512Csa, kAvx512CsaCeiling, bitserial_conv2d_u64__popcnt, false, nullptr, kLutOff, nullptr,
+     nullptr},
     {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kAvx2Ceiling,
-     kAvx2BitSerial, true, kLutAvx2, kLutWhenFaster, lut::LutBeatsAvx2},
+     kAvx2BitSerial, true, kLutAvx2, kLutWhenFaster, lut::LutBeatsAvx2,
+     lut::LutBeatsAvx2BitSerial},
     {"avx2_lut", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kLutAvx2Ceiling,
-     kAvx2BitSerial, true, kLutAvx2, kLutAlways, nullptr},
+     kAvx2BitSerial, true, kLutAvx2, kLutAlways, nullptr, nullptr},
     {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable,
-     xnor_ceiling__portable, bitserial_conv2d_u64__popcnt, false, nullptr, kLutOff, nullptr},
+     xnor_ceiling__portable, bitserial_conv2d_u64__popcnt, false, nullptr, kLutOff, nullptr,
+     nullptr},
     {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference, nullptr,
-     bitserial_conv2d_u64__generic, false, nullptr, kLutOff, nullptr},
+     bitserial_conv2d_u64__generic, false, nullptr, kLutOff, nullptr, nullptr},
 };
 
 }  // namespace

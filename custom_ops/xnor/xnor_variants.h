@@ -25,13 +25,14 @@ struct XnorVariant {
   // BitSerialArgs::xs / ::wb (split activations, nibble-blocked weights).
   bitserial::BitSerialRowFn bitserial;
   bool bitserial_split;
-  // The table-lookup kernel (custom_ops/lut/) this variant runs instead of `conv` on
-  // convolutions (not XnorGemm): never, where lut_faster says it measured faster, or always
-  // (where it can: <= 4 activation planes, int8 table entries). XnorConv and
-  // XnorConvThreshold; BitSerialConv only with kLutAlways for now.
+  // The table-lookup kernel (custom_ops/lut/) this variant runs instead of its own on
+  // convolutions (not the Gemm ops): never, where lut_faster (XnorConv, XnorConvThreshold) /
+  // lut_bitserial_faster (BitSerialConv) says it measured faster, or always (where it can:
+  // <= 4 activation planes, int8 table entries, no pad bits set).
   lut::LutTileFn lut;
   lut::LutUse lut_use;
   bool (*lut_faster)(const ConvGeometry&);
+  bool (*lut_bitserial_faster)(const ConvGeometry&);
 };
 
 // All variants, in order of preference (best first).
