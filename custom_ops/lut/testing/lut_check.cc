@@ -351,7 +351,9 @@ int Bench(int rounds, int only) {
 }  // namespace
 
 // Every XnorConv variant of the table that this CPU runs, on the same shapes, alternating
-// rounds: microseconds (median) and G binary MAC/s, and each variant's own ceiling.
+// rounds: microseconds (median) and G binary MAC/s, and each variant's own ceiling. A variant
+// runs what the op would run: its LUT kernel (layout included) where its LutUse picks it
+// (marked *), else its row kernel.
 int BenchXnorVariants(int rounds) {
   size_t count = 0;
   const xnor::XnorVariant* vs = xnor::Variants(&count);
@@ -359,9 +361,9 @@ int BenchXnorVariants(int rounds) {
   for (size_t i = 0; i < count; ++i)
     if (vs[i].supported() && vs[i].weights != xnor::kWeightsPlain) run.push_back(&vs[i]);
   std::printf("%-16s", "shape");
-  for (const auto* v : run) std::printf(" %22s", v->name);
+  for (const auto* v : run) std::printf(" %23s", v->name);
   std::printf("\n%-16s", "ceiling G/s");
-  for (const auto* v : run) std::printf(" %22.0f", xnor::PopcountCeiling(v->name, 0.5) / 1e9);
+  for (const auto* v : run) std::printf(" %23.0f", xnor::PopcountCeiling(v->name, 0.5) / 1e9);
   std::printf("\n");
   const Shape shapes[] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3},
                           {64, 56, 1}, {128, 28, 1}, {256, 14, 1}, {512, 7, 1}};
@@ -389,14 +391,27 @@ int BenchXnorVariants(int rounds) {
         wb2[((m / 8) * taps + t) * 16 + m % 8] = v & xnor::kLowNibbles;
         wb2[((m / 8) * taps + t) * 16 + 8 + m % 8] = (v >> 4) & xnor::kLowNibbles;
       }
+    Lut l;
+    PlanLut(s, 1, &l);
+    lut::LutTablesXnor(s, &l.plan, w.data(), l.tables.data());
+    const lut::LutConvArgs la = l.Args(sc.data(), bi.data(), y.data(), nullptr);
     std::vector<std::vector<double>> times(run.size());
+    std::vector<bool> uses_lut(run.size());
     for (int r = 0; r < rounds; ++r)
       for (size_t i = 0; i < run.size(); ++i) {
         const xnor::XnorVariant& v = *run[i];
         const bool nib = v.weights == xnor::kWeightsBlockedNibbles;
         xnor::ConvArgs xa{s, x.data(), w.data(), nib ? wb2.data() : wb1.data(), xs.data(),
                           sc.data(), bi.data(), y.data()};
+        uses_lut[i] = v.lut && (v.lut_use == lut::kLutAlways ||
+                                (v.lut_use == lut::kLutWhenFaster && v.lut_faster(s)));
         const Clock::time_point t0 = Clock::now();
+        if (uses_lut[i]) {
+          lut::LutActivations(s, l.plan, x.data(), l.xb.data());
+          RunLut(v.lut, la);
+          times[i].push_back(Seconds(t0));
+          continue;
+        }
         if (v.split_x)
           for (size_t k = 0; k < x.size(); ++k) {
             xs[2 * k] = x[k] & xnor::kLowNibbles;
@@ -410,7 +425,7 @@ int BenchXnorVariants(int rounds) {
     std::printf("%-16s", name);
     for (size_t i = 0; i < run.size(); ++i) {
       const double t = Median(times[i]);
-      std::printf(" %9.1f us %5.0f G/s", t * 1e6, macs / t / 1e9);
+      std::printf(" %9.1f us %5.0f G/s%c", t * 1e6, macs / t / 1e9, uses_lut[i] ? '*' : ' ');
     }
     std::printf("\n");
   }
