@@ -61,10 +61,17 @@ def print_parity(report) -> None:
             f"(relative {o.rel_error:.3g}, bound {report.rtol:g}){top1}",
             highlight=False,
         )
+    for layer in report.layers or []:
+        mark = "[green]ok[/]" if layer.passed else "[red]MISMATCH[/]"
+        error = f"{int(layer.max_abs_error)} bits differ" if layer.encoding == "sign-bits" else \
+            f"max |error| {layer.max_abs_error:.3g}"
+        console.print(f"  {mark} layer {layer.layer!r} ({layer.compiled_node} vs {layer.reference_node}, "
+                      f"{layer.encoding}): {error}", highlight=False)
     if report.first_divergence is not None:
         d = report.first_divergence
+        where = f"layer {d.layer!r}: " if d.layer else ""
         console.print(
-            f"  first divergence: tensor {d.tensor!r} (reference node {d.reference_node!r}, compiled node "
+            f"  first divergence: {where}tensor {d.tensor!r} (reference node {d.reference_node!r}, compiled node "
             f"{d.compiled_node!r}), max |error| {d.max_abs_error:.3g}",
             highlight=False,
         )
@@ -212,7 +219,7 @@ def _register_train() -> None:
 
         @main.command("train", context_settings={"ignore_unknown_options": True})
         @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-        def train(args) -> None:  # noqa: ARG001
+        def train(args) -> None:
             """Train a low-bit model (needs torch)."""
             _fail(QCompileError(f"training needs PyTorch: {missing}"))
 

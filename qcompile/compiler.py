@@ -11,11 +11,13 @@ import onnx
 import onnx_ir as ir
 
 from qcompile.analysis import Layer, analyze_model
+from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
+from qcompile.base.ir_readers import const_array
+from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
 from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
 from qcompile.modelio import load_proto, save_atomic
-from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS, const_array
-from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
-from qcompile.passes.pipeline import CompileOptions, run_frontend, run_pipeline
+from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_frontend
+from qcompile.passes.report import CompileReport
 from qcompile.verify import VerifyReport, verify
 
 SUPPORTED_WBITS = (1, 2, 3, 4)
@@ -50,6 +52,7 @@ class CompileResult:
     parity: VerifyReport | None = None
     ptq: object | None = None  # ptq.PtqReport when the input was a float model
     reference: onnx.ModelProto | None = None  # what parity was checked against (the PTQ model for floats)
+    report: CompileReport | None = None  # what each rule and pass declined to do, and why
 
 
 def _bits_text(bits: int | None) -> str:
@@ -135,8 +138,11 @@ def _binary_ops(layer: Layer, out_shape: list[int | None] | None) -> int | None:
     return per_output * int(np.prod(out_shape[1:]))
 
 
-def layer_rows(reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None) -> list[LayerRow]:
-    """The table: one row per conv/dense layer, before -> after."""
+def layer_rows(
+    reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None, report: CompileReport | None = None
+) -> list[LayerRow]:
+    """The table: one row per conv/dense layer, before -> after; why a layer stays float comes from
+    the compile report (what the lowering rules said), else from the layer's analysis."""
     lowered = {}
     if compiled is not None:
         lowered = {
@@ -158,7 +164,8 @@ def layer_rows(reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Mod
                          kernel, layer.float_weight_bytes, _packed_bytes(node), _binary_ops(layer, out_shape))
             )
         else:
-            note = layer.reason if compiled is not None or not layer.target else f"-> {layer.target}"
+            reason = (report.layer_reason(layer.name) if report is not None else None) or layer.reason
+            note = reason if compiled is not None or not layer.target else f"-> {layer.target}"
             rows.append(
                 LayerRow(layer.name, layer.op_type, layer.op_type, _bits_text(layer.weight.bits),
                          _bits_text(layer.input.bits), kernel, layer.float_weight_bytes,
@@ -194,7 +201,7 @@ def default_output_path(path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".q.onnx")
 
 
-def compile(  # noqa: A001 - the package's verb
+def compile(
     model: str | os.PathLike | onnx.ModelProto,
     output: str | os.PathLike | None = None,
     *,
@@ -217,9 +224,9 @@ def compile(  # noqa: A001 - the package's verb
         proto, ptq_report = _post_training_quantize(proto, wbits, abits, calib)
         layers = analyze_model(ir.serde.deserialize_model(proto))
     wbits, abits = check_bit_widths(layers, wbits, abits)
-    compiled_ir = run_pipeline(ir.serde.deserialize_model(proto), CompileOptions(wbits, abits))
-    compiled = ir.serde.serialize_model(compiled_ir)
-    result = CompileResult(compiled, layer_rows(proto, layers, compiled_ir), wbits, abits)
+    run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+    compiled = ir.serde.serialize_model(run.model)
+    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report), wbits, abits, report=run.report)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
@@ -228,7 +235,8 @@ def compile(  # noqa: A001 - the package's verb
         raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
     if check_parity:
         # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
-        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs)
+        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
+                               per_layer=False)
     if output is None and not isinstance(model, onnx.ModelProto):
         output = default_output_path(model)
     if output is not None and (result.parity is None or result.parity.passed):

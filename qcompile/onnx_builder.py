@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-QONNX = "qonnx.custom_op.general"
+from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET, QONNX_DOMAIN, QONNX_OPSET
 
 
 class GraphBuilder:
@@ -33,16 +33,16 @@ class GraphBuilder:
         return out
 
     def bipolar(self, x: str, scale=1.0) -> str:
-        return self.op("BipolarQuant", [x, self.const(np.asarray(scale, np.float32), "s")], domain=QONNX)
+        return self.op("BipolarQuant", [x, self.const(np.asarray(scale, np.float32), "s")], domain=QONNX_DOMAIN)
 
     def quant(self, x: str, scale, bits: int, signed: int = 1, narrow: int = 0) -> str:
         ins = [x, self.const(np.asarray(scale, np.float32), "s"), self.const(np.float32(0), "z"),
                self.const(np.float32(bits), "b")]
-        return self.op("Quant", ins, domain=QONNX, signed=signed, narrow=narrow, rounding_mode="ROUND")
+        return self.op("Quant", ins, domain=QONNX_DOMAIN, signed=signed, narrow=narrow, rounding_mode="ROUND")
 
     def pow2(self, x: str, thresholds) -> str:
         """qcompile::Pow2Quant (AQE's power-of-two activation quantizer)."""
-        return self.op("Pow2Quant", [x], domain="qcompile", thresholds=[float(t) for t in thresholds])
+        return self.op("Pow2Quant", [x], domain=QCOMPILE_DOMAIN, thresholds=[float(t) for t in thresholds])
 
     def pow2_weight(self, shape, max_exponent: int = 2, per_channel: bool = True, zeros: bool = True) -> str:
         """Quant(values, unit) whose values are unit[m] * {0, ±2^e}, e <= max_exponent (AQE's ≥3-bit grid)."""
@@ -77,7 +77,7 @@ class GraphBuilder:
             [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
             self.inits,
         )
-        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)]
-        if any(n.domain == "qcompile" for n in self.nodes):
-            opsets.append(helper.make_opsetid("qcompile", 1))
+        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(QONNX_DOMAIN, QONNX_OPSET)]
+        if any(n.domain == QCOMPILE_DOMAIN for n in self.nodes):
+            opsets.append(helper.make_opsetid(QCOMPILE_DOMAIN, QCOMPILE_OPSET))
         return helper.make_model(graph, opset_imports=opsets)

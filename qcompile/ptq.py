@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qcompile.base.domains import QONNX_DOMAIN, QONNX_OPSET
 from qcompile.errors import QCompileError
-from qcompile.passes._consts import QONNX_DOMAIN
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -78,11 +78,11 @@ def _activation_quantizer(name: str, lo: float, hi: float, bits: int) -> tuple[l
 
 
 def _calibrate(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-    from qcompile.verify import _session, _with_outputs
+    from qcompile.verify import open_session, with_outputs
 
-    sess = _session(_with_outputs(model, names), None, "the float")
+    sess = open_session(with_outputs(model, names), None, "the float")
     values = sess.run(names, feeds)
-    return {n: (float(np.min(v)), float(np.max(v))) for n, v in zip(names, values)}
+    return {n: (float(np.min(v)), float(np.max(v))) for n, v in zip(names, values, strict=False)}
 
 
 def quantize_float_model(
@@ -106,7 +106,7 @@ def quantize_float_model(
     out = onnx.ModelProto()
     out.CopyFrom(model)
     if not any(o.domain == QONNX_DOMAIN for o in out.opset_import):
-        out.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
+        out.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, QONNX_OPSET))
     new_nodes, new_inits, act_done = [], [], {}
     for index, node in enumerate(out.graph.node):
         if index in chosen:
@@ -136,9 +136,9 @@ def quantize_float_model(
 
 def measure_cost(float_model: onnx.ModelProto, quantized: onnx.ModelProto, feeds: dict[str, np.ndarray], report: PtqReport) -> None:
     """How far the quantized reference is from the float model (what PTQ itself costs)."""
-    from qcompile.verify import _compare, _session
+    from qcompile.verify import compare_output, open_session
 
-    ref = _session(float_model, None, "the float").run(None, feeds)[0]
-    got = _session(quantized, None, "the quantized").run(None, feeds)[0]
-    parity = _compare("output", np.asarray(ref), np.asarray(got), 0.0)
+    ref = open_session(float_model, None, "the float").run(None, feeds)[0]
+    got = open_session(quantized, None, "the quantized").run(None, feeds)[0]
+    parity = compare_output("output", np.asarray(ref), np.asarray(got), 0.0)
     report.max_abs_error, report.rel_error, report.top1_agreement = parity.max_abs_error, parity.rel_error, parity.top1_agreement

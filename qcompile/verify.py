@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
+from qcompile.base.metadata import LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, parse_ref_entry
 from qcompile.errors import QCompileError
 from qcompile.modelio import load_proto
+from qcompile.ops.packing import negative_bits, unpack_activations
 
 RTOL = 1e-4
 
@@ -54,6 +56,22 @@ class Divergence:
     compiled_node: str
     max_abs_error: float
     rel_error: float
+    layer: str | None = None  # the lowered layer whose value diverges, when per-layer data named one
+
+
+@dataclass
+class LayerParity:
+    """One lowered layer: its compiled value against the reference tensor it stands for."""
+
+    layer: str
+    reference_tensor: str
+    compiled_tensor: str
+    encoding: str  # "float", or "sign-bits" (packed bits compared with the reference's sign)
+    reference_node: str
+    compiled_node: str
+    max_abs_error: float  # for sign-bits: the number of differing bits
+    rel_error: float
+    passed: bool
 
 
 @dataclass
@@ -63,6 +81,7 @@ class VerifyReport:
     inputs: dict[str, list[int]]
     rtol: float
     first_divergence: Divergence | None = None
+    layers: list[LayerParity] | None = None  # per lowered layer, in the compiled graph's order
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -100,7 +119,7 @@ def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _compare(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> OutputParity:
+def compare_output(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> OutputParity:
     if ref.shape != out.shape:
         return OutputParity(name, list(ref.shape), float("inf"), 0.0, float("inf"), None, None, False)
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
@@ -115,7 +134,7 @@ def _compare(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> Output
     return OutputParity(name, list(ref.shape), err, scale, rel, agree, differing, passed)
 
 
-def _session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
+def open_session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
     from qcompile.runtime import InferenceSession
 
     try:
@@ -124,7 +143,7 @@ def _session(model: onnx.ModelProto, threads: int | None, which: str = "the"):
         raise QCompileError(f"onnxruntime could not load {which} model: {exc}") from exc
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     extended = onnx.ModelProto()
     extended.CopyFrom(model)
     present = {o.name for o in extended.graph.output}
@@ -152,18 +171,64 @@ def find_divergence(
     shared = [t for t in ref_tensors if t in comp_tensors]
     if not shared:
         return None
-    ref_vals = dict(zip(shared, _session(_with_outputs(ref, shared), threads).run(shared, feeds)))
-    comp_vals = dict(zip(shared, _session(_with_outputs(comp, shared), threads).run(shared, feeds)))
+    ref_vals = dict(zip(shared, open_session(with_outputs(ref, shared), threads).run(shared, feeds), strict=False))
+    comp_vals = dict(zip(shared, open_session(with_outputs(comp, shared), threads).run(shared, feeds), strict=False))
     for t in shared:
         r, c = np.asarray(ref_vals[t]), np.asarray(comp_vals[t])
         if not np.issubdtype(r.dtype, np.floating) and r.dtype == c.dtype:
             if not np.array_equal(r, c):
                 return Divergence(t, ref_tensors[t], comp_tensors[t], float("nan"), float("nan"))
             continue
-        parity = _compare(t, r, c, rtol)
+        parity = compare_output(t, r, c, rtol)
         if parity.max_abs_error > rtol * parity.max_abs_reference + 1e-30:
             return Divergence(t, ref_tensors[t], comp_tensors[t], parity.max_abs_error, parity.rel_error)
     return None
+
+
+def _layer_points(comp: onnx.ModelProto) -> list[tuple[onnx.NodeProto, dict]]:
+    """Compiled nodes that say which reference tensor they stand for, in graph order."""
+    points = []
+    for node in comp.graph.node:
+        meta = {e.key: e.value for e in node.metadata_props}
+        entry = parse_ref_entry(meta.get(REF_KEY, ""))
+        if entry is not None and node.output and node.output[0]:
+            entry["layer"] = meta.get(LAYER_KEY, node.name)
+            points.append((node, entry))
+    return points
+
+
+def _layer_parity(node: onnx.NodeProto, entry: dict, producers: dict[str, str], ref: np.ndarray,
+                  got: np.ndarray, rtol: float) -> LayerParity:
+    ref_name, comp_name = entry["tensor"], node.output[0]
+    base = dict(layer=entry["layer"], reference_tensor=ref_name, compiled_tensor=comp_name,
+                encoding=entry.get("encoding", "float"), reference_node=producers.get(ref_name, "?"),
+                compiled_node=node.name or node.op_type)
+    if base["encoding"] == SIGN_BITS_ENCODING:  # exact: the compiled bits against the reference's signs
+        want = negative_bits(ref)
+        bits = unpack_activations(got, ref.shape[1], int(entry.get("group", 1))) if ref.ndim == 4 else None
+        if bits is None or bits.shape != want.shape:
+            return LayerParity(**base, max_abs_error=float("inf"), rel_error=float("inf"), passed=False)
+        wrong = int(np.count_nonzero(bits != want))
+        return LayerParity(**base, max_abs_error=float(wrong), rel_error=wrong / max(want.size, 1), passed=wrong == 0)
+    parity = compare_output(comp_name, ref, got, rtol)
+    passed = parity.max_abs_error <= rtol * parity.max_abs_reference + 1e-30
+    return LayerParity(**base, max_abs_error=parity.max_abs_error, rel_error=parity.rel_error, passed=passed)
+
+
+def compare_layers(
+    ref: onnx.ModelProto, comp: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, threads: int | None
+) -> list[LayerParity]:
+    """Every lowered layer of `comp` against the reference tensor it records (qcompile.ref)."""
+    ref_tensors = _tensors_in_order(ref)
+    points = [(n, e) for n, e in _layer_points(comp) if e["tensor"] in ref_tensors]
+    if not points:
+        return []
+    ref_names = list(dict.fromkeys(e["tensor"] for _, e in points))
+    comp_names = [n.output[0] for n, _ in points]
+    ref_vals = dict(zip(ref_names, open_session(with_outputs(ref, ref_names), threads).run(ref_names, feeds), strict=True))
+    comp_vals = open_session(with_outputs(comp, comp_names), threads).run(comp_names, feeds)
+    return [_layer_parity(n, e, ref_tensors, np.asarray(ref_vals[e["tensor"]]), np.asarray(got), rtol)
+            for (n, e), got in zip(points, comp_vals, strict=True)]
 
 
 def verify(
@@ -175,8 +240,10 @@ def verify(
     seed: int = 0,
     rtol: float = RTOL,
     threads: int | None = None,
+    per_layer: bool = True,
 ) -> VerifyReport:
-    """Run both models on the same inputs; report per-output error, top-1 agreement, first divergence."""
+    """Run both models on the same inputs; report per-output error, top-1 agreement, and (with
+    `per_layer`, or whenever parity fails) each lowered layer and the first that diverges."""
     ref, comp = _as_proto(reference), _as_proto(compiled)
     if inputs is None:
         feeds = random_inputs(ref, batch=batch, seed=seed)
@@ -184,16 +251,23 @@ def verify(
         feeds = inputs
     else:
         feeds = load_inputs(inputs)
-    ref_sess, comp_sess = _session(ref, threads, "the reference"), _session(comp, threads, "the compiled")
+    ref_sess, comp_sess = open_session(ref, threads, "the reference"), open_session(comp, threads, "the compiled")
     ref_names = [o.name for o in ref_sess.get_outputs()]
     comp_names = [o.name for o in comp_sess.get_outputs()]
     if ref_names != comp_names:
         raise ValueError(f"expected the compiled model to have outputs {ref_names}, got {comp_names}")
     ref_out = ref_sess.run(None, feeds)
     comp_out = comp_sess.run(None, feeds)
-    outputs = [_compare(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out)]
+    outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out, strict=False)]
     passed = all(o.passed for o in outputs)
     report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol)
+    if per_layer or not passed:
+        report.layers = compare_layers(ref, comp, feeds, rtol, threads)
     if not passed:
-        report.first_divergence = find_divergence(ref, comp, feeds, rtol, threads)
+        bad = next((layer for layer in report.layers or [] if not layer.passed), None)
+        if bad is not None:  # the first lowered layer (in compiled order) whose value differs
+            report.first_divergence = Divergence(bad.reference_tensor, bad.reference_node, bad.compiled_node,
+                                                 bad.max_abs_error, bad.rel_error, bad.layer)
+        else:
+            report.first_divergence = find_divergence(ref, comp, feeds, rtol, threads)
     return report

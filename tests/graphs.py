@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from qcompile.onnx_builder import QONNX, GraphBuilder  # noqa: F401  (re-exported for the tests)
+from qcompile.onnx_builder import GraphBuilder
 
 
 def binary_conv_model(

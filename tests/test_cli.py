@@ -78,7 +78,7 @@ def test_wbits_on_non_binary_weights_names_the_layer(tmp_path):
 def test_wbits_the_model_does_not_have(binary_model, tmp_path):
     result = run(binary_model, "--wbits", "3", "-o", tmp_path / "o.onnx")
     assert result.exit_code == 1
-    assert "--wbits 3" in result.output and "1-bit" in result.output or "binary" in result.output
+    assert ("--wbits 3" in result.output and "1-bit" in result.output) or "binary" in result.output
     assert not (tmp_path / "o.onnx").exists()
 
 

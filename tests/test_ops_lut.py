@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from kernel_variants import VARIANTS, lut_runs
-from test_ops_bitserial import TYPES4, _act_coeffs, _operands, _weights
-from test_ops_bitserial import _session as bs_session
-from test_ops_bitserial import bits_equal
+from kernel_variants import XNOR_TABLE, hooks_session, lut_runs, with_kernel
+from onnx import helper
+from test_ops_bitserial import TYPES4, _act_coeffs, _operands, _weights, bits_equal
+from test_ops_bitserial import _model as bs_model
 from test_ops_xnor import conv_model, session
 
+from qcompile import runtime
 from qcompile.ops import bitserial, packing, xnor
 
 ROOT = Path(__file__).resolve().parents[1]
 F32 = onnx.TensorProto.FLOAT
-HAVE_AVX2 = any(v.name == "avx2_lut" and v.supported for v in VARIANTS)
+BITSERIAL_TABLE = runtime.kernel_table("BitSerialConv")
+HAVE_AVX2 = any(v.name == "avx2_lut" and v.supported for v in XNOR_TABLE)
 needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="CPU lacks avx2 for the LUT kernel")
 
 
@@ -53,7 +55,7 @@ def _runs_lut(attrs, feeds, want, variant, env=None) -> bool:
     with pytest.MonkeyPatch.context() as mp:
         for k, v in (env or {}).items():
             mp.setenv(k, v)
-        sess = session(conv_model(attrs), variant)
+        sess = hooks_session(with_kernel(conv_model(attrs), variant))
     before = lut_runs()
     (y,) = sess.run(None, feeds)
     assert bits_equal(y, want)
@@ -84,7 +86,7 @@ def test_lut_default_rule_avx2(c, m, hw, k, pads, chosen):
 
 
 @pytest.mark.skipif(
-    not any(v.name == "avx512vpopcnt" and v.supported for v in VARIANTS),
+    not any(v.name == "avx512vpopcnt" and v.supported for v in XNOR_TABLE),
     reason="CPU lacks avx512f+avx512vpopcntdq",
 )
 @pytest.mark.parametrize(
@@ -127,7 +129,10 @@ def _bitserial_runs_lut(geo, planes, feeds, want, variant, inits=(), env=None) -
     with pytest.MonkeyPatch.context() as mp:
         for k, v in (env or {}).items():
             mp.setenv(k, v)
-        sess = bs_session("BitSerialConv", TYPES4, F32, 2, variant, inits, **geo, **planes)
+        node = helper.make_node(
+            "BitSerialConv", [n for n, _ in TYPES4], ["Y"], domain="qcompile", **geo, **planes
+        )
+        sess = hooks_session(with_kernel(bs_model(node, TYPES4, F32, inits), variant), threads=2)
     before = lut_runs()
     (y,) = sess.run(None, {k: v for k, v in feeds.items() if not (inits and k == "W")})
     assert bits_equal(y, want)
@@ -151,15 +156,11 @@ def test_lut_bitserial(aprec, wprec, lut):
         assert _bitserial_runs_lut(geo, planes, feeds, want, "avx2_lut", inits) == lut
 
 
-@pytest.mark.parametrize(
-    "variant,hw,chosen",
-    [("avx2", 28, True), ("avx2", 14, False), ("avx512vpopcnt", 7, True)],
-)
+@needs_avx2
+@pytest.mark.parametrize("variant,hw,chosen", [("avx2", 28, True), ("avx2", 14, False)])
 def test_lut_bitserial_default_rule(variant, hw, chosen):
-    """avx2 takes the LUT kernel where it beat the split kernel (3x3 with >= 784 positions);
-    the avx512 rows, whose BitSerialConv is the plain POPCNT kernel, wherever it can run."""
-    if not any(v.name == variant and v.supported for v in VARIANTS):
-        pytest.skip(f"CPU cannot run variant {variant}")
+    """avx2 takes the LUT kernel where it beat the split kernel (3x3 with >= 784 positions)."""
+    assert any(v.name == variant and v.supported for v in BITSERIAL_TABLE)
     geo, planes, feeds, want = _bitserial_case(32, 8, hw, (2, False), (2, True), n=1)
     assert _bitserial_runs_lut(geo, planes, feeds, want, variant) == chosen
     assert not _bitserial_runs_lut(geo, planes, feeds, want, variant, env={"QCOMPILE_LUT": "0"})

@@ -85,7 +85,7 @@ def test_chain_becomes_packed_and_exact(order):
     expected = ["Conv", "BinarizePack", "XnorConvThreshold"]
     if "MaxPool" in order:
         expected.append("PackedMaxPool")
-    assert ops == expected + ["XnorConv"]
+    assert ops == [*expected, "XnorConv"]
     feeds = {"x": np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)}
     (want,) = run_python(ref, feeds)
     (got_py,) = run_python(comp, feeds)
@@ -126,7 +126,7 @@ def test_relu_between_binary_layers_does_not_fold():
 @pytest.mark.parametrize("seed", range(20))
 def test_threshold_matches_exact_predicate_everywhere(seed):
     rng = np.random.default_rng(seed)
-    f = lambda v: Fraction(float(np.float32(v)))  # noqa: E731
+    f = lambda v: Fraction(float(np.float32(v)))
     s, b = f(rng.uniform(0.01, 2) * rng.choice([-1, 1])), f(rng.normal())
     bn = None
     if seed % 2:

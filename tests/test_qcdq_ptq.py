@@ -129,9 +129,9 @@ def test_ptq_integer_part_is_exact():
     qnodes = [n for n in quantized.graph.node if n.op_type == "Quant"]
     act_quant = next(n for n in qnodes if n.input[0] != "x" and "ptq_act" in n.output[0])
     ref_inits = {i.name: onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer}
-    from qcompile.verify import _session, _with_outputs
+    from qcompile.verify import open_session, with_outputs
 
-    x1 = _session(_with_outputs(quantized, [act_quant.input[0]]), None).run([act_quant.input[0]], calib)[0]
+    x1 = open_session(with_outputs(quantized, [act_quant.input[0]]), None).run([act_quant.input[0]], calib)[0]
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in act_quant.attribute}
     v_act = act_codes(x1, scale=ref_inits[act_quant.input[1]], zero_point=0, bitwidth=3, signed=attrs["signed"],
                       narrow=0, rounding_mode="ROUND")

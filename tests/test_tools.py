@@ -11,8 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_quick_writes_json(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "bench.json").read_text())
     (row,) = data["layers"]
@@ -26,9 +30,25 @@ def test_bench_quick_writes_json(tmp_path):
 
 def test_bench_ops_smoke_covers_every_op(tmp_path):
     out = tmp_path / "ops.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_ops.py"), "--threads", "1", "--layers", "3",
-                           "--rounds", "1", "--min-ms", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "bench_ops.py"),
+            "--threads",
+            "1",
+            "--layers",
+            "3",
+            "--rounds",
+            "1",
+            "--min-ms",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())["results"]
     assert [r["op"] for r in rows] == ["XnorConv", "BitSerialConv", "ShiftConv"]
@@ -49,9 +69,27 @@ def test_bench_models_ab_smoke(tmp_path):
     comp = tmp_path / "ref.q.onnx"
     compile_model(ref, comp, wbits=1, check_parity=False)
     out = tmp_path / "ab.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_models_ab.py"), "--old-lib", get_library_path(),
-                           "--float", str(ref), "--model", f"tiny={comp}", "--rounds", "1", "--repeats", "2",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "bench_models_ab.py"),
+            "--old-lib",
+            get_library_path(),
+            "--float",
+            str(ref),
+            "--model",
+            f"tiny={comp}",
+            "--rounds",
+            "1",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
     assert set(data["models"]["tiny"]) == {"before", "after"}

@@ -14,7 +14,7 @@ ARGS = ["--model", "convnet", "--data", "digits", "--width", "0.25", "--epochs",
 
 def test_cli_writes_outputs_and_resumes(tmp_path):
     out = tmp_path / "run"
-    r = CliRunner().invoke(train, ARGS + ["--out", str(out)])
+    r = CliRunner().invoke(train, [*ARGS, "--out", str(out)])
     assert r.exit_code == 0, r.output
     for name in ("metrics.json", "learning_curve.png", "checkpoint.pt", "model.onnx"):
         assert (out / name).is_file(), name
@@ -25,7 +25,7 @@ def test_cli_writes_outputs_and_resumes(tmp_path):
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # --resume continues from the checkpoint: epoch 2 only
     args2 = [a if a != "1" else "2" for a in ARGS]
-    r = CliRunner().invoke(train, args2 + ["--out", str(out), "--resume"])
+    r = CliRunner().invoke(train, [*args2, "--out", str(out), "--resume"])
     assert r.exit_code == 0, r.output
     m2 = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in m2["epochs"]] == [1, 2]
@@ -36,7 +36,7 @@ def test_cli_deterministic_with_seed(tmp_path):
     accs = []
     for i in range(2):
         out = tmp_path / f"r{i}"
-        r = CliRunner().invoke(train, ARGS + ["--out", str(out), "--no-export", "--seed", "5"])
+        r = CliRunner().invoke(train, [*ARGS, "--out", str(out), "--no-export", "--seed", "5"])
         assert r.exit_code == 0, r.output
         accs.append(json.loads((out / "metrics.json").read_text())["epochs"][0]["train_loss"])
     assert accs[0] == accs[1]
@@ -52,5 +52,16 @@ def test_cli_missing_dataset_is_a_clear_error(tmp_path):
 
 
 def test_cli_resume_without_checkpoint(tmp_path):
-    r = CliRunner().invoke(train, ARGS + ["--out", str(tmp_path / "o"), "--resume"])
+    r = CliRunner().invoke(train, [*ARGS, "--out", str(tmp_path / "o"), "--resume"])
     assert r.exit_code != 0 and "checkpoint" in r.output and "Traceback" not in r.output
+
+
+def test_help_lists_every_fair_arm_option():
+    r = CliRunner().invoke(train, ["--help"])
+    assert r.exit_code == 0
+    for opt in ("--lr-final", "--stage-lr-restart", "--no-stage-lr-restart",
+                "--keep-first-last-fp", "--quantize-first-last", "--per-channel",
+                "--per-layer", "--bcgd-blend", "--bcgd-rho", "--init-from",
+                "--sp-final-fraction", "--teacher-lr", "--aqe-k-start", "--aqe-k-end",
+                "--pow2-scale", "--optimizer", "--weight-decay"):
+        assert opt in r.output, opt

@@ -10,8 +10,9 @@ import torch
 from onnx import numpy_helper
 
 import qcompile.runtime
+from qcompile.base.domains import QONNX_DOMAIN
 from qcompile.ops.shift import pow2_quant
-from qcompile.train.export import QONNX_DOMAIN, export_onnx
+from qcompile.train.export import export_onnx
 from qcompile.train.models import build_model
 from qcompile.train.quantizers import pow2_h, pow2_thresholds
 
@@ -28,9 +29,10 @@ CASES = [  # (id, model, method, wbits, abits)
 ]
 
 
-def _trained_like(name, method, wb, ab, in_shape=(1, 8, 8)):
+def _trained_like(name, method, wb, ab, in_shape=(1, 8, 8), **opts):
     torch.manual_seed(0)
-    model, rep = build_model(name, in_shape, 10, width=0.25, wbits=wb, abits=ab, method=method)
+    model, rep = build_model(name, in_shape, 10, width=0.25, wbits=wb, abits=ab, method=method,
+                             **opts)
     model.train()
     with torch.no_grad():  # give BatchNorm non-trivial running statistics
         for _ in range(3):
@@ -115,7 +117,7 @@ def test_xnor_scale_per_channel_shapes(tmp_path):
 def test_quant_weight_initializers_reproduce_exactly(tmp_path):
     for method, wb, ab in (("twn", 2, 2), ("dorefa", 2, 2)):
         model, _ = _trained_like("convnet", method, wb, ab)
-        m, inits, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
+        m, inits, _producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
         n_q = 0
         for n in m.graph.node:
             if n.op_type != "Quant" or n.input[0] not in inits:
@@ -131,9 +133,32 @@ def test_quant_weight_initializers_reproduce_exactly(tmp_path):
         assert n_q == 7, method
 
 
-def test_aqe_pow2_weights_and_activations_are_pow2quant(tmp_path):
-    """AQE >= 3-bit weights and activations export as qcompile::Pow2Quant with pow2_h's thresholds."""
+def test_aqe_pow2_weights_with_layer_scale_are_exact_pow2_quant(tmp_path):
+    """With the per-layer power-of-two scale S (the default), >= 3-bit h weights export as a
+    4-bit narrow Quant with scale S/4 over S·{0, ±1/4, ±1/2, ±1}: SHIFT-able, exact."""
+    from qcompile.analysis import pow2_decomposition
+
     model, _ = _trained_like("convnet", "aqe", 3, 3)
+    m, inits, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
+    n_q = 0
+    for n in m.graph.node:
+        if n.op_type != "Quant" or n.input[0] not in inits:
+            continue
+        n_q += 1
+        w, s, bits = (inits[n.input[i]] for i in (0, 1, 3))
+        assert float(bits) == 4 and np.log2(float(s)) == np.round(np.log2(float(s)))
+        assert set(np.unique(np.abs(w / s))) <= {0.0, 1.0, 2.0, 4.0}
+        assert pow2_decomposition(w) is not None
+    assert n_q == 7
+    # activations stay qcompile::Pow2Quant
+    convs = [n for n in m.graph.node if n.op_type == "Conv"][1:]
+    assert all(producers[n.input[0]].op_type == "Pow2Quant" for n in convs)
+
+
+def test_aqe_pow2_weights_and_activations_are_pow2quant(tmp_path):
+    """Without a scale (``pow2_scale="none"``, the paper's h), AQE >= 3-bit weights and
+    activations export as qcompile::Pow2Quant with pow2_h's thresholds."""
+    model, _ = _trained_like("convnet", "aqe", 3, 3, pow2_scale="none")
     m, _, producers = _graph(export_onnx(model, tmp_path / "m.onnx", (1, 8, 8)))
     assert not [n for n in m.graph.node if n.domain == QONNX_DOMAIN]
     pow2 = [n for n in m.graph.node if n.domain == "qcompile" and n.op_type == "Pow2Quant"]
@@ -156,10 +181,12 @@ def test_aqe_pow2_weights_and_activations_are_pow2quant(tmp_path):
 
 @pytest.mark.parametrize("bits,zero_threshold", [(3, "log"), (4, "log"), (3, "linear")])
 def test_pow2_h_matches_the_pow2quant_reference(bits, zero_threshold):
-    """The trainer's h and the op's numpy oracle agree on every input, thresholds and ties included."""
+    """The trainer's h and the op's numpy oracle agree on every input, thresholds and ties
+    included."""
     t = pow2_thresholds(bits, zero_threshold)
     x = np.concatenate([np.random.default_rng(0).uniform(-1.5, 1.5, 5000), t, -np.asarray(t),
-                        np.nextafter(np.float32(t), np.float32(0)), [0.0, -0.0, 1.0, -1.0, 1e30]]).astype(np.float32)
+                        np.nextafter(np.float32(t), np.float32(0)),
+                        [0.0, -0.0, 1.0, -1.0, 1e30]]).astype(np.float32)
     want = pow2_h(torch.from_numpy(x), bits, zero_threshold).numpy()
     got = pow2_quant(x, t)
     assert np.array_equal(want, got)  # == treats -0.0 and +0.0 alike, which a conv does too

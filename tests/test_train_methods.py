@@ -3,6 +3,7 @@ precision, joint KD losses, AQE schedule."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcompile.train import methods as M
+from qcompile.train import quantize_model
 from qcompile.train.data import load_synthetic
-from qcompile.train.layers import QuantLinear, act_quantizers, quantize_model, weight_quantizers
+from qcompile.train.layers import QuantLinear, act_quantizers, weight_quantizers
 from qcompile.train.quantizers import WeightQuantizer
 from qcompile.train.trainer import Trainer
 
@@ -87,7 +89,7 @@ def test_bcgd_one_step_is_the_blended_update():
     F.cross_entropy(ref(data.x_train), data.y_train).backward()
     grads = [layer.weight.grad.clone() for _, layer in weight_quantizers(ref)]
     t.train_step(data.x_train, data.y_train)
-    for w, q, g, layer in zip(w0, q0, grads, layers):
+    for w, q, g, layer in zip(w0, q0, grads, layers, strict=False):
         d = g + wd * w  # SGD: weight decay, first momentum buffer = d
         expect = (1 - rho) * w + rho * q - lr * d
         torch.testing.assert_close(layer.weight.detach(), expect, rtol=1e-5, atol=1e-6)
@@ -127,8 +129,10 @@ def test_progressive_scheme1_weights_first_then_activations():
 
 def test_stochastic_precision_probability_rises():
     model = _mlp("stochastic-precision", 2, 2)
-    cb = M.StochasticPrecision()
-    assert cb.p_at(0, 11) == 0.5 and cb.p_at(10, 11) == 1.0 and cb.p_at(5, 11) == 0.75
+    assert M.StochasticPrecision(final_fraction=0).p_at(5, 11) == 0.75
+    cb = M.StochasticPrecision()  # p 0.5 → 1 over the first 75 %, then fully quantized
+    assert cb.p_at(0, 12) == 0.5 and cb.p_at(8, 12) == 1.0 and cb.p_at(4, 12) == 0.75
+    assert all(cb.p_at(k, 12) == 1.0 for k in range(9, 12))
     t = _fake_trainer(model, 1001)
     early = []
     for step in range(200):
@@ -162,11 +166,24 @@ def test_kd_losses_documented_form():
     assert g_t is None and g_s is None
 
 
-def test_aqe_schedule():
+def test_aqe_sharpness_schedule_is_geometric_from_start_to_end():
+    sched = M.AQESharpness(1.0, 100.0)
+    ks = [sched.sharpness_at(i, 11) for i in range(11)]
+    assert ks[0] == 1.0 and ks[-1] == pytest.approx(100.0) and ks[5] == pytest.approx(10.0)
+    assert all(a < b for a, b in itertools.pairwise(ks))
+    model = _mlp("aqe", 1, 1)
+    sched.on_batch_begin(_fake_trainer(model, 11), 10)
+    assert act_quantizers(model)[0][1].sharpness == pytest.approx(100.0)
+    assert weight_quantizers(model)[0][1].wq.sharpness == pytest.approx(100.0)
+    with pytest.raises(ValueError):
+        M.AQESharpness(10.0, 1.0)
+
+
+def test_aqe_blend_schedule():
     assert M.AQESchedule().alpha_at(7, 10) == 0.5
     sched = M.AQESchedule(0.5, 1.0)
     assert sched.alpha_at(0, 11) == 0.5 and sched.alpha_at(10, 11) == 1.0
-    model = _mlp("aqe", 1, 1)
+    model = _mlp("aqe-blend", 1, 1)
     sched.on_batch_begin(_fake_trainer(model, 11), 5)
     assert act_quantizers(model)[0][1].alpha == pytest.approx(0.75)
     assert weight_quantizers(model)[0][1].wq.alpha == pytest.approx(0.75)
@@ -179,3 +196,57 @@ def test_quantize_model_reports_layers():
     assert rep.quantized == ["2"] and rep.full_precision == ["0", "5"]
     assert rep.activations == ["1", "3"]
     assert "quantized layers: 2" in str(rep)
+
+
+def test_bcgd_rho_comes_from_the_cumulative_blend():
+    cb = M.BlendedCoarseGradient(blend=0.8)
+    cb.on_train_begin(SimpleNamespace(total_steps=1600))
+    assert cb.rho == pytest.approx(0.8 / 1600)
+    explicit = M.BlendedCoarseGradient(rho=0.0)
+    explicit.on_train_begin(SimpleNamespace(total_steps=1600))
+    assert explicit.rho == 0.0  # the coarse-gradient arm
+
+
+def test_lr_anneals_to_one_percent_and_restarts_per_stage():
+    from qcompile.train.trainer import lr_factor
+
+    assert lr_factor(0, 100, [0], 0.01) == 1.0
+    assert lr_factor(99, 100, [0], 0.01) == pytest.approx(0.01)
+    # four SQ stages of 25 steps: each starts at 1 and ends at 1 %
+    starts = M.StochasticQuantization().stage_starts(100)
+    assert starts == [0, 25, 50, 75]
+    for s0 in starts:
+        assert lr_factor(s0, 100, starts, 0.01) == 1.0
+        assert lr_factor(s0 + 24, 100, starts, 0.01) == pytest.approx(0.01)
+
+
+def test_kd_teacher_shares_the_students_optimizer_and_schedule():
+    from qcompile.train.trainer import train
+
+    r = train(model="convnet", data="digits", method="kd", wbits=2, abits=2, epochs=1,
+              batch_size=64, width=0.25, subset=256, progress=False, export=False, seed=0)
+    trainer = r.extra["trainer"]
+    opt_params = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert all(id(p) in opt_params for p in r.teacher.parameters())
+    assert len(trainer.optimizer.param_groups) == 2
+    lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+    assert lrs[0] == lrs[1] == pytest.approx(0.05 * 0.01)  # one schedule, annealed to 1 %
+
+
+def test_init_from_loads_a_float_checkpoint(tmp_path):
+    from qcompile.errors import QCompileError
+    from qcompile.train.trainer import train
+
+    fp = train(model="convnet", data="digits", method="fp32", epochs=1, batch_size=64,
+               width=0.25, subset=128, progress=False, export=False, out=str(tmp_path / "fp"))
+    ckpt = tmp_path / "fp" / "checkpoint.pt"
+    r = train(model="convnet", data="digits", method="bcgd", wbits=1, abits=4, epochs=1,
+              batch_size=64, width=0.25, subset=128, progress=False, export=False,
+              init_from=str(ckpt), max_steps_per_epoch=0, lr=0.0)
+    fp_w = dict(fp.model.named_parameters())
+    for name, p in r.model.named_parameters():
+        if name.endswith(".weight"):
+            assert torch.equal(p.detach(), fp_w[name].detach()), name
+    with pytest.raises(QCompileError, match="does not match"):
+        train(model="convnet", data="digits", method="bcgd", epochs=1, width=0.5, subset=128,
+              progress=False, export=False, init_from=str(ckpt))

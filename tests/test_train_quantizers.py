@@ -6,6 +6,7 @@ the same float32 operations), so comparisons are exact unless a comment says oth
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -89,9 +90,9 @@ def test_dorefa_activation_2bit():
 
 # --- AQE -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha", [0.5, 0.8])
-def test_aqe_activation_blend_and_grad(alpha):
+def test_aqe_blend_activation_and_grad(alpha):
     x = t(-2.0, -1.0, -0.0, 0.25, 1.0, 2.0)
-    q = ActQuantizer("h", 1, "aqe", alpha=alpha).train()
+    q = ActQuantizer("h", 1, "aqe-blend", alpha=alpha).train()
     y, gx = _fwd_bwd(q, x)
     h = t(-1, -1, 1, 1, 1, 1)
     clipped = t(-1.0, -1.0, -0.0, 0.25, 1.0, 1.0)
@@ -101,9 +102,9 @@ def test_aqe_activation_blend_and_grad(alpha):
     assert torch.equal(q(x), h)  # inference: h alone
 
 
-def test_aqe_weight_blend():
+def test_aqe_blend_weight():
     w = t(-1.5, -0.5, -0.0, 0.75)
-    y, gw = _fwd_bwd(WeightQuantizer("h", 1, "aqe", alpha=0.25).train(), w)
+    y, gw = _fwd_bwd(WeightQuantizer("h", 1, "aqe-blend", alpha=0.25).train(), w)
     assert torch.equal(y, 0.25 * t(-1, -1, 1, 1) + 0.75 * w)
     assert torch.equal(gw, 0.5 * t(0, 1, 1, 1))
 
@@ -193,3 +194,106 @@ def test_disabled_quantizer_is_identity_or_nonlinearity():
     assert torch.equal(wq(w), w)
     aq = ActQuantizer("h", 32)
     assert torch.equal(aq(t(-2.0, 0.5)), t(-1.0, 0.5))
+
+
+# --- AQE: the smooth estimator ----------------------------------------------------------------
+def _closed_form(x, bits, delta, k):
+    """ĥ_k and its derivative written out per bit width (1: tanh; 2: two tanh steps; 3: the
+    three steps of {0, 1/4, 1/2, 1} at the log-midpoint thresholds)."""
+    th = torch.tanh
+    if bits == 1:
+        return th(k * x), k * (1 - th(k * x) ** 2)
+    if bits == 2:
+        f = 0.5 * (th(k * (x - delta)) + th(k * (x + delta)))
+        g = 0.5 * k * (2 - th(k * (x - delta)) ** 2 - th(k * (x + delta)) ** 2)
+        return f, g
+    f = torch.zeros_like(x)
+    g = torch.zeros_like(x)
+    for t_j, d_j in ((2 ** -2.5, 0.25), (2 ** -1.5, 0.25), (2 ** -0.5, 0.5)):
+        a, b = th(k * (x - t_j)), th(k * (x + t_j))
+        f = f + d_j / 2 * (a + b)
+        g = g + d_j / 2 * k * (2 - a * a - b * b)
+    return f, g
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+@pytest.mark.parametrize("k", [1.0, 7.5])
+def test_aqe_smooth_forward_and_backward_match_closed_form(bits, k):
+    from qcompile.train.quantizers import aqe_smooth
+
+    x = torch.linspace(-1.3, 1.3, 101, dtype=torch.float64, requires_grad=True)
+    y = aqe_smooth(x, bits, 0.4, k)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    f_ref, g_ref = _closed_form(x.detach(), bits, 0.4, k)
+    assert torch.allclose(y, f_ref, rtol=0, atol=1e-12)  # float64 rounding only
+    assert torch.allclose(g, g_ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_aqe_smooth_gradient_is_its_true_derivative(bits):
+    """Finite differences in float64 (gradcheck: central differences, eps 1e-6)."""
+    from qcompile.train.quantizers import aqe_smooth
+
+    x = torch.linspace(-1.1, 1.1, 23, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: aqe_smooth(v, bits, 0.35, 4.0), (x,))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_aqe_smooth_converges_to_h_as_sharpness_grows(bits):
+    from qcompile.train.quantizers import aqe_h, aqe_smooth, h_steps
+
+    x = torch.linspace(-1.2, 1.2, 2001, dtype=torch.float64)
+    ts = [float(t) for t in h_steps(bits, 0.5)[0]]
+    away = torch.stack([(x.abs() - t).abs() for t in ts]).min(0).values > 0.02  # off thresholds
+    errs = [(aqe_smooth(x, bits, 0.5, k) - aqe_h(x, bits, 0.5))[away].abs().max().item()
+            for k in (1.0, 10.0, 100.0, 1000.0)]
+    assert all(a > b for a, b in itertools.pairwise(errs))
+    assert errs[-1] < 1e-6
+
+
+def test_aqe_activation_trains_on_the_surrogate_and_evaluates_h():
+    x = t(-2.0, -0.6, -0.1, 0.0, 0.3, 0.9, 1.5).double()
+    q = ActQuantizer("h", 2, "aqe", act_delta=0.5, sharpness=3.0).train()
+    y, gx = _fwd_bwd(q, x)
+    f, g = _closed_form(x.clamp(-1, 1), 2, 0.5, 3.0)
+    inside = (x.abs() <= 1).double()  # HardTanh's derivative
+    assert torch.allclose(y, f, rtol=0, atol=1e-12)
+    assert torch.allclose(gx, g * inside, rtol=0, atol=1e-12)
+    assert torch.equal(q.eval()(x), t(-1, -1, 0, 0, 0, 1, 1).double())
+
+
+def test_aqe_weight_surrogate_in_units_of_the_layer():
+    """1 bit: tanh(k·W/mean|W|), the unit held constant in the backward pass."""
+    w = t(-0.08, -0.02, 0.01, 0.05).double()
+    k = 2.0
+    y, gw = _fwd_bwd(WeightQuantizer("h", 1, "aqe", sharpness=k).train(), w)
+    unit = w.abs().mean()
+    assert torch.allclose(y, torch.tanh(k * w / unit), rtol=0, atol=1e-12)
+    assert torch.allclose(gw, k / unit * (1 - torch.tanh(k * w / unit) ** 2), rtol=0, atol=1e-9)
+
+
+def test_pow2_weights_use_every_level_at_initialisation():
+    """MINW-Net 3-bit weights at init: with the per-layer scale S no layer is dead; each of
+    the 7 levels S·{0, ±1/4, ±1/2, ±1} holds a real share of the weights of every layer."""
+    from qcompile.train.layers import weight_quantizers
+    from qcompile.train.models import build_model
+    from qcompile.train.quantizers import pow2_unit
+
+    torch.manual_seed(0)
+    model, _ = build_model("convnet", (1, 28, 28), 10, wbits=3, abits=3, method="aqe")
+    layers = weight_quantizers(model)
+    assert len(layers) == 7
+    for _, layer in layers:
+        q = layer.wq.quantized_value(layer.weight)
+        s = pow2_unit(layer.weight)
+        assert torch.log2(s) == torch.round(torch.log2(s))
+        levels, counts = torch.unique(q / s, return_counts=True)
+        assert levels.tolist() == [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0]
+        share = counts / counts.sum()
+        assert share.min() > 0.05 and share.max() < 0.35, share
+    # the paper's scale-free h at the same init: everything is 0 (the dead start this avoids)
+    torch.manual_seed(0)
+    model, _ = build_model("convnet", (1, 28, 28), 10, wbits=3, abits=3, method="aqe",
+                           pow2_scale="none")
+    for _, layer in weight_quantizers(model):
+        assert torch.count_nonzero(layer.wq.quantized_value(layer.weight)) == 0

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from qcompile.train import train
-from qcompile.train.layers import METHODS
+from qcompile.train.registry import METHODS
 
 # sq: the paper's weight-only setting; progressive2 steps 32 → 8 → 4 → 2 (a final 1-bit stage
 # of ~25 steps is too short to recover from the drop in a 3-epoch run)
 BITS = {"twn": (2, 2), "sq": (1, 32), "progressive2": (2, 2)}
 EXTRA = {
-    # AQE evaluates with h alone; a fixed α = ½ leaves the BatchNorm statistics of the blended
-    # training forward, so a 3-epoch run anneals α to 1 (the documented option).
-    "aqe": {"aqe_anneal_to": 1.0},
+    # the AQE-blend ablation evaluates with h alone; a fixed α = ½ leaves the BatchNorm
+    # statistics of the blended training forward, so a 3-epoch run anneals α to 1.
+    "aqe-blend": {"aqe_anneal_to": 1.0},
 }
 
 

@@ -24,8 +24,12 @@ class TwinBuilder(GraphBuilder):
     def act(self, x: str) -> str:
         return self.bipolar(x) if self.binary else x
 
-    def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, binary: bool = True) -> str:
-        w = (self.rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / (cin * k * k))).astype(np.float32)
+    def conv(
+        self, x: str, cin: int, cout: int, k: int, stride: int = 1, binary: bool = True
+    ) -> str:
+        w = (self.rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / (cin * k * k))).astype(
+            np.float32
+        )
         if binary:
             alpha = np.abs(w).reshape(cout, -1).mean(1).reshape(cout, 1, 1, 1).astype(np.float32)
             wq = np.where(w >= 0, alpha, -alpha).astype(np.float32)
@@ -34,7 +38,9 @@ class TwinBuilder(GraphBuilder):
         else:
             weight = self.const(w, "w")
         p = k // 2
-        return self.op("Conv", [x, weight], kernel_shape=[k, k], strides=[stride, stride], pads=[p, p, p, p])
+        return self.op(
+            "Conv", [x, weight], kernel_shape=[k, k], strides=[stride, stride], pads=[p, p, p, p]
+        )
 
 
 def resnet18(binary: bool, size: int = 224, classes: int = 1000) -> onnx.ModelProto:
@@ -60,9 +66,11 @@ def resnet18(binary: bool, size: int = 224, classes: int = 1000) -> onnx.ModelPr
     return g.model({"input": [1, 3, size, size]}, [x])
 
 
-def aqe_convnet(binary: bool, size: int = 28, classes: int = 10, width: float = 1.0) -> onnx.ModelProto:
+def aqe_convnet(
+    binary: bool, size: int = 28, classes: int = 10, width: float = 1.0
+) -> onnx.ModelProto:
     g = TwinBuilder(binary, seed=1)
-    chans = [max(1, int(round(c * width))) for c in (32, 32, 64, 64, 128, 128)]
+    chans = [max(1, round(c * width)) for c in (32, 32, 64, 64, 128, 128)]
     x, cin = "input", 1
     for i, c in enumerate(chans):
         x = g.conv(x, cin, c, 3, binary=i > 0)  # raw image into the first conv: not quantized
@@ -73,14 +81,22 @@ def aqe_convnet(binary: bool, size: int = 28, classes: int = 10, width: float = 
         cin = c
     x = g.op("Flatten", [x])
     flat = cin * (size // 8) ** 2
-    hidden = max(1, int(round(384 * width)))
-    for k_in, k_out, last in ((flat, hidden, False), (hidden, hidden, False), (hidden, classes, True)):
+    hidden = max(1, round(384 * width))
+    for k_in, k_out, last in (
+        (flat, hidden, False),
+        (hidden, hidden, False),
+        (hidden, classes, True),
+    ):
         w = (g.rng.standard_normal((k_out, k_in)) * np.sqrt(1 / k_in)).astype(np.float32)
         if last:
             x = g.op("Gemm", [x, g.const(w), g.const(np.zeros(k_out, np.float32))], transB=1)
         else:
             alpha = np.abs(w).mean(1, keepdims=True).astype(np.float32)
-            weight = g.bipolar(g.const(w), alpha) if binary else g.const(np.where(w >= 0, alpha, -alpha).astype(np.float32))
+            weight = (
+                g.bipolar(g.const(w), alpha)
+                if binary
+                else g.const(np.where(w >= 0, alpha, -alpha).astype(np.float32))
+            )
             x = g.op("Gemm", [g.act(x), weight], transB=1)
             x = g.op("Clip", [g.bn(x, k_out), g.const(np.float32(-1)), g.const(np.float32(1))])
     return g.model({"input": [1, 1, size, size]}, [x])

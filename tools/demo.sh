@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-exec .venv/bin/python tools/demo.py "$@"
+exec .venv/bin/python -m tools.demo "$@"

@@ -115,10 +115,8 @@ int64_t lut_ceiling__avx2(int64_t iters);
 // avx512vpopcnt.
 bool LutBeatsAvx2(const xnor::ConvGeometry& s);
 bool LutBeatsAvx512(const xnor::ConvGeometry& s);
-// BitSerialConv: against the avx2 AND-popcount kernel, and against the plain POPCNT kernel
-// (what the avx512 rows run for it).
+// BitSerialConv: against the avx2 AND-popcount kernel.
 bool LutBeatsAvx2BitSerial(const xnor::ConvGeometry& s);
-bool LutBeatsPopcnt(const xnor::ConvGeometry& s);
 
 }  // namespace lut
 }  // namespace qcompile

@@ -130,12 +130,12 @@ bool LutBeatsAvx512(const xnor::ConvGeometry& s) {
 }
 // BitSerialConv 2/2 (tools/lut_check.sh bench and op-level A/B in one run, 1 thread): against
 // the avx2 split kernel 1.7-1.8x at 3x3 56x56 / 28x28, 0.6-0.9x at 14x14 / 7x7; 1x1 3x at
-// 56x56, ~even below. Against the plain POPCNT kernel 1.4-23x on every ResNet-18 shape.
+// 56x56, ~even below.
 bool LutBeatsAvx2BitSerial(const xnor::ConvGeometry& s) {
   const int64_t positions = s.OH * (s.OW + ((s.KW - 1) * s.dw) / s.sw);
   return s.KH * s.KW == 1 ? positions >= 2048 : positions >= 784;
 }
-bool LutBeatsPopcnt(const xnor::ConvGeometry&) { return true; }
+
 
 bool LutTablesXnor(const xnor::ConvGeometry& s, LutPlan* p, const uint64_t* w, int8_t* tables) {
   std::memset(tables, 0, static_cast<size_t>(LutTableBytes(*p)));

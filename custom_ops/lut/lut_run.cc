@@ -1,15 +1,25 @@
 #include "lut_run.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 namespace qcompile {
 namespace lut {
 namespace {
 
+#ifdef QCOMPILE_TEST_HOOKS
 std::atomic<uint64_t> g_lut_runs{0};
+#endif
 constexpr int64_t kTaskPx = 1024;  // virtual positions per task (a multiple of kLutPx)
 
 }  // namespace
+
+LutUse EffectiveUse(LutUse use) {
+  const char* e = std::getenv("QCOMPILE_LUT");
+  if (use == kLutWhenFaster && e && std::strcmp(e, "0") == 0) return kLutOff;
+  return use;
+}
 
 bool LutChosen(LutUse use, bool (*faster)(const xnor::ConvGeometry&), const xnor::ConvGeometry& s,
                int64_t P) {
@@ -59,7 +69,9 @@ bool RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, in
       clean.store(false, std::memory_order_relaxed);
   });
   if (!clean.load()) return false;
+#ifdef QCOMPILE_TEST_HOOKS
   g_lut_runs.fetch_add(1, std::memory_order_relaxed);
+#endif
   LutConvArgs a{p, xb.data(), t.tables.data(), step_off.data(), scale, bias, y, d};
   const int64_t chunks = (p.vcount + kTaskPx - 1) / kTaskPx;
   ParallelFor(ctx, static_cast<size_t>(s.N * s.G * p.blocks * chunks), [&](size_t i) {
@@ -74,11 +86,10 @@ bool RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, in
   return true;
 }
 
+#ifdef QCOMPILE_TEST_HOOKS
+uint64_t LutRuns() { return g_lut_runs.load(std::memory_order_relaxed); }
+#endif
+
 }  // namespace lut
 }  // namespace qcompile
 
-// Debug counter for tests: convolutions (XnorConv, XnorConvThreshold, BitSerialConv) that ran a
-// table-lookup kernel since the library was loaded.
-extern "C" __attribute__((visibility("default"))) uint64_t qcompile_lut_runs(void) {
-  return qcompile::lut::g_lut_runs.load(std::memory_order_relaxed);
-}

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -41,6 +42,10 @@ bool RunLut(OrtKernelContext* ctx, LutTileFn fn, const xnor::ConvGeometry& s, in
             const LutTables& t, const uint64_t* x, const float* scale, const float* bias,
             float* y, int32_t* d);
 
+// The variant's LutUse as a new kernel takes it: QCOMPILE_LUT=0 (read here, at kernel creation)
+// turns kLutWhenFaster off, for A/B timing of the variant's own kernel.
+LutUse EffectiveUse(LutUse use);
+
 // Tables of an op's constant W, built on its first run and kept (runs may be concurrent).
 class LutTableCache {
  public:
@@ -54,6 +59,17 @@ class LutTableCache {
   bool built_ = false, ok_ = false;
   LutTables tables_;
 };
+
+// The LUT side of an op: when it runs the LUT kernel, and its constant W's tables.
+struct LutState {
+  LutUse use = kLutOff;
+  std::unique_ptr<LutTableCache> cache = std::make_unique<LutTableCache>();
+};
+
+#ifdef QCOMPILE_TEST_HOOKS
+// Convolutions that ran a table-lookup kernel since the library was loaded (test build only).
+uint64_t LutRuns();
+#endif
 
 }  // namespace lut
 }  // namespace qcompile

@@ -11,6 +11,7 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
+from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
 from qcompile.ops import bitserial, packing, qonnx, shift, xnor
 
 _DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
@@ -25,7 +26,7 @@ def _conv_attrs(kernel_shape, strides, pads, dilations, group=1, in_channels=Non
 
 
 class BinarizePack(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, group=1):
         if x.ndim == 2:
@@ -34,7 +35,7 @@ class BinarizePack(OpRun):
 
 
 class XnorConv(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, scale, bias, in_channels=None, kernel_shape=None, strides=None, pads=None,
              dilations=None, group=1):
@@ -43,7 +44,7 @@ class XnorConv(OpRun):
 
 
 class XnorConvThreshold(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, threshold, direction, in_channels=None, kernel_shape=None, strides=None,
              pads=None, dilations=None, group=1, out_group=1):
@@ -52,7 +53,7 @@ class XnorConvThreshold(OpRun):
 
 
 class PackedMaxPool(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, or_mask, kernel_shape=None, strides=None, pads=None, dilations=None):
         return (xnor.packed_maxpool(x, or_mask, kernel_shape=tuple(kernel_shape), strides=tuple(strides or (1, 1)),
@@ -60,14 +61,14 @@ class PackedMaxPool(OpRun):
 
 
 class XnorGemm(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, scale, bias, in_features=None):
         return (xnor.xnor_gemm(x, w, scale, bias, in_features=int(in_features)),)
 
 
 class QuantizePack(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, scale=None, zero_point=0.0, bitwidth=None, signed=0, narrow=0, rounding_mode="ROUND",
              planes=None, group=1):
@@ -78,7 +79,7 @@ class QuantizePack(OpRun):
 
 
 class BitSerialConv(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, scale, bias, in_channels=None, kernel_shape=None, strides=None, pads=None,
              dilations=None, group=1, act_coeffs=None, weight_coeffs=None, weight_offset=0):
@@ -89,7 +90,7 @@ class BitSerialConv(OpRun):
 
 
 class BitSerialGemm(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, scale, bias, in_features=None, act_coeffs=None, weight_coeffs=None, weight_offset=0):
         return (bitserial.bitserial_gemm(x, w, scale, bias, in_features=int(in_features), act_coeffs=list(act_coeffs),
@@ -111,14 +112,14 @@ def _act_attrs(act_mode, act_thresholds, act_scale, act_zero_point, act_bitwidth
 
 
 class Pow2Quant(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, thresholds=None):
         return (shift.pow2_quant(x, list(thresholds)),)
 
 
 class ShiftConv(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, scale, bias, in_channels=None, kernel_shape=None, strides=None, pads=None,
              dilations=None, group=1, act_mode=None, act_thresholds=None, act_scale=None, act_zero_point=0.0,
@@ -130,7 +131,7 @@ class ShiftConv(OpRun):
 
 
 class ShiftGemm(OpRun):
-    op_domain = "qcompile"
+    op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, scale, bias, in_features=None, act_mode=None, act_thresholds=None, act_scale=None,
              act_zero_point=0.0, act_bitwidth=None, act_signed=0, act_narrow=0, act_rounding_mode="ROUND"):
@@ -140,14 +141,14 @@ class ShiftGemm(OpRun):
 
 
 class BipolarQuant(OpRun):
-    op_domain = "qonnx.custom_op.general"
+    op_domain = QONNX_DOMAIN
 
     def _run(self, x, scale):
         return (qonnx.bipolar_quant(x, scale),)
 
 
 class Quant(OpRun):
-    op_domain = "qonnx.custom_op.general"
+    op_domain = QONNX_DOMAIN
 
     def _run(self, x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND"):
         mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else (rounding_mode or "ROUND")

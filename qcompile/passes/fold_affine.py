@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
-from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter import MatchResult, pattern
 
-from qcompile.passes._consts import QCOMPILE_DOMAIN, const_array, float_attr, int_attr
-from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
+from qcompile.base.domains import QCOMPILE_DOMAIN
+from qcompile.base.ir_readers import const_array, float_attr, int_attr
+from qcompile.base.metadata import FLOAT_ENCODING, FOLDED_KEY, LAYER_KEY, REF_KEY, ref_entry
+from qcompile.passes.rewrite import ReportingRule, RuleSetPass
 
 XNOR_OPS = ("XnorConv", "XnorGemm", "BitSerialConv", "BitSerialGemm", "ShiftConv", "ShiftGemm")  # (x, w, scale, bias)
 
@@ -33,7 +34,7 @@ def _per_channel(c: np.ndarray | None, m: int, conv: bool) -> np.ndarray | None:
     return np.broadcast_to(c.astype(np.float64).reshape(-1), (m,)) if ok else None
 
 
-class _FoldIntoXnor(pattern.RewriteRuleClassBase):
+class _FoldIntoXnor(ReportingRule):
     """Base: match XnorOp(xp, w, s, b) -> <affine op>; subclasses give the affine's (k, t)."""
 
     def __init__(self, xnor_op: str, affine_op: str):
@@ -49,7 +50,7 @@ class _FoldIntoXnor(pattern.RewriteRuleClassBase):
         """(k, t) with affine(y) = y*k + t per channel, or a reason it does not fold."""
         raise NotImplementedError
 
-    def check(self, context, xo, s, b, out, **_) -> MatchResult:
+    def check_match(self, context, xo, s, b, out, **_) -> MatchResult:
         result = MatchResult()
         if len(xo.uses()) != 1 or xo.is_graph_output():
             return result.fail("the Xnor output has other users; folding would change them")
@@ -81,6 +82,8 @@ class _FoldIntoXnor(pattern.RewriteRuleClassBase):
         node.metadata_props.update(old.metadata_props)
         folded = old.metadata_props.get(FOLDED_KEY, "")
         node.metadata_props[FOLDED_KEY] = f"{folded},{self.affine_op}".lstrip(",")
+        if REF_KEY in old.metadata_props:
+            node.metadata_props[REF_KEY] = ref_entry(out.name, FLOAT_ENCODING)
         return y
 
 
@@ -126,3 +129,9 @@ def affine_folding_rules() -> pattern.RewriteRuleSet:
         for cls, affine in ((FoldBatchNorm, "BatchNormalization"), (FoldMul, "Mul"), (FoldAdd, "Add")):
             rules.append(cls.rule(xnor_op, affine))
     return pattern.RewriteRuleSet(rules, commute=True)
+
+
+class FoldAffineIntoLoweredPass(RuleSetPass):
+    """BatchNorm / Mul / Add after a lowered op fold into its per-channel scale and bias."""
+
+    make_rules = staticmethod(affine_folding_rules)

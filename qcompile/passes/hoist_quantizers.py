@@ -7,13 +7,14 @@ sees its quantizer directly in front of it, which is the pattern the lowering ru
 
 from __future__ import annotations
 
-from onnxscript.rewriter import pattern
-from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter import MatchResult, pattern
 
-from qcompile.passes._consts import QCOMPILE_DOMAIN, QONNX_DOMAIN, const_array
+from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
+from qcompile.base.ir_readers import const_array
+from qcompile.passes.rewrite import ReportingRule, RuleSetPass
 
 
-class QuantizerAfterShapeOp(pattern.RewriteRuleClassBase):
+class QuantizerAfterShapeOp(ReportingRule):
     def __init__(self, quant_op: str, shape_op: str):
         super().__init__(name=f"{quant_op}After{shape_op}")
         self.quant_op, self.shape_op = quant_op, shape_op
@@ -23,7 +24,7 @@ class QuantizerAfterShapeOp(pattern.RewriteRuleClassBase):
                                        _allow_other_attributes=True, _outputs=["q"])
         return getattr(op, self.shape_op)(q, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["out"])
 
-    def check(self, context, x, scale, q, out, **_) -> MatchResult:
+    def check_match(self, context, x, scale, q, out, **_) -> MatchResult:
         result = MatchResult()
         params = [const_array(v) for v in q.producer().inputs[1:]]
         if any(p is None or p.size != 1 for p in params):
@@ -37,7 +38,7 @@ class QuantizerAfterShapeOp(pattern.RewriteRuleClassBase):
                                           **dict(quant.attributes.items()))
 
 
-class Pow2QuantAfterShapeOp(pattern.RewriteRuleClassBase):
+class Pow2QuantAfterShapeOp(ReportingRule):
     """Flatten(Pow2Quant(x)) -> Pow2Quant(Flatten(x)); Pow2Quant has no parameter inputs."""
 
     def __init__(self, shape_op: str):
@@ -63,3 +64,9 @@ def hoist_rules() -> pattern.RewriteRuleSet:
         ]
         + [Pow2QuantAfterShapeOp.rule(shape) for shape in ("Flatten", "Reshape")]
     )
+
+
+class HoistQuantizersPass(RuleSetPass):
+    """Activation quantizers move after Flatten / Reshape."""
+
+    make_rules = staticmethod(hoist_rules)

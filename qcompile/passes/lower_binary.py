@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 from onnxscript.rewriter import pattern
 
-from qcompile.analysis import analyze_layer, conv_attrs
+from qcompile.analysis import conv_attrs
+from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.ops.packing import pack_conv_weights, pack_dense_weights
-from qcompile.passes._consts import QCOMPILE_DOMAIN
 from qcompile.passes._layer_rule import LayerLoweringRule, output_scale_bias
+from qcompile.passes.rewrite import RuleSetPass
 
 
 class BinaryLayerToXnor(LayerLoweringRule):
@@ -28,7 +29,7 @@ class BinaryLayerToXnor(LayerLoweringRule):
 
     def rewrite(self, op, x, w, out, **_):
         node = out.producer()
-        layer = analyze_layer(node)
+        layer = self.layer(node)
         weights = layer.weight.values  # [M, Cg, KH, KW] or [M, K]
         m = weights.shape[0]
         scale, bias = output_scale_bias(node, layer.weight.alpha * np.float32(layer.input.scale), m)
@@ -42,8 +43,14 @@ class BinaryLayerToXnor(LayerLoweringRule):
             w_packed = pack_dense_weights(weights)
             extra = dict(in_features=int(weights.shape[1]))
         packed.producer().name = f"{layer.name}/pack"
-        return self.emit(op, packed, w_packed, scale, bias, layer.name, **extra)
+        return self.emit(op, packed, w_packed, scale, bias, layer.name, node.outputs[0].name, **extra)
 
 
 def binary_lowering_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([BinaryLayerToXnor.rule(op) for op in ("Conv", "Gemm", "MatMul")])
+
+
+class LowerBinaryLayersPass(RuleSetPass):
+    """Binary layers become XnorConv / XnorGemm."""
+
+    make_rules = staticmethod(binary_lowering_rules)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 from onnxscript.rewriter import pattern
 
-from qcompile.analysis import activation_operand, analyze_layer, conv_attrs, weight_operand
+from qcompile.analysis import activation_operand, conv_attrs, weight_operand
+from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.ops.bitserial import pack_weight_planes
-from qcompile.passes._consts import QCOMPILE_DOMAIN
 from qcompile.passes._layer_rule import LayerLoweringRule, output_scale_bias
+from qcompile.passes.rewrite import RuleSetPass
 
 
 class MultiBitToBitSerial(LayerLoweringRule):
@@ -26,7 +27,7 @@ class MultiBitToBitSerial(LayerLoweringRule):
 
     def rewrite(self, op, x, w, out, **_):
         node = out.producer()
-        layer = analyze_layer(node)
+        layer = self.layer(node)
         act = activation_operand(layer.input.quant_node)
         wop = weight_operand(node, layer.weight)
         m = wop.codes.shape[0]
@@ -43,7 +44,13 @@ class MultiBitToBitSerial(LayerLoweringRule):
             packed = op.QuantizePack(layer.input.quant_node.inputs[0], _domain=QCOMPILE_DOMAIN, **act.quant)
             extra = dict(in_features=int(wop.codes.shape[1]))
         packed.producer().name = f"{layer.name}/pack"
-        return self.emit(op, packed, packed_w, scale, bias, layer.name, **plane_attrs, **extra)
+        return self.emit(op, packed, packed_w, scale, bias, layer.name, node.outputs[0].name, **plane_attrs, **extra)
 
 def multibit_lowering_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([MultiBitToBitSerial.rule(op) for op in ("Conv", "Gemm", "MatMul")])
+
+
+class LowerMultibitLayersPass(RuleSetPass):
+    """Multi-bit layers become BitSerialConv / BitSerialGemm."""
+
+    make_rules = staticmethod(multibit_lowering_rules)

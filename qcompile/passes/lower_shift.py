@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 from onnxscript.rewriter import pattern
 
-from qcompile.analysis import analyze_layer, conv_attrs, shift_activation
+from qcompile.analysis import conv_attrs, shift_activation
 from qcompile.ops.shift import encode_weights
 from qcompile.passes._layer_rule import LayerLoweringRule, output_scale_bias
+from qcompile.passes.rewrite import RuleSetPass
 
 
 def _activation_scale(act: dict) -> np.float32:
@@ -32,7 +33,7 @@ class Pow2LayerToShift(LayerLoweringRule):
 
     def rewrite(self, op, x, w, out, **_):
         node = out.producer()
-        layer = analyze_layer(node)
+        layer = self.layer(node)
         act = shift_activation(layer.input)
         pow2 = layer.weight.pow2
         m = pow2.ints.shape[0]
@@ -43,7 +44,13 @@ class Pow2LayerToShift(LayerLoweringRule):
             extra = dict(in_channels=int(pow2.ints.shape[1] * attrs["group"]), **attrs)
         else:
             extra = dict(in_features=int(pow2.ints.shape[1]))
-        return self.emit(op, layer.input.quant_node.inputs[0], codes, scale, bias, layer.name, **act, **extra)
+        return self.emit(op, layer.input.quant_node.inputs[0], codes, scale, bias, layer.name, node.outputs[0].name, **act, **extra)
 
 def shift_lowering_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([Pow2LayerToShift.rule(op) for op in ("Conv", "Gemm", "MatMul")])
+
+
+class LowerShiftLayersPass(RuleSetPass):
+    """Power-of-two layers become ShiftConv / ShiftGemm."""
+
+    make_rules = staticmethod(shift_lowering_rules)

@@ -28,15 +28,11 @@ from fractions import Fraction
 import numpy as np
 import onnx_ir as ir
 
-from qcompile.passes._consts import (
-    QCOMPILE_DOMAIN,
-    const_array,
-    float_attr,
-    int_attr,
-    ints_attr,
-    str_attr,
-)
-from qcompile.passes._layer_rule import FOLDED_KEY, LAYER_KEY
+from qcompile.base.domains import QCOMPILE_DOMAIN
+from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr, str_attr
+from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, ref_entry
+from qcompile.passes.report import PipelineRun
+from qcompile.passes.rewrite import NamedPass
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -53,7 +49,7 @@ class Chain:
     @property
     def folded(self) -> list[str]:
         ops = [n.op_type for n in (self.bn, self.clip) if n is not None]
-        return ops + ["BipolarQuant"]
+        return [*ops, "BipolarQuant"]
 
 
 def _single_use(value: ir.Value) -> bool:
@@ -190,34 +186,37 @@ def or_mask_for(chain: Chain, m: int, out_group: int) -> np.ndarray:
     return pack_last_axis(flip.reshape(out_group, m // out_group)).reshape(-1)
 
 
-class PackActivationsPass(ir.passes.InPlacePass):
-    """Rewrite XnorConv -> [pool/BN/clip] -> BinarizePack chains into XnorConvThreshold (+PackedMaxPool)."""
+class PackActivationsPass(NamedPass, ir.passes.InPlacePass):
+    """Rewrite XnorConv -> [pool/BN/clip] -> BinarizePack chains into XnorConvThreshold (+PackedMaxPool).
 
-    def __init__(self) -> None:
-        self.refusals: list[str] = []
+    A BinarizePack whose chain cannot be rewritten is recorded, with the reason, in the compile report."""
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         modified = False
-        for pack in [n for n in graph if n.domain == QCOMPILE_DOMAIN and n.op_type == "BinarizePack"]:
-            if pack.graph is None:
-                continue
-            chain = match_chain(pack)
-            if isinstance(chain, str):
-                self.refusals.append(f"{pack.name}: {chain}")
-                continue
-            self._rewrite(graph, chain)
-            modified = True
+        with PipelineRun.ensure() as run:
+            for pack in [n for n in graph if n.domain == QCOMPILE_DOMAIN and n.op_type == "BinarizePack"]:
+                if pack.graph is None:
+                    continue
+                chain = match_chain(pack)
+                if isinstance(chain, str):
+                    run.report.refuse(str(self), pack, chain)
+                    continue
+                refusal = self._rewrite(graph, chain)
+                if refusal:
+                    run.report.refuse(str(self), pack, refusal)
+                else:
+                    modified = True
         return ir.passes.PassResult(model, modified)
 
-    def _rewrite(self, graph: ir.Graph, chain: Chain) -> None:
+    def _rewrite(self, graph: ir.Graph, chain: Chain) -> str:
+        """Rewrite the chain; '' when done, else why not (the graph is then unchanged)."""
         conv, pack = chain.conv, chain.pack
         out_group = int_attr(pack, "group", 1)
         wp = const_array(conv.inputs[1])  # [M, KH, KW, Wg]
         m = wp.shape[0]
         if m % out_group:
-            self.refusals.append(f"{pack.name}: {m} channels not divisible by group {out_group}")
-            return
+            return f"{m} channels not divisible by group {out_group}"
         cg = int_attr(conv, "in_channels", 0) // int_attr(conv, "group", 1)
         dmax = cg * wp.shape[1] * wp.shape[2]
         th, direction = thresholds_for(chain, dmax)
@@ -255,5 +254,10 @@ class PackActivationsPass(ir.passes.InPlacePass):
             pool_node.outputs[0].name = f"{layer}/pooled_bits"
             new_nodes.append(pool_node)
             out = pool_node.outputs[0]
+        # the last new node's bits are the sign of what the reference binarizes (the pack's input)
+        sign_of = ref_entry(pack.inputs[0].name, SIGN_BITS_ENCODING, out_group)
+        new_conv.metadata_props.pop(REF_KEY, None)
+        new_nodes[-1].metadata_props[REF_KEY] = sign_of
         graph.insert_before(pack, new_nodes)
         pack.outputs[0].replace_all_uses_with(out)
+        return ""

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
-from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter import MatchResult, pattern
 
-from qcompile.passes._consts import QONNX_DOMAIN, const_array, int_attr
+from qcompile.base.domains import QONNX_DOMAIN
+from qcompile.base.ir_readers import const_array, int_attr
+from qcompile.passes.rewrite import ReportingRule, RuleSetPass
 
 
 def grid_of(lo: int, hi: int) -> tuple[int, int, int] | None:
@@ -46,7 +47,7 @@ def _broadcast_shape(scale: np.ndarray, axis: int, rank: int | None) -> np.ndarr
     return scale.astype(np.float32).reshape(shape)
 
 
-class QcdqToQuant(pattern.RewriteRuleClassBase):
+class QcdqToQuant(ReportingRule):
     def __init__(self, with_clip: bool):
         super().__init__(name="QCDQToQuant" if with_clip else "QDQToQuant")
         self.with_clip = with_clip
@@ -87,7 +88,7 @@ class QcdqToQuant(pattern.RewriteRuleClassBase):
             return shaped
         return shaped, np.float32(z0), grid
 
-    def check(self, context, x, s, z, s2, z2, q, out, lo=None, hi=None, **_) -> MatchResult:
+    def check_match(self, context, x, s, z, s2, z2, q, out, lo=None, hi=None, **_) -> MatchResult:
         result = MatchResult()
         params = self._params(x, s, z, s2, z2, lo, hi, q, out)
         return result.fail(params) if isinstance(params, str) else result
@@ -106,3 +107,9 @@ class QcdqToQuant(pattern.RewriteRuleClassBase):
 
 def qcdq_rules() -> pattern.RewriteRuleSet:
     return pattern.RewriteRuleSet([QcdqToQuant.rule(True), QcdqToQuant.rule(False)])
+
+
+class QcdqToQuantPass(RuleSetPass):
+    """QuantizeLinear -> [Clip] -> DequantizeLinear chains become QONNX Quant nodes."""
+
+    make_rules = staticmethod(qcdq_rules)

@@ -12,12 +12,30 @@ from __future__ import annotations
 
 from .data import DatasetNotFoundError, load_dataset
 from .export import export_onnx
-from .layers import QuantAct, QuantConv2d, QuantLinear, QuantReport, method_spec, quantize_model
+from .layers import QuantAct, QuantConv2d, QuantLinear, QuantReport
 from .models import build_model
+from .quantize import quantize_model
 from .quantizers import ActQuantizer, WeightQuantizer
+from .registry import METHODS, REGISTRY, method_spec
 from .trainer import TrainConfig, Trainer, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "export_onnx", "quantize_model",
-           "method_spec", "QuantConv2d", "QuantLinear", "QuantAct", "QuantReport",
-           "WeightQuantizer", "ActQuantizer", "build_model", "load_dataset",
-           "DatasetNotFoundError"]
+__all__ = [
+           "METHODS",
+           "REGISTRY",
+           "ActQuantizer",
+           "DatasetNotFoundError",
+           "QuantAct",
+           "QuantConv2d",
+           "QuantLinear",
+           "QuantReport",
+           "TrainConfig",
+           "TrainResult",
+           "Trainer",
+           "WeightQuantizer",
+           "build_model",
+           "export_onnx",
+           "load_dataset",
+           "method_spec",
+           "quantize_model",
+           "train",
+]

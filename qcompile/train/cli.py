@@ -6,17 +6,19 @@ data-parallel with ``torchrun --nproc_per_node N -m qcompile.train.cli ...``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..errors import QCompileError
 from .data import DATASETS
-from .layers import METHODS
 from .models import MODELS
+from .registry import METHODS
 
 
 @click.command("train")
-@click.option("--model", type=click.Choice(MODELS + ("convnet_a", "convnet_b", "convnet_c",
-                                                     "convnet_d")),
+@click.option("--model", type=click.Choice((*MODELS, "convnet_a", "convnet_b", "convnet_c",
+                                            "convnet_d")),
               default="convnet", show_default=True, help="Model family.")
 @click.option("--data", type=click.Choice(DATASETS), default="fashion-mnist", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -36,32 +38,56 @@ from .models import MODELS
 @click.option("--subset", type=int, default=None, help="Use only this many training samples.")
 @click.option("--test-subset", type=int, default=None, help="Use only this many test samples.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier.")
-@click.option("--keep-first-last-fp/--quantize-first-last", default=True, show_default=True,
-              help="Keep the first conv and the last linear layer in full precision.")
-@click.option("--aqe-alpha", type=float, default=0.5, show_default=True)
+@click.option("--keep-first-last-fp/--quantize-first-last", default=None,
+              help="Keep the first conv and the last linear layer in full precision "
+                   "(default: the method's; SQ quantizes all layers, the others keep them).")
+@click.option("--per-channel/--per-layer", "per_channel", default=None,
+              help="Weight scale granularity (default: the method's; BWN and SQ per channel, "
+                   "TWN per layer).")
+@click.option("--lr-final", type=float, default=0.01, show_default=True,
+              help="The learning rate decays exponentially, step by step, to this fraction "
+                   "of --lr by the end of the run (of each stage with --stage-lr-restart).")
+@click.option("--lr-gamma", type=float, default=None,
+              help="Per-epoch exponential decay factor instead of --lr-final.")
+@click.option("--stage-lr-restart/--no-stage-lr-restart", default=True, show_default=True,
+              help="Multi-stage methods (sq, progressive1/2) restart the learning-rate "
+                   "schedule at each stage, as the papers' multi-round training does.")
+@click.option("--weight-decay", type=float, default=None,
+              help="Default 1e-4 with SGD, 0 with Adam.")
+@click.option("--init-from", type=click.Path(dir_okay=False), default=None,
+              help="Start from the weights of this checkpoint.pt (e.g. a float run's; BCGD's "
+                   "paper starts from a pretrained float model).")
+@click.option("--pow2-scale", type=click.Choice(["layer", "none"]), default="layer",
+              show_default=True,
+              help=">=3-bit AQE/STE weights: per-layer power-of-two scale, or none (paper).")
+@click.option("--aqe-k-start", type=float, default=1.0, show_default=True,
+              help="AQE: sharpness k of the smooth surrogate at the start.")
+@click.option("--aqe-k-end", type=float, default=100.0, show_default=True,
+              help="AQE: sharpness k at the end (raised geometrically).")
+@click.option("--aqe-alpha", type=float, default=0.5, show_default=True,
+              help="aqe-blend ablation: blend weight α.")
 @click.option("--aqe-anneal-to", type=float, default=None,
-              help="Anneal the AQE α linearly to this value over the run.")
-@click.option("--bcgd-rho", type=float, default=1e-5, show_default=True)
+              help="aqe-blend ablation: anneal α linearly to this value over the run.")
+@click.option("--bcgd-blend", type=float, default=0.8, show_default=True,
+              help="BCGD: cumulative blend ρ·T over the run; ρ = this / total steps.")
+@click.option("--bcgd-rho", type=float, default=None,
+              help="BCGD: the blend ρ per step, overriding --bcgd-blend (0: coarse gradient).")
+@click.option("--sp-final-fraction", type=float, default=0.25, show_default=True,
+              help="Stochastic precision: the last fraction of the run fully quantized.")
+@click.option("--teacher-lr", type=float, default=None,
+              help="KD: the teacher's learning rate (default the student's; same optimizer "
+                   "and schedule).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/train", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--no-export", is_flag=True, help="Do not write model.onnx.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(model: str, data: str, data_dir: str | None, wbits: int, abits: int, method: str,
-          epochs: int, batch_size: int, lr: float | None, optimizer: str | None, seed: int,
-          subset: int | None, test_subset: int | None, width: float, keep_first_last_fp: bool,
-          aqe_alpha: float, aqe_anneal_to: float | None, bcgd_rho: float, out: str,
-          device: str, resume: bool, no_export: bool, quiet: bool) -> None:
+def train(no_export: bool, quiet: bool, **options: Any) -> None:
     """Train a low-bit network and export it to QONNX (OUT/model.onnx)."""
     from .trainer import TrainConfig
     from .trainer import train as run_train
 
-    cfg = TrainConfig(model=model, data=data, data_dir=data_dir, wbits=wbits, abits=abits,
-                      method=method, epochs=epochs, batch_size=batch_size, lr=lr,
-                      optimizer=optimizer, seed=seed, subset=subset, test_subset=test_subset,
-                      width=width, keep_first_last_fp=keep_first_last_fp, aqe_alpha=aqe_alpha,
-                      aqe_anneal_to=aqe_anneal_to, bcgd_rho=bcgd_rho, out=out, device=device,
-                      resume=resume, export=not no_export, progress=not quiet)
+    cfg = TrainConfig(**options, export=not no_export, progress=not quiet)
     try:
         result = run_train(cfg)
     except (QCompileError, ValueError) as e:

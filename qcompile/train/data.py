@@ -76,7 +76,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     paths = [_find(d, s) for s in stems]
-    missing = [s for s, p in zip(stems, paths) if p is None]
+    missing = [s for s, p in zip(stems, paths, strict=False) if p is None]
     if missing:
         raise DatasetNotFoundError(
             f"Fashion-MNIST not found in {d}: expected {', '.join(m + '.gz' for m in missing)}. "
@@ -101,7 +101,7 @@ def load_digits(test_fraction: float = 0.25, split_seed: int = 0) -> Dataset:
     y = torch.from_numpy(d.target.astype(np.int64))
     g = torch.Generator().manual_seed(split_seed)
     perm = torch.randperm(len(y), generator=g)
-    n_test = int(round(len(y) * test_fraction))
+    n_test = round(len(y) * test_fraction)
     te, tr = perm[:n_test], perm[n_test:]
     return Dataset("digits", x[tr], y[tr], x[te], y[te], 10)
 

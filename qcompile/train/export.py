@@ -34,69 +34,13 @@ import torch
 from onnx import numpy_helper
 from torch import Tensor, nn
 
+from ..base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET, QONNX_DOMAIN, QONNX_OPSET
 from ..fileio import atomic_path
 from .layers import QuantConv2d, QuantLinear
-from .quantizers import ActQuantizer, aqe_h, pow2_h, pow2_thresholds, qonnx_quant, sign_pm1
+from .quantizers import ActQuantizer, aqe_h
+from .symbolic import BipolarQuantFn, Pow2QuantFn, QuantFn
 
-QONNX_DOMAIN = "qonnx.custom_op.general"
-QCOMPILE_DOMAIN = "qcompile"
-OPSET = 17
-
-
-class BipolarQuantFn(torch.autograd.Function):
-    """QONNX BipolarQuant: (x ≥ 0 ? +1 : −1) · scale."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # noqa: D102
-        return sign_pm1(x) * scale
-
-    @staticmethod
-    def symbolic(g, x, scale):  # noqa: D102
-        return g.op(f"{QONNX_DOMAIN}::BipolarQuant", x, scale).setType(x.type())
-
-
-class QuantFn(torch.autograd.Function):
-    """QONNX Quant(x, scale, zeropt, bitwidth; signed, narrow, rounding_mode)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, scale: Tensor, zeropt: float, bits: int, signed: int,
-                narrow: int, rounding_mode: str) -> Tensor:  # noqa: D102
-        return qonnx_quant(x, scale, zeropt, bits, bool(signed), bool(narrow), rounding_mode)
-
-    @staticmethod
-    def symbolic(g, x, scale, zeropt, bits, signed, narrow, rounding_mode):  # noqa: D102
-        zp = g.op("Constant", value_t=torch.tensor(float(zeropt), dtype=torch.float32))
-        bw = g.op("Constant", value_t=torch.tensor(float(bits), dtype=torch.float32))
-        return g.op(f"{QONNX_DOMAIN}::Quant", x, scale, zp, bw, signed_i=int(signed),
-                    narrow_i=int(narrow), rounding_mode_s=rounding_mode).setType(x.type())
-
-
-class Pow2QuantFn(torch.autograd.Function):
-    """qcompile::Pow2Quant: AQE's power-of-two h, given by its ascending |x| thresholds."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, bits: int, zero_threshold: str) -> Tensor:  # noqa: D102
-        return pow2_h(x, bits, zero_threshold)
-
-    @staticmethod
-    def symbolic(g, x, bits, zero_threshold):  # noqa: D102
-        return g.op(f"{QCOMPILE_DOMAIN}::Pow2Quant", x,
-                    thresholds_f=pow2_thresholds(bits, zero_threshold)).setType(x.type())
-
-
-class GemmFn(torch.autograd.Function):
-    """``x @ Wᵀ (+ b)`` exported as one Gemm(transB=1), so the weight quantizer's output feeds
-    Gemm input B directly (the TorchScript exporter writes Transpose + MatMul without a bias)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:  # noqa: D102
-        return torch.nn.functional.linear(x, w, b)
-
-    @staticmethod
-    def symbolic(g, x, w, b):  # noqa: D102
-        if b is None or (hasattr(b, "node") and b.node().mustBeNone()):
-            return g.op("Gemm", x, w, transB_i=1)
-        return g.op("Gemm", x, w, b, transB_i=1)
+OPSET = 17  # the standard ONNX opset of the exported graph
 
 
 class _ExportAct(nn.Module):
@@ -159,7 +103,7 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
         if isinstance(mod, (QuantConv2d, QuantLinear)):
             fn = _make_weight_fn(mod)
             if fn is not None:
-                mod._export_fn = fn
+                mod.use_export_weight(fn)
                 del mod.weight  # only the quantized initializer goes into the graph
         elif isinstance(mod, ActQuantizer):
             parent_name, _, child = name.rpartition(".")
@@ -215,7 +159,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, in_shape: tuple[int, 
             torch.onnx.export(m, (dummy,), tmp, dynamo=False, opset_version=OPSET,
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              custom_opsets={QONNX_DOMAIN: 1, QCOMPILE_DOMAIN: 1}, do_constant_folding=True)
+                              custom_opsets={QONNX_DOMAIN: QONNX_OPSET,
+                                             QCOMPILE_DOMAIN: QCOMPILE_OPSET},
+                              do_constant_folding=True)
         proto = onnx.load(tmp)
         _constants_to_initializers(proto)
         proto.producer_name = "qcompile.train"

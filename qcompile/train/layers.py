@@ -1,33 +1,41 @@
-"""Quantized layers and ``quantize_model``.
+"""Quantized layers and ``apply_spec``.
 
 ``QuantConv2d`` / ``QuantLinear`` are drop-in subclasses of ``nn.Conv2d`` / ``nn.Linear`` whose
 weight passes through a :class:`WeightQuantizer`; :class:`QuantAct` replaces a HardTanh (the
-quantization point of a block). ``quantize_model`` swaps them into any ``nn.Module``.
+quantization point of a block). ``apply_spec`` swaps them into any ``nn.Module`` per a
+:class:`QuantSpec`; which spec a method uses is in :mod:`.registry`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantizers import FP_BITS, ActQuantizer, WeightQuantizer
-
-METHODS = ("fp32", "ste", "xnor", "twn", "dorefa", "aqe", "sq", "bcgd", "progressive1",
-           "progressive2", "stochastic-precision", "kd")
+from .quantizers import ActQuantizer, WeightQuantizer
+from .symbolic import GemmFn
 
 QuantAct = ActQuantizer
 
 
 class _QuantWeightMixin:
+    """The weight a quantized layer computes with: ``wq(weight)``, or, in a copy prepared for
+    export, the function that traces to the weight's QONNX node (:meth:`use_export_weight`)."""
+
     wq: WeightQuantizer
+    export_weight: Callable[[], Tensor] | None = None
+
+    def use_export_weight(self, fn: Callable[[], Tensor]) -> None:
+        """Compute with ``fn()`` instead of ``wq(weight)`` (export only; the caller then drops
+        ``weight`` so that only the quantized initializer reaches the graph)."""
+        self.export_weight = fn
 
     def quantized_weight(self) -> Tensor:
-        exp = getattr(self, "_export_fn", None)
-        if exp is not None:
-            return exp()
+        if self.export_weight is not None:
+            return self.export_weight()
         return self.wq(self.weight)
 
 
@@ -64,15 +72,13 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         return new.to(lin.weight.device)
 
     def forward(self, x: Tensor) -> Tensor:
-        if getattr(self, "_export_fn", None) is not None and x.dim() == 2:
-            from .export import GemmFn  # one Gemm(transB=1) in the exported graph
-
-            return GemmFn.apply(x, self.quantized_weight(), self.bias)
+        if self.export_weight is not None and x.dim() == 2:
+            return GemmFn.apply(x, self.quantized_weight(), self.bias)  # one Gemm(transB=1)
         return F.linear(x, self.quantized_weight(), self.bias)
 
 
 # ---------------------------------------------------------------------------------------------
-# Method → quantizers
+# Quantizer settings
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class QuantSpec:
@@ -84,65 +90,12 @@ class QuantSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def method_spec(method: str, wbits: int, abits: int, *, aqe_alpha: float = 0.5,
-                per_channel: bool | None = None, act_delta: float = 0.5,
-                delta_factor: float = 0.7, zero_threshold: str = "log",
-                bcgd_alpha: float | None = None) -> QuantSpec:
-    """The weight and activation quantizer settings for ``method`` at ``wbits``/``abits``.
-
-    * fp32: nothing quantized (HardTanh activations).
-    * ste / aqe: AQE's h for weights and activations (1: sign, 2: ternary, ≥3: powers of two)
-      with the STE or the AQE estimator.
-    * xnor: BWN weights α_c·sign(W_c) (wbits must be 1); activations h with STE.
-    * twn: TWN ternary weights (any wbits → ternary); activations h with STE.
-    * sq: BWN (wbits=1) or TWN (wbits≥2) weights, channel-wise α (SQ quantizes per row), with
-      stochastic row selection; activations h with STE (``--abits 32`` for the paper's
-      weight-only setting).
-    * bcgd: BCGD weights, BCGD adaptive quantized-ReLU activations.
-    * dorefa, progressive1/2, stochastic-precision, kd: DoReFa weights and activations (§2).
-    """
-    if method not in METHODS:
-        raise ValueError(f"expected method in {METHODS}, got {method!r}")
-    if method == "fp32":
-        return QuantSpec(None, None)
-    w: dict[str, Any]
-    a: dict[str, Any] = {"scheme": "h", "bits": abits, "estimator": "ste",
-                         "act_delta": act_delta, "zero_threshold": zero_threshold}
-    common = {"bits": wbits, "delta_factor": delta_factor, "zero_threshold": zero_threshold}
-    if method in ("ste", "aqe"):
-        est = method
-        w = {"scheme": "h", "estimator": est, "alpha": aqe_alpha, **common}
-        if per_channel is not None:
-            w["per_channel"] = per_channel
-        a.update(estimator=est, alpha=aqe_alpha)
-    elif method == "xnor":
-        if wbits != 1:
-            raise ValueError(f"xnor has binary weights: expected --wbits 1, got {wbits}")
-        w = {"scheme": "bwn", "per_channel": True if per_channel is None else per_channel,
-             **common}
-    elif method == "twn":
-        w = {"scheme": "twn", "per_channel": bool(per_channel), **{**common, "bits": 2}}
-    elif method == "sq":
-        scheme = "bwn" if wbits == 1 else "twn"
-        w = {"scheme": scheme, "per_channel": True if per_channel is None else per_channel,
-             **{**common, "bits": 1 if wbits == 1 else 2}}
-    elif method == "bcgd":
-        w = {"scheme": "bcgd", **common}
-        a = {"scheme": "bcgd", "bits": abits, "bcgd_alpha": bcgd_alpha}
-    else:  # dorefa family
-        w = {"scheme": "dorefa", **common}
-        a = {"scheme": "dorefa", "bits": abits}
-    if wbits >= FP_BITS:
-        w = None
-    return QuantSpec(w, a)
-
-
 # ---------------------------------------------------------------------------------------------
-# quantize_model
+# apply_spec
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class QuantReport:
-    """Which layers ``quantize_model`` quantized and which it left in full precision."""
+    """Which layers ``apply_spec`` quantized and which it left in full precision."""
 
     quantized: list[str] = field(default_factory=list)
     full_precision: list[str] = field(default_factory=list)
@@ -164,18 +117,15 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def quantize_model(model: nn.Module, wbits: int, abits: int, method: str = "ste",
-                   keep_first_last_fp: bool = True,
-                   act_types: tuple[type[nn.Module], ...] = (nn.Hardtanh,),
-                   **spec_options: Any) -> QuantReport:
-    """Replace Conv2d/Linear layers and activation modules of ``model`` in place.
+def apply_spec(model: nn.Module, spec: QuantSpec, keep_first_last_fp: bool = True,
+               act_types: tuple[type[nn.Module], ...] = (nn.Hardtanh,)) -> QuantReport:
+    """Replace Conv2d/Linear layers and activation modules of ``model`` in place per ``spec``.
 
     Weight layers are taken in registration order (``named_modules``); with
     ``keep_first_last_fp`` the first and the last stay full precision. Each module of
     ``act_types`` (HardTanh by default: the quantization point of an AQE block) becomes a
-    :class:`QuantAct`. ``spec_options`` go to :func:`method_spec`. Returns the report.
+    :class:`QuantAct`. Returns the report (also stored as ``model.quant_report``).
     """
-    spec = method_spec(method, wbits, abits, **spec_options)
     report = QuantReport()
     weight_layers = [(n, m) for n, m in model.named_modules()
                      if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -194,7 +144,7 @@ def quantize_model(model: nn.Module, wbits: int, abits: int, method: str = "ste"
         _set_module(model, name, new)
         report.quantized.append(name)
     if spec.act is not None:
-        for name, mod in acts:
+        for name, _ in acts:
             _set_module(model, name, ActQuantizer(**spec.act))
             report.activations.append(name)
     model.quant_report = report  # type: ignore[attr-defined]

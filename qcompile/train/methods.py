@@ -10,7 +10,8 @@ cross-entropy) → backward, gradient all-reduce → ``before_step`` → ``optim
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,15 @@ def stage_of(step: int, total_steps: int, n_stages: int) -> int:
     return min(n_stages - 1, step * n_stages // max(1, total_steps))
 
 
+def equal_stage_starts(total_steps: int, n_stages: int) -> list[int]:
+    """The first step of each of :func:`stage_of`'s stages."""
+    starts: list[int] = []
+    for step in range(total_steps):
+        if stage_of(step, total_steps, n_stages) == len(starts):
+            starts.append(step)
+    return starts or [0]
+
+
 # ---------------------------------------------------------------------------------------------
 class ClipWeights(Callback):
     """Latent weights of quantized layers clipped to [−1, 1] after each step (BNN, AQE)."""
@@ -73,8 +83,8 @@ class ClampAlpha(Callback):
 
 # ---------------------------------------------------------------------------------------------
 class AQESchedule(Callback):
-    """AQE blend weight α: fixed (default ½), or annealed linearly from ``start`` to ``end``
-    over the run when ``end`` is given (the paper publishes no schedule)."""
+    """The AQE-blend ablation's weight α: fixed (default ½), or annealed linearly from
+    ``start`` to ``end`` over the run when ``end`` is given (the paper publishes no schedule)."""
 
     def __init__(self, start: float = 0.5, end: float | None = None) -> None:
         if not 0 < start < 1 or (end is not None and not 0 < end <= 1):
@@ -89,8 +99,29 @@ class AQESchedule(Callback):
     def on_batch_begin(self, t: Trainer, step: int) -> None:
         a = self.alpha_at(step, t.total_steps)
         for m in t.model.modules():
-            if isinstance(m, (WeightQuantizer, ActQuantizer)) and m.estimator == "aqe":
+            if isinstance(m, (WeightQuantizer, ActQuantizer)) and m.estimator == "aqe-blend":
                 m.alpha = a
+
+
+class AQESharpness(Callback):
+    """AQE's sharpness k of the smooth surrogate ĥ_k, raised geometrically from ``start`` to
+    ``end`` over the run (k_t = start·(end/start)^(t/(T−1))), so training ends close to the
+    quantizer h that evaluation and the exported model use. The paper publishes neither the
+    surrogate nor its schedule; this one is a choice (docs/training.md)."""
+
+    def __init__(self, start: float = 1.0, end: float = 100.0) -> None:
+        if not 0 < start <= end:
+            raise ValueError(f"expected 0 < AQE sharpness start <= end, got {start}, {end}")
+        self.start, self.end = start, end
+
+    def sharpness_at(self, step: int, total: int) -> float:
+        return self.start * (self.end / self.start) ** (step / max(1, total - 1))
+
+    def on_batch_begin(self, t: Trainer, step: int) -> None:
+        k = self.sharpness_at(step, t.total_steps)
+        for m in t.model.modules():
+            if isinstance(m, (WeightQuantizer, ActQuantizer)) and m.estimator == "aqe":
+                m.sharpness = k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +145,9 @@ class StochasticQuantization(Callback):
     def ratio_at(self, step: int, total: int) -> float:
         return self.ratios[stage_of(step, total, len(self.ratios))]
 
+    def stage_starts(self, total: int) -> list[int]:
+        return equal_stage_starts(total, len(self.ratios))
+
     @staticmethod
     @torch.no_grad()
     def row_errors(layer: nn.Module) -> Tensor:
@@ -127,7 +161,7 @@ class StochasticQuantization(Callback):
     def select(self, errors: Tensor, ratio: float, gen: torch.Generator) -> Tensor:
         """Boolean mask of the rows to quantize."""
         m = errors.numel()
-        n_q = int(math.floor(ratio * m + 0.5))
+        n_q = math.floor(ratio * m + 0.5)
         mask = torch.zeros(m, dtype=torch.bool)
         if n_q >= m:
             return mask.fill_(True)
@@ -164,12 +198,22 @@ class BlendedCoarseGradient(Callback):
                                          computed at Q(w)
 
     implemented as w_sgd = w − η·d by the optimizer, then w_sgd + ρ·(Q(w) − w) with Q(w) and
-    w taken before the step. ρ = 0 gives plain coarse gradient descent (the ablation).
+    w taken before the step. ρ = 0 gives plain coarse gradient descent (the ablation). Without
+    an explicit ``rho``, ρ = ``blend`` / (total steps): the cumulative blend ρ·T is what matters.
     """
 
-    def __init__(self, rho: float = 1e-5) -> None:
-        self.rho = rho
+    def __init__(self, rho: float | None = None, blend: float = 0.8) -> None:
+        if rho is None and not blend >= 0:
+            raise ValueError(f"expected a cumulative BCGD blend >= 0, got {blend}")
+        self.rho_option, self.blend = rho, blend
+        self.rho = 0.0 if rho is None else rho
         self._delta: list[tuple[Tensor, Tensor]] = []
+
+    def on_train_begin(self, t: Trainer) -> None:
+        # ρ from the cumulative blend ρ·T unless given: 1e-5 over the paper's ~80k CIFAR steps
+        # blends ~0.8 in all; the same ρ over a short run would blend next to nothing
+        if self.rho_option is None:
+            self.rho = self.blend / max(1, t.total_steps)
 
     def before_step(self, t: Trainer) -> None:
         self._delta = []
@@ -196,7 +240,11 @@ class ProgressiveScheme1(Callback):
         self.weight_fraction = weight_fraction
 
     def acts_on(self, step: int, total: int) -> bool:
-        return step >= int(round(self.weight_fraction * total))
+        return step >= round(self.weight_fraction * total)
+
+    def stage_starts(self, total: int) -> list[int]:
+        switch = round(self.weight_fraction * total)
+        return [0, switch] if 0 < switch < total else [0]
 
     def on_batch_begin(self, t: Trainer, step: int) -> None:
         on = self.acts_on(step, t.total_steps)
@@ -218,6 +266,9 @@ class ProgressiveScheme2(Callback):
         b = self.schedule[stage_of(step, total, len(self.schedule))]
         return max(b, self.wbits), max(b, self.abits)
 
+    def stage_starts(self, total: int) -> list[int]:
+        return equal_stage_starts(total, len(self.schedule))
+
     def on_batch_begin(self, t: Trainer, step: int) -> None:
         wb, ab = self.bits_at(step, t.total_steps)
         for _, layer in weight_quantizers(t.model):
@@ -229,14 +280,23 @@ class ProgressiveScheme2(Callback):
 class StochasticPrecision(Callback):
     """Each iteration every quantized layer (each weight layer and each activation quantizer)
     is quantized with probability p, else full precision; p rises linearly from ``p_start`` to
-    ``p_end`` over the run. Evaluation quantizes everything."""
+    ``p_end`` over the first 1 − ``final_fraction`` of the run, and the last ``final_fraction``
+    is fully quantized (p = 1), so training ends on the network that is evaluated. Evaluation
+    quantizes everything."""
 
-    def __init__(self, p_start: float = 0.5, p_end: float = 1.0) -> None:
-        self.p_start, self.p_end = p_start, p_end
+    def __init__(self, p_start: float = 0.5, p_end: float = 1.0,
+                 final_fraction: float = 0.25) -> None:
+        if not 0 <= final_fraction < 1:
+            raise ValueError(f"expected a final fully quantized fraction in [0, 1), got "
+                             f"{final_fraction}")
+        self.p_start, self.p_end, self.final_fraction = p_start, p_end, final_fraction
         self.last: list[bool] = []
 
     def p_at(self, step: int, total: int) -> float:
-        return self.p_start + (self.p_end - self.p_start) * step / max(1, total - 1)
+        ramp = max(1, round((1 - self.final_fraction) * total))
+        if step >= ramp:
+            return 1.0
+        return self.p_start + (self.p_end - self.p_start) * step / max(1, ramp - 1)
 
     def _units(self, model: nn.Module) -> list[Any]:
         return [layer.wq for _, layer in weight_quantizers(model)] + \
@@ -247,7 +307,7 @@ class StochasticPrecision(Callback):
         units = self._units(t.model)
         draws = torch.rand(len(units), generator=t.gen)
         self.last = [bool(d < p) for d in draws]
-        for u, on in zip(units, self.last):
+        for u, on in zip(units, self.last, strict=False):
             u.enabled = on
 
     def on_eval_begin(self, t: Trainer) -> None:
@@ -276,29 +336,39 @@ def kd_losses(s: Tensor, tl: Tensor, y: Tensor, T: float = 1.0, lambda_t: float 
 class JointKD(Callback):
     """Guided training: a full-precision teacher trained alongside the student.
 
-    The teacher has its own optimizer (SGD, momentum 0.9, weight decay 1e-4 by default); the
-    loss returned to the loop is loss_s + loss_t (the graphs are disjoint, so one backward
-    gives each network its own gradient).
+    By default (``teacher_optimizer`` None) the teacher's parameters are in the loop's own
+    optimizer, so teacher and student share the optimizer and its learning-rate schedule (the
+    authors train both with the same SGD schedule); ``train`` puts them there
+    (:meth:`extra_parameters`). The loss returned to the loop is loss_s + loss_t (the graphs
+    are disjoint, so one backward gives each network its own gradient).
     """
 
     def __init__(self, teacher: nn.Module, T: float = 1.0, lambda_t: float = 1.0,
                  lambda_s: float = 0.7, lambda_kd: float = 0.7, lambda_kd_teacher: float = 0.5,
-                 teacher_optimizer: torch.optim.Optimizer | None = None,
-                 teacher_lr: float = 0.05) -> None:
+                 teacher_optimizer: torch.optim.Optimizer | None = None) -> None:
         self.teacher = teacher
         self.kw = dict(T=T, lambda_t=lambda_t, lambda_s=lambda_s, lambda_kd=lambda_kd,
                        lambda_kd_teacher=lambda_kd_teacher)
-        self.opt = teacher_optimizer or torch.optim.SGD(teacher.parameters(), lr=teacher_lr,
-                                                        momentum=0.9, weight_decay=1e-4)
+        self.opt = teacher_optimizer
         self.teacher_acc: float | None = None
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters the loop's optimizer must also update (the teacher's, when shared)."""
+        return list(self.teacher.parameters()) if self.opt is None else []
 
     def on_train_begin(self, t: Trainer) -> None:
         self.teacher.to(t.device)
         t.grad_modules.append(self.teacher)
+        if self.opt is None:
+            shared = {id(p) for g in t.optimizer.param_groups for p in g["params"]}
+            if any(id(p) not in shared for p in self.teacher.parameters()):
+                raise ValueError("JointKD without a teacher optimizer: the loop's optimizer "
+                                 "must hold the teacher's parameters (extra_parameters())")
 
     def on_batch_begin(self, t: Trainer, step: int) -> None:
         self.teacher.train()
-        self.opt.zero_grad(set_to_none=True)
+        if self.opt is not None:
+            self.opt.zero_grad(set_to_none=True)
 
     def compute_loss(self, t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         s = t.model(x)
@@ -307,21 +377,37 @@ class JointKD(Callback):
         return loss_s + loss_t, s
 
     def after_step(self, t: Trainer) -> None:
-        self.opt.step()
+        if self.opt is not None:
+            self.opt.step()
 
     def on_epoch_end(self, t: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         _, acc = t.evaluate(self.teacher)
         metrics["teacher_test_acc"] = acc
 
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict(), "opt": self.opt.state_dict()}
+        return {"teacher": self.teacher.state_dict(),
+                "opt": None if self.opt is None else self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state["teacher"])
-        self.opt.load_state_dict(state["opt"])
+        if self.opt is not None and state.get("opt") is not None:
+            self.opt.load_state_dict(state["opt"])
 
 
-__all__ = ["Callback", "ClipWeights", "ClampAlpha", "AQESchedule", "StochasticQuantization",
-           "BlendedCoarseGradient", "ProgressiveScheme1", "ProgressiveScheme2",
-           "StochasticPrecision", "JointKD", "kd_losses", "stage_of", "QuantConv2d",
-           "QuantLinear"]
+__all__ = [
+    "AQESchedule",
+    "AQESharpness",
+    "BlendedCoarseGradient",
+    "Callback",
+    "ClampAlpha",
+    "ClipWeights",
+    "JointKD",
+    "ProgressiveScheme1",
+    "ProgressiveScheme2",
+    "QuantConv2d",
+    "QuantLinear",
+    "StochasticPrecision",
+    "StochasticQuantization",
+    "kd_losses",
+    "stage_of",
+]

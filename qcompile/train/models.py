@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .layers import QuantReport, quantize_model
+from .layers import QuantReport
+from .quantize import quantize_model
 
 MODELS = ("convnet", "vgg_small", "resnet20", "resnet18")
 
@@ -25,7 +26,7 @@ CONVNET_MODEL_WIDTH = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0}
 
 
 def _c(ch: int, width: float) -> int:
-    return max(1, int(round(ch * width)))
+    return max(1, round(ch * width))
 
 
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
@@ -124,7 +125,7 @@ class ResNet(nn.Module):
                                   nn.BatchNorm2d(ws[0]))
         layers: list[nn.Module] = []
         cin = ws[0]
-        for i, (w, n) in enumerate(zip(ws, blocks)):
+        for i, (w, n) in enumerate(zip(ws, blocks, strict=False)):
             for j in range(n):
                 layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
                 cin = w

@@ -10,7 +10,8 @@ XNOR / BWN (α_c·sign)      g · 1{|W| ≤ 1}                       (α treated
 TWN ternary                g                                    (identity STE)
 DoReFa k-bit weights       g · (1 − tanh²W) / max|tanh W|      (STE through round; max const)
 DoReFa k-bit activations   g · 1{0 ≤ x ≤ 1}
-AQE blend                  2α · g · 1{|x| ≤ 1}
+AQE (smooth)               the true derivative of ĥ_k (sum of tanh steps, below)
+AQE blend (ablation)       2α · g · 1{|x| ≤ 1}
 BCGD quantized ReLU        x: g · 1{0 < x ≤ Lα};  α: 0.01·Σ g·∂σ/∂α, clipped to [−1, 1]
 BCGD weights (coarse)      g                                    (gradient at Q(w) applied to w)
 =========================  ==========================================================
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -53,12 +55,12 @@ class AttachGrad(torch.autograd.Function):
     """Forward: return ``value`` (already computed). Backward: ∂L/∂x = g · ``grad_scale``."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, grad_scale: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, value: Tensor, grad_scale: Tensor) -> Tensor:
         ctx.save_for_backward(grad_scale)
         return value.clone()
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102
+    def backward(ctx, g: Tensor):
         (grad_scale,) = ctx.saved_tensors
         return g * grad_scale, None, None
 
@@ -158,6 +160,49 @@ def aqe_h(x: Tensor, bits: int, delta: Tensor | float, zero_threshold: str = "lo
     return pow2_h(x, bits, zero_threshold)
 
 
+def h_steps(bits: int, delta: Tensor | float, zero_threshold: str = "log"
+            ) -> tuple[list[Tensor | float], list[float]]:
+    """h's positive |x| thresholds t_j and the jump d_j of |h| at each (1 bit: one step of 2
+    at 0). h(x) = Σ_j d_j·(H(x − t_j) + H(x + t_j) − 1) for x ≠ ±t_j (H the unit step)."""
+    if bits == 1:
+        return [0.0], [1.0]  # sign = H(x) + H(x) − 1: two half-steps at 0
+    if bits == 2:
+        return [delta], [1.0]
+    _, levels = pow2_levels(bits)
+    mags = [0.0, *sorted(levels)]
+    return list(pow2_thresholds(bits, zero_threshold)), [b - a for a, b in pairwise(mags)]
+
+
+def aqe_smooth(x: Tensor, bits: int, delta: Tensor | float, sharpness: float,
+               zero_threshold: str = "log") -> Tensor:
+    """AQE's smooth surrogate ĥ_k of h (differentiable; autograd gives its true derivative):
+
+        ĥ_k(x) = Σ_j d_j/2 · (tanh(k(x − t_j)) + tanh(k(x + t_j)))
+
+    with h's thresholds t_j and jumps d_j (:func:`h_steps`); ĥ_k → h pointwise as k → ∞ (at
+    a threshold itself to the midpoint of the two levels), so raising k over training ends it
+    on the quantizer. 1 bit: tanh(kx); 2 bits: ½(tanh(k(x − Δ)) + tanh(k(x + Δ))).
+    """
+    ts, ds = h_steps(bits, delta, zero_threshold)
+    out = torch.zeros_like(x)
+    for t, d in zip(ts, ds, strict=True):
+        out = out + (d / 2) * (torch.tanh(sharpness * (x - t)) + torch.tanh(sharpness * (x + t)))
+    return out
+
+
+def pow2_unit(w: Tensor) -> Tensor:
+    """MINW-Net's per-layer power-of-two weight scale S = 2^round(log2(2·mean|W|)).
+
+    The paper names no scale; with h's fixed thresholds (3 bits: 0.177, 0.354, 0.707) and a
+    standard initialisation (|w| ≲ 0.08) every weight would quantize to 0. 2·mean|W| is the
+    half-range of a uniform initialisation (and ≈ 1.6σ of a Gaussian), so the levels S·{¼, ½, 1}
+    cover the weights; a power of two keeps S·h(W/S) on the grid S·{0, ±2^−p} (SHIFT lowering)
+    and the division by S exact.
+    """
+    m = w.detach().abs().mean().clamp_min(2.0 ** -60)
+    return torch.exp2(torch.round(torch.log2(2 * m)))
+
+
 def qonnx_quant(x: Tensor, scale: Tensor, zeropt: float, bits: int, signed: bool,
                 narrow: bool, rounding_mode: str = "ROUND") -> Tensor:
     """QONNX Quant in float32, in SPEC.md's order: divide, add, round, clamp, subtract, multiply.
@@ -199,6 +244,7 @@ class ExportForm:
 
 
 WEIGHT_SCHEMES = ("h", "bwn", "twn", "dorefa", "bcgd")
+ESTIMATORS = ("ste", "aqe", "aqe-blend")
 
 
 class WeightQuantizer(nn.Module):
@@ -206,7 +252,10 @@ class WeightQuantizer(nn.Module):
 
     scheme:
       * ``h``      – AQE/STE quantizer h (1: sign, 2: ternary Δ = ``delta_factor``·mean|W|,
-                     ≥3: powers of two), no scale; ``estimator`` "ste" or "aqe".
+                     ≥3: S·h(W/S) with the per-layer power-of-two scale S of :func:`pow2_unit`
+                     when ``pow2_scale`` is "layer" (default), no scale when "none");
+                     ``estimator`` "ste", "aqe" (smooth ĥ_k at ``sharpness`` k, in units of
+                     mean|W| for 1–2 bits and of S for ≥3) or "aqe-blend" (the ablation).
       * ``bwn``    – XNOR-Net/BWN α_c·sign(W_c), α_c = mean|W_c| (``per_channel``, default on).
       * ``twn``    – TWN α·T, Δ = 0.7·mean|W|, α = mean of |W| above Δ (``per_channel`` option).
       * ``dorefa`` – DoReFa k-bit (1 bit: mean|W|·sign(W), per layer, as in DoReFa-Net).
@@ -219,12 +268,15 @@ class WeightQuantizer(nn.Module):
 
     def __init__(self, scheme: str = "h", bits: int = 1, estimator: str = "ste",
                  alpha: float = 0.5, per_channel: bool | None = None,
-                 delta_factor: float = 0.7, zero_threshold: str = "log") -> None:
+                 delta_factor: float = 0.7, zero_threshold: str = "log",
+                 pow2_scale: str = "layer", sharpness: float = 1.0) -> None:
         super().__init__()
         if scheme not in WEIGHT_SCHEMES:
             raise ValueError(f"expected weight scheme in {WEIGHT_SCHEMES}, got {scheme!r}")
-        if estimator not in ("ste", "aqe"):
-            raise ValueError(f"expected estimator 'ste' or 'aqe', got {estimator!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"expected estimator in {ESTIMATORS}, got {estimator!r}")
+        if pow2_scale not in ("layer", "none"):
+            raise ValueError(f"expected pow2_scale 'layer' or 'none', got {pow2_scale!r}")
         if scheme == "bwn" and bits != 1:
             raise ValueError(f"XNOR/BWN weights are binary: expected wbits=1, got {bits}")
         self.scheme = scheme
@@ -234,6 +286,8 @@ class WeightQuantizer(nn.Module):
         self.per_channel = (scheme == "bwn") if per_channel is None else bool(per_channel)
         self.delta_factor = float(delta_factor)
         self.zero_threshold = zero_threshold
+        self.pow2_scale = pow2_scale
+        self.sharpness = float(sharpness)
         self.enabled = True
         self.sq_mask: Tensor | None = None
 
@@ -259,9 +313,16 @@ class WeightQuantizer(nn.Module):
             if b == 2:
                 t = ternary_h(w, twn_delta(w, self.per_channel, self.delta_factor))
                 return ExportForm("Quant", t, torch.ones((), dtype=w.dtype), 2)
-            # qcompile::Pow2Quant over the exact levels (h is idempotent on them): the graph
-            # declares the b-bit power-of-two grid, whichever levels the weights use
-            return ExportForm("Pow2Quant", pow2_h(w, b, self.zero_threshold), None, b)
+            if self.pow2_scale == "none":
+                # qcompile::Pow2Quant over the exact levels (h is idempotent on them): the graph
+                # declares the b-bit power-of-two grid, whichever levels the weights use
+                return ExportForm("Pow2Quant", pow2_h(w, b, self.zero_threshold), None, b)
+            # S·{0, ±2^−p} = (S·2^−(q−1))·{0, ±1, ±2, …, ±2^(q−1)}: a (q+1)-bit narrow Quant
+            # with a power-of-two scale reproduces the values exactly
+            unit = pow2_unit(w)
+            q, _ = pow2_levels(b)
+            values = unit * pow2_h(w / unit, b, self.zero_threshold)
+            return ExportForm("Quant", values, unit * 2.0 ** -(q - 1), q + 1)
         if s == "bwn" or (s in ("dorefa", "bcgd") and b == 1):
             alpha = self._mean_abs(w, self.per_channel if s == "bwn" else False)
             return ExportForm("BipolarQuant", sign_pm1(w), alpha)
@@ -318,12 +379,24 @@ class WeightQuantizer(nn.Module):
             return in_unit(w)
         return 1.0  # twn, bcgd: identity (coarse) gradient
 
+    def _smooth(self, w: Tensor) -> Tensor:
+        """ĥ_k(W) in the units of the layer (k in units of mean|W|, or of S at ≥ 3 bits)."""
+        b = self.bits
+        if b >= 3:
+            unit = pow2_unit(w) if self.pow2_scale == "layer" else torch.ones((), dtype=w.dtype)
+            return unit * aqe_smooth(w / unit, b, 0.0, self.sharpness, self.zero_threshold)
+        unit = w.detach().abs().mean().clamp_min(1e-12)
+        delta = twn_delta(w.detach(), self.per_channel, self.delta_factor) / unit
+        return aqe_smooth(w / unit, b, delta, self.sharpness, self.zero_threshold)
+
     def forward(self, w: Tensor) -> Tensor:
         if not self.active:
             return w
         qv = self.quantized_value(w)
         if self.training and self.scheme == "h" and self.estimator == "aqe":
-            # AQE: forward α·h + (1−α)·x, backward 2α·g·1{|x| ≤ 1}
+            out = self._smooth(w)
+        elif self.training and self.scheme == "h" and self.estimator == "aqe-blend":
+            # AQE blend (ablation): forward α·h + (1−α)·x, backward 2α·g·1{|x| ≤ 1}
             with torch.no_grad():
                 val = self.alpha * qv + (1 - self.alpha) * w
             out = attach(w, val, 2 * self.alpha * in_unit(w))
@@ -375,7 +448,8 @@ class ActQuantizer(nn.Module):
       * ``h``      – HardTanh (clip to [−1, 1]) then AQE h: 1 bit sign, 2 bits ternary with a
                      fixed threshold ``act_delta`` (default ½; activations have no weight
                      statistics to take TWN's Δ from), ≥3 bits powers of two. ``estimator``
-                     "ste" (g·1{|x| ≤ 1}) or "aqe" (blend in training, h alone in eval).
+                     "ste" (g·1{|x| ≤ 1}), "aqe" (ĥ_k of the HardTanh output at ``sharpness``
+                     k in training) or "aqe-blend" (the ablation); h alone in eval.
       * ``dorefa`` – clip to [0, 1] then round((2^k−1)·x)/(2^k−1) (as Quant with scale 1/(2^k−1)).
       * ``bcgd``   – adaptive quantized ReLU with a learned α (one per layer).
     Disabled or ≥32 bits: the nonlinearity alone (HardTanh, clip [0,1], ReLU respectively).
@@ -384,10 +458,14 @@ class ActQuantizer(nn.Module):
     def __init__(self, scheme: str = "h", bits: int = 1, estimator: str = "ste",
                  alpha: float = 0.5, act_delta: float = 0.5, zero_threshold: str = "log",
                  bcgd_alpha: float | None = None, bcgd_alpha_grad_scale: float = 0.01,
-                 bcgd_alpha_range: tuple[float, float] = (1e-3, 5.0)) -> None:
+                 bcgd_alpha_range: tuple[float, float] = (1e-3, 5.0),
+                 sharpness: float = 1.0) -> None:
         super().__init__()
         if scheme not in ACT_SCHEMES:
             raise ValueError(f"expected activation scheme in {ACT_SCHEMES}, got {scheme!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"expected estimator in {ESTIMATORS}, got {estimator!r}")
+        self.sharpness = float(sharpness)
         self.scheme = scheme
         self.bits = int(bits)
         self.estimator = estimator
@@ -447,6 +525,9 @@ class ActQuantizer(nn.Module):
             return attach(x, val, ((x >= 0) & (x <= 1)).to(x.dtype))
         mask = in_unit(x)  # HardTanh's pass-band, boundaries ±1 included
         if self.active and self.training and self.estimator == "aqe":
+            y = torch.clamp(x, -1.0, 1.0)  # HardTanh, differentiated by autograd
+            return aqe_smooth(y, self.bits, self.act_delta, self.sharpness, self.zero_threshold)
+        if self.active and self.training and self.estimator == "aqe-blend":
             with torch.no_grad():
                 y = torch.clamp(x, -1.0, 1.0)
                 val = self.alpha * val + (1 - self.alpha) * y

@@ -13,9 +13,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,10 +28,10 @@ from ..errors import QCompileError
 from ..fileio import atomic_path, write_bytes_atomic
 from . import methods as M
 from .data import Dataset, load_dataset
-from .layers import METHODS, QuantReport, act_quantizers
+from .export import export_onnx
+from .layers import QuantReport, act_quantizers
 from .models import build_fp_model, build_model
-
-SGD_METHODS = ("bcgd", "kd")  # methods whose papers' update is defined inside SGD
+from .registry import METHODS, CallbackContext, get_method, make_callbacks
 
 
 @dataclass
@@ -46,10 +47,13 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 128
     lr: float | None = None          # None: 0.01 for Adam (AQE paper), 0.05 for SGD
-    optimizer: str | None = None     # "adam" | "sgd"; None: sgd for bcgd/kd, else adam
+    optimizer: str | None = None     # "adam" | "sgd"; None: the method's default (registry)
     momentum: float = 0.9
     weight_decay: float | None = None  # None: 1e-4 with SGD, 0 with Adam
-    lr_gamma: float | None = None    # per-epoch exponential decay; None: 0.1^(1/epochs)
+    lr_final: float = 0.01           # per-step exponential decay to lr·lr_final by the end
+    lr_gamma: float | None = None    # per-epoch exponential decay instead (the old schedule)
+    stage_lr_restart: bool = True    # multi-stage methods: the schedule restarts each stage
+    init_from: str | None = None     # a checkpoint.pt (or state dict) to start the weights from
     seed: int = 0
     subset: int | None = None
     test_subset: int | None = None
@@ -57,17 +61,21 @@ class TrainConfig:
     out: str | None = None
     device: str = "cpu"
     resume: bool = False
-    keep_first_last_fp: bool = True
+    keep_first_last_fp: bool | None = None  # None: the method's default (registry)
     export: bool = True
     progress: bool = True
     max_steps_per_epoch: int | None = None
-    clip_weights: bool | None = None  # None: on for ste/aqe/xnor/twn/sq
+    clip_weights: bool | None = None  # None: the method's default (registry)
     # quantizer options
     per_channel: bool | None = None
     act_delta: float = 0.5
     delta_factor: float = 0.7
     zero_threshold: str = "log"
-    # AQE
+    pow2_scale: str = "layer"        # ≥3-bit h weights: per-layer power-of-two scale, or "none"
+    # AQE (smooth surrogate): sharpness k raised geometrically from start to end
+    aqe_k_start: float = 1.0
+    aqe_k_end: float = 100.0
+    # AQE blend (ablation)
     aqe_alpha: float = 0.5
     aqe_anneal_to: float | None = None
     # SQ
@@ -75,20 +83,22 @@ class TrainConfig:
     sq_eps: float = 1e-8
     sq_stochastic: bool = True
     # BCGD
-    bcgd_rho: float = 1e-5
+    bcgd_rho: float | None = None    # None: bcgd_blend / total steps
+    bcgd_blend: float = 0.8          # cumulative blend ρ·T (the paper's CIFAR setting ≈ 0.8)
     bcgd_alpha: float | None = None
     # progressive / stochastic precision
     prog1_weight_fraction: float = 0.5
     prog2_stages: Sequence[int] = (32, 8, 4, 2)
     sp_p_start: float = 0.5
     sp_p_end: float = 1.0
+    sp_final_fraction: float = 0.25  # the last part of the run fully quantized
     # joint KD
     kd_T: float = 1.0
     kd_lambda_t: float = 1.0
     kd_lambda_s: float = 0.7
     kd_lambda_kd: float = 0.7
     kd_lambda_kd_teacher: float = 0.5
-    teacher_lr: float | None = None
+    teacher_lr: float | None = None  # None: the student's learning rate (same schedule)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -97,6 +107,8 @@ class TrainConfig:
             v = getattr(self, k)
             if not 1 <= v <= 32:
                 raise QCompileError(f"expected --{k} between 1 and 32, got {v}")
+        if not 0 < self.lr_final <= 1:
+            raise QCompileError(f"expected --lr-final in (0, 1], got {self.lr_final}")
         if self.epochs < 1 or self.batch_size < 1:
             raise QCompileError(f"expected epochs and batch size >= 1, got {self.epochs}, "
                                 f"{self.batch_size}")
@@ -152,13 +164,15 @@ class Trainer:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset,
                  *, epochs: int = 1, batch_size: int = 128, device: str | torch.device = "cpu",
-                 callbacks: Sequence[M.Callback] = (), scheduler: Any = None, seed: int = 0,
+                 callbacks: Sequence[M.Callback] = (), scheduler: Any = None,
+                 step_scheduler: Any = None, seed: int = 0,
                  progress: bool = True, max_steps_per_epoch: int | None = None) -> None:
         self.rank, self.world_size = _dist_info()
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.optimizer = optimizer
-        self.scheduler = scheduler
+        self.scheduler = scheduler            # stepped once per epoch
+        self.step_scheduler = step_scheduler  # stepped after every optimizer step
         self.data = data
         self.epochs = epochs
         self.batch_size = batch_size
@@ -200,7 +214,7 @@ class Trainer:
         dist.all_reduce(flat)
         flat /= self.world_size
         off = 0
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=False):
             n = g.numel()
             p.grad = flat[off:off + n].view_as(p).clone()
             off += n
@@ -246,6 +260,8 @@ class Trainer:
         self._cb("before_step")
         self.optimizer.step()
         self._cb("after_step")
+        if self.step_scheduler is not None:
+            self.step_scheduler.step()
         self.global_step += 1
         correct = int((logits.detach().argmax(1) == y).sum())
         return float(loss.detach()) * len(y), correct
@@ -320,6 +336,8 @@ class Trainer:
         return {"epoch": len(self.history), "global_step": self.global_step,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "step_scheduler": (self.step_scheduler.state_dict() if self.step_scheduler
+                                   else None),
                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "history": self.history,
                 "callbacks": [cb.state_dict() for cb in self.callbacks]}
@@ -329,12 +347,14 @@ class Trainer:
         self.optimizer.load_state_dict(s["optimizer"])
         if self.scheduler is not None and s.get("scheduler"):
             self.scheduler.load_state_dict(s["scheduler"])
+        if self.step_scheduler is not None and s.get("step_scheduler"):
+            self.step_scheduler.load_state_dict(s["step_scheduler"])
         self.gen.set_state(s["gen"])
         torch.set_rng_state(s["torch_rng"])
         self.history = list(s["history"])
         self.start_epoch = int(s["epoch"])
         self.global_step = int(s["global_step"])
-        for cb, st in zip(self.callbacks, s["callbacks"]):
+        for cb, st in zip(self.callbacks, s["callbacks"], strict=False):
             cb.load_state_dict(st)
         if self.start_epoch > 0:
             self._cb("on_train_begin")
@@ -342,7 +362,7 @@ class Trainer:
 
 # ---------------------------------------------------------------------------------------------
 def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
-    kind = cfg.optimizer or ("sgd" if cfg.method in SGD_METHODS else "adam")
+    kind = cfg.optimizer or get_method(cfg.method).optimizer
     if kind == "adam":
         return torch.optim.Adam(params, lr=cfg.lr if cfg.lr is not None else 0.01,
                                 weight_decay=cfg.weight_decay or 0.0)
@@ -353,33 +373,71 @@ def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
     raise QCompileError(f"expected optimizer 'adam' or 'sgd', got {kind!r}")
 
 
-def make_callbacks(cfg: TrainConfig, data: Dataset) -> list[M.Callback]:
-    """The callbacks that make up ``cfg.method``."""
-    m = cfg.method
-    cbs: list[M.Callback] = []
-    clip = cfg.clip_weights if cfg.clip_weights is not None else \
-        m in ("ste", "aqe", "xnor", "twn", "sq")
-    if m == "aqe":
-        cbs.append(M.AQESchedule(cfg.aqe_alpha, cfg.aqe_anneal_to))
-    elif m == "sq":
-        cbs.append(M.StochasticQuantization(cfg.sq_ratios, cfg.sq_eps, cfg.sq_stochastic))
-    elif m == "bcgd":
-        cbs += [M.BlendedCoarseGradient(cfg.bcgd_rho), M.ClampAlpha()]
-    elif m == "progressive1":
-        cbs.append(M.ProgressiveScheme1(cfg.prog1_weight_fraction))
-    elif m == "progressive2":
-        cbs.append(M.ProgressiveScheme2(cfg.wbits, cfg.abits, cfg.prog2_stages))
-    elif m == "stochastic-precision":
-        cbs.append(M.StochasticPrecision(cfg.sp_p_start, cfg.sp_p_end))
-    elif m == "kd":
-        teacher = build_fp_model(cfg.model, data.in_shape, data.num_classes, cfg.width)
-        cbs.append(M.JointKD(teacher, cfg.kd_T, cfg.kd_lambda_t, cfg.kd_lambda_s,
-                             cfg.kd_lambda_kd, cfg.kd_lambda_kd_teacher,
-                             teacher_lr=cfg.teacher_lr if cfg.teacher_lr is not None else
-                             (cfg.lr if cfg.lr is not None else 0.05)))
-    if clip:
-        cbs.append(M.ClipWeights())
-    return cbs
+def keep_first_last_fp(cfg: TrainConfig) -> bool:
+    """Whether the first and last weight layers stay full precision (the method's default)."""
+    if cfg.keep_first_last_fp is not None:
+        return cfg.keep_first_last_fp
+    return get_method(cfg.method).keep_first_last_fp
+
+
+def param_groups(cfg: TrainConfig, model: nn.Module, callbacks: Sequence[M.Callback]
+                 ) -> list[dict[str, Any]]:
+    """The model's parameters, plus those callbacks ask the loop's optimizer to update (the KD
+    teacher's: same optimizer, same schedule; its own lr only with ``teacher_lr``)."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    for cb in callbacks:
+        extra = getattr(cb, "extra_parameters", None)
+        params = extra() if extra is not None else []
+        if params:
+            g: dict[str, Any] = {"params": params}
+            if cfg.teacher_lr is not None:
+                g["lr"] = cfg.teacher_lr
+            groups.append(g)
+    return groups
+
+
+def stage_starts(cfg: TrainConfig, callbacks: Sequence[M.Callback], total: int) -> list[int]:
+    """First step of each training stage: the staged method's stages when the schedule
+    restarts per stage (``stage_lr_restart``), else one stage."""
+    if cfg.stage_lr_restart:
+        for cb in callbacks:
+            fn = getattr(cb, "stage_starts", None)
+            if fn is not None:
+                return fn(total)
+    return [0]
+
+
+def lr_factor(step: int, total: int, starts: Sequence[int], final: float) -> float:
+    """The learning rate multiplier at ``step``: exponential from 1 at the start of its stage to
+    ``final`` at the stage's last step (each stage its own schedule, as the multi-round papers
+    restart the learning rate)."""
+    begin = max([s for s in starts if s <= step] or [0])
+    later = [s for s in starts if s > begin]
+    end = later[0] if later else total
+    length = max(1, end - begin - 1)
+    return final ** (min(step - begin, length) / length)
+
+
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Start from the weights of a checkpoint (``--init-from``): every weight layer's weight
+    must be there with its shape; quantizer state (e.g. BCGD's α) keeps its initialisation."""
+    p = Path(path)
+    if not p.is_file():
+        raise QCompileError(f"--init-from: no file at {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # any unreadable file: the user's to fix, one line
+        raise QCompileError(f"--init-from: {p} is not a torch checkpoint ({e})") from None
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise QCompileError(f"--init-from: expected a state dict or checkpoint in {p}")
+    own = model.state_dict()
+    wanted = [k for k in own if k.endswith(".weight")]
+    bad = [k for k in wanted if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise QCompileError(f"--init-from: {p} does not match the model: expected {bad[0]} of "
+                            f"shape {tuple(own[bad[0]].shape)}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
 def _plot(history: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -387,6 +445,7 @@ def _plot(history: list[dict[str, Any]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -396,6 +455,8 @@ def _plot(history: list[dict[str, Any]], path: Path, title: str) -> None:
     a2.plot(ep, [h["train_acc"] for h in history], "o-", label="train")
     a2.plot(ep, [h["test_acc"] for h in history], "s-", label="test")
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend()
+    for ax in (a1, a2):  # epochs are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
@@ -431,18 +492,29 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     data = load_dataset(cfg.data, cfg.data_dir, cfg.subset, cfg.test_subset, cfg.seed)
     spec_opts = dict(aqe_alpha=cfg.aqe_alpha, per_channel=cfg.per_channel,
                      act_delta=cfg.act_delta, delta_factor=cfg.delta_factor,
-                     zero_threshold=cfg.zero_threshold, bcgd_alpha=cfg.bcgd_alpha)
+                     zero_threshold=cfg.zero_threshold, bcgd_alpha=cfg.bcgd_alpha,
+                     pow2_scale=cfg.pow2_scale)
     torch.manual_seed(cfg.seed)
     model, report = build_model(cfg.model, data.in_shape, data.num_classes, width=cfg.width,
                                 wbits=cfg.wbits, abits=cfg.abits, method=cfg.method,
-                                keep_first_last_fp=cfg.keep_first_last_fp, **spec_opts)
-    callbacks = make_callbacks(cfg, data)
-    opt = make_optimizer(cfg, model.parameters())
-    gamma = cfg.lr_gamma if cfg.lr_gamma is not None else 0.1 ** (1.0 / cfg.epochs)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+                                keep_first_last_fp=keep_first_last_fp(cfg), **spec_opts)
+    if cfg.init_from and not cfg.resume:
+        load_initial_weights(model, cfg.init_from)
+    ctx = CallbackContext(lambda: build_fp_model(cfg.model, data.in_shape, data.num_classes,
+                                                 cfg.width))
+    callbacks = make_callbacks(cfg, ctx)
+    opt = make_optimizer(cfg, param_groups(cfg, model, callbacks))
+    sched = step_sched = None
+    if cfg.lr_gamma is not None:
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.lr_gamma)
     trainer = Trainer(model, opt, data, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, callbacks=callbacks, scheduler=sched, seed=cfg.seed,
                       progress=cfg.progress, max_steps_per_epoch=cfg.max_steps_per_epoch)
+    if cfg.lr_gamma is None:
+        starts = stage_starts(cfg, callbacks, trainer.total_steps)
+        step_sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, trainer.total_steps, starts, cfg.lr_final))
+        trainer.step_scheduler = step_sched
     out = Path(cfg.out) if cfg.out else None
     if out is not None and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -471,8 +543,6 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     trainer.fit(on_epoch_end=write_outputs)
     onnx_path = None
     if out is not None and cfg.export and rank == 0:
-        from .export import export_onnx
-
         onnx_path = export_onnx(trainer.model, out / "model.onnx", data.in_shape,
                                 {k: json.dumps(v) if isinstance(v, list) else v
                                  for k, v in meta.items()})
@@ -484,5 +554,13 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
                        {"trainer": trainer, "dataset": data})
 
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "make_callbacks",
-           "make_optimizer", "init_distributed", "act_quantizers"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "act_quantizers",
+    "init_distributed",
+    "make_callbacks",
+    "make_optimizer",
+    "train",
+]

@@ -5,8 +5,8 @@
 //     the scalar and the avx2 LUT kernels. Exit status 1 on any mismatch.
 //   bench: ResNet-18 3x3 and 1x1 shapes, 1 thread: the avx2 XOR-popcount kernel and the LUT
 //     kernel side by side (alternating rounds, medians), G MAC/s, and each against its ceiling.
-// Build and run: bash tools/lut_check.sh [bench [rounds] | variants [rounds]] (g++ -mavx2, plus
-// the AVX-512 units with their own flags when the compiler has them; no onnxruntime needed).
+// Build and run: bash tools/lut_check.sh [bench [rounds]] (g++ -mavx2; no onnxruntime needed).
+// Every variant at the op level, against onnxruntime fp32 and int8: tools/bench_lut.py.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "../../bitserial/bitserial_kernel.h"
-#include "../../xnor/xnor_variants.h"
+#include "../../xnor/xnor_kernel.h"
 #include "../lut_kernel.h"
 
 using namespace qcompile;
@@ -232,12 +232,13 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-double LutCeiling(double seconds) {  // lookups per second, best of batches
-  int64_t iters = 1 << 16;
+// Work per second of a ceiling microbenchmark, best of batches (least interference).
+double Ceiling(int64_t (*fn)(int64_t), double seconds) {
+  int64_t iters = 1 << 10;
   double best = 0.0, spent = 0.0;
   while (spent < seconds) {
     const Clock::time_point t0 = Clock::now();
-    const int64_t lookups = lut::lut_ceiling_lookups__avx2(iters);
+    const int64_t lookups = fn(iters);
     const double s = Seconds(t0);
     spent += s;
     best = std::max(best, lookups / s);
@@ -251,8 +252,8 @@ struct Shape {
 };
 
 int Bench(int rounds, int only) {
-  const double lut_ceiling = LutCeiling(0.5);
-  const double xor_ceiling = xnor::PopcountCeiling("avx2", 0.5);
+  const double lut_ceiling = Ceiling(lut::lut_ceiling_lookups__avx2, 0.5);
+  const double xor_ceiling = Ceiling(xnor::xnor_ceiling__avx2, 0.5);
   std::printf("ceilings (register-resident, 1 thread): LUT %.0f G lookups/s = %.0f G binary MAC/s"
               " = %.0f G 2-bit MAC/s; XOR+popcount (avx2 variant, L1) %.0f G binary MAC/s\n",
               lut_ceiling / 1e9, 4 * lut_ceiling / 1e9, 2 * lut_ceiling / 1e9, xor_ceiling / 1e9);
@@ -350,91 +351,7 @@ int Bench(int rounds, int only) {
 
 }  // namespace
 
-// Every XnorConv variant of the table that this CPU runs, on the same shapes, alternating
-// rounds: microseconds (median) and G binary MAC/s, and each variant's own ceiling. A variant
-// runs what the op would run: its LUT kernel (layout included) where its LutUse picks it
-// (marked *), else its row kernel.
-int BenchXnorVariants(int rounds) {
-  size_t count = 0;
-  const xnor::XnorVariant* vs = xnor::Variants(&count);
-  std::vector<const xnor::XnorVariant*> run;
-  for (size_t i = 0; i < count; ++i)
-    if (vs[i].supported() && vs[i].weights != xnor::kWeightsPlain) run.push_back(&vs[i]);
-  std::printf("%-16s", "shape");
-  for (const auto* v : run) std::printf(" %23s", v->name);
-  std::printf("\n%-16s", "ceiling G/s");
-  for (const auto* v : run) std::printf(" %23.0f", xnor::PopcountCeiling(v->name, 0.5) / 1e9);
-  std::printf("\n");
-  const Shape shapes[] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3},
-                          {64, 56, 1}, {128, 28, 1}, {256, 14, 1}, {512, 7, 1}};
-  for (const Shape& sh : shapes) {
-    ConvGeometry s{};
-    s.G = s.N = 1;
-    s.Cg = s.Mg = sh.C;
-    s.H = s.W = sh.H;
-    s.KH = s.KW = sh.K;
-    s.sh = s.sw = s.dh = s.dw = 1;
-    s.pt = s.pl = sh.K / 2;
-    Finish(&s, sh.K / 2, sh.K / 2, 1);
-    const double macs = static_cast<double>(s.OH * s.OW * s.M * s.Cg * s.KH * s.KW);
-    std::vector<uint64_t> x(s.N * s.H * s.W * s.XW), w(s.M * s.KH * s.KW * s.Wg);
-    FillRows(x, s.Wg, s.Cg);
-    FillRows(w, s.Wg, s.Cg);
-    std::vector<float> sc(s.M, 1.0f), bi(s.M, 0.0f), y(s.N * s.M * s.OH * s.OW);
-    const int64_t taps = s.KH * s.KW * s.Wg;
-    std::vector<uint64_t> wb1(s.blocks_per_group * taps * xnor::kBlockM, 0);
-    std::vector<uint64_t> wb2(2 * wb1.size(), 0), xs(2 * x.size());
-    for (int64_t m = 0; m < s.M; ++m)
-      for (int64_t t = 0; t < taps; ++t) {
-        const uint64_t v = w[m * taps + t];
-        wb1[((m / 8) * taps + t) * 8 + m % 8] = v;
-        wb2[((m / 8) * taps + t) * 16 + m % 8] = v & xnor::kLowNibbles;
-        wb2[((m / 8) * taps + t) * 16 + 8 + m % 8] = (v >> 4) & xnor::kLowNibbles;
-      }
-    Lut l;
-    PlanLut(s, 1, &l);
-    lut::LutTablesXnor(s, &l.plan, w.data(), l.tables.data());
-    const lut::LutConvArgs la = l.Args(sc.data(), bi.data(), y.data(), nullptr);
-    std::vector<std::vector<double>> times(run.size());
-    std::vector<bool> uses_lut(run.size());
-    for (int r = 0; r < rounds; ++r)
-      for (size_t i = 0; i < run.size(); ++i) {
-        const xnor::XnorVariant& v = *run[i];
-        const bool nib = v.weights == xnor::kWeightsBlockedNibbles;
-        xnor::ConvArgs xa{s, x.data(), w.data(), nib ? wb2.data() : wb1.data(), xs.data(),
-                          sc.data(), bi.data(), y.data()};
-        uses_lut[i] = v.lut && (v.lut_use == lut::kLutAlways ||
-                                (v.lut_use == lut::kLutWhenFaster && v.lut_faster(s)));
-        const Clock::time_point t0 = Clock::now();
-        if (uses_lut[i]) {
-          lut::LutActivations(s, l.plan, x.data(), l.xb.data());
-          RunLut(v.lut, la);
-          times[i].push_back(Seconds(t0));
-          continue;
-        }
-        if (v.split_x)
-          for (size_t k = 0; k < x.size(); ++k) {
-            xs[2 * k] = x[k] & xnor::kLowNibbles;
-            xs[2 * k + 1] = (x[k] >> 4) & xnor::kLowNibbles;
-          }
-        for (int64_t oh = 0; oh < s.OH; ++oh) v.conv(xa, 0, 0, 0, s.blocks_per_group, oh);
-        times[i].push_back(Seconds(t0));
-      }
-    char name[32];
-    std::snprintf(name, sizeof name, "%ldx%ldx%ld k%ld", s.Cg, s.H, s.W, s.KH);
-    std::printf("%-16s", name);
-    for (size_t i = 0; i < run.size(); ++i) {
-      const double t = Median(times[i]);
-      std::printf(" %9.1f us %5.0f G/s%c", t * 1e6, macs / t / 1e9, uses_lut[i] ? '*' : ' ');
-    }
-    std::printf("\n");
-  }
-  return 0;
-}
-
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "variants") == 0)
-    return BenchXnorVariants(argc > 2 ? std::atoi(argv[2]) : 9);
   if (argc > 1 && std::strcmp(argv[1], "bench") == 0)
     return Bench(argc > 2 ? std::atoi(argv[2]) : 9, argc > 3 ? std::atoi(argv[3]) : -1);
   int cases = 0, skipped = 0;

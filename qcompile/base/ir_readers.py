@@ -1,13 +1,11 @@
-"""Small helpers to read constants out of an onnx-ir graph."""
+"""Read constants and attributes out of an onnx-ir graph (no qcompile semantics here)."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
 
-QONNX_DOMAIN = "qonnx.custom_op.general"
-QCOMPILE_DOMAIN = "qcompile"
-QONNX_QUANT_OPS = ("Quant", "IntQuant")
+from qcompile.base.domains import QONNX_DOMAIN
 
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:

@@ -8,7 +8,8 @@
 // scalar intrinsics of testing/avx512_emulation/.
 #include <immintrin.h>
 
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {

@@ -1,0 +1,5 @@
+"""``python -m tools.reproduce``."""
+
+from .cli import main
+
+main()
