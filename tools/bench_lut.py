@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    have = {v.name for v in runtime.kernel_variants() if v.supported}
+    have = set(runtime.kernel_variants("XnorConv"))
     variants = [v for v in ("avx2", "avx2_lut", "avx512vpopcnt") if v in have]
     rows = []
     for c, k, hw in SHAPES:
