@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     shift_kernels = runtime.kernel_variants("ShiftConv")[::-1]  # portable first, as before
     # Each XnorConv variant's measured microkernel ceiling (binary MAC/s of its inner loop on
     # one core, L1- or register-resident; avx2_lut: the vpshufb table lookup's), and below the
-    # fraction of it each 1-thread XnorConv layer reaches.
+    # fraction of it each 1-thread XnorConv layer reaches (avx2 / avx512vpopcnt switch to the LUT
+    # kernel on some layers, where the fraction is still of their own row kernel's ceiling).
     ceilings = popcount_ceiling([v for v in variants if v in runtime.kernel_variants("XnorConv")])
     load_before = os.getloadavg()[0]
     results = []
