@@ -178,6 +178,9 @@ QCOMPILE_EXPORT long long qcompile_shift_kernel_runs(const char* name) {
 QCOMPILE_EXPORT uint64_t qcompile_xnor_tap_concat_runs(void) {
   return qcompile::packed::TapConcatRuns();
 }
+
+// Runs of XnorConv / XnorConvThreshold / BitSerialConv that took a table-lookup kernel.
+QCOMPILE_EXPORT uint64_t qcompile_lut_runs(void) { return qcompile::lut::LutRuns(); }
 #endif
 
 // Binary multiply-adds per second on one core for the named variant's inner loop (XOR,

@@ -93,6 +93,7 @@ void XnorConvState::Init(const OrtKernelInfo* info, const Attrs& at, const std::
   packed::PrepareBinaryWeights(info, variant_->kernel, attrs_.group, &const_w_);
   tap_concat_ = tapconcat::TapConcatMode();
   packed::PrepareBinaryConcatWeights(info, variant_->kernel, attrs_, tap_concat_, &concat_w_);
+  lut_.use = lut::EffectiveUse(variant_->kernel.lut_use);
 }
 
 XnorConvOp::XnorConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
@@ -121,7 +122,7 @@ Ort::Status XnorConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
     }
     packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
     packed::RunBinaryConv(ctx, variant_->kernel, args, const_w_.Get(w.Data(), ws), tap_concat_,
-                          concat_w_.Get(w.Data(), ws));
+                          concat_w_.Get(w.Data(), ws), &lut_);
   });
 }
 
@@ -166,7 +167,7 @@ Ort::Status XnorConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Tensor&
       packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, nullptr, nullptr, nullptr};
       args.d = d.get();
       packed::RunBinaryConv(ctx, variant_->kernel, args, const_w_.Get(w.Data(), ws), tap_concat_,
-                            concat_w_.Get(w.Data(), ws));
+                            concat_w_.Get(w.Data(), ws), &lut_);
     } else {
       std::fill(d.get(), d.get() + s.N * s.M * s.OH * s.OW, 0);  // every tap is padding
     }
