@@ -66,6 +66,8 @@ Ort::Status BinarizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
            ShapeStr(xs));
     const int64_t G = group_, Cg = C / G, Wg = Words(Cg), XW = G * Wg;
     uint64_t* out = y.Allocate({N, H, W, XW});
+    // An empty output has no buffer (null): nothing to write, and no pointer may be formed on it.
+    if (N == 0 || H == 0 || W == 0) return;
     const float* in = x.Data();
     ParallelFor(ctx, static_cast<size_t>(N * H), [&](size_t i) {
       const int64_t n = static_cast<int64_t>(i) / H, h = static_cast<int64_t>(i) % H;
