@@ -14,7 +14,8 @@ from qcompile.analysis import Layer, analyze_model
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
-from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
+from qcompile.errors import BitWidthError, ModelLoadError, QCompileError, UnsupportedError
+from qcompile.fileio import check_writable_output
 from qcompile.modelio import load_proto, save_atomic
 from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_frontend
 from qcompile.passes.report import CompileReport
@@ -22,6 +23,12 @@ from qcompile.verify import VerifyReport, verify
 
 SUPPORTED_WBITS = (1, 2, 3, 4)
 SUPPORTED_ABITS = (1, 2, 3, 4)
+QUANT_BITWIDTH_RANGE = (1, 32)  # QONNX Quant: an integer bit width, at most what int32 holds
+# Below this top-1 agreement between a post-training-quantized model and its float original, the
+# CLI warns (and with --strict refuses): the quantization has changed what the model predicts.
+PTQ_TOP1_WARN = 0.9
+FLOAT_MODEL_HINT = ("for a float model, pass --wbits N --abits N --calib x.npz (calibration inputs) to "
+                    "quantize it post-training")
 
 
 @dataclass
@@ -73,7 +80,7 @@ def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) 
     if not quantized:
         raise QCompileError(
             "the model has no quantized Conv/Gemm/MatMul layer (no BipolarQuant or Quant on their weights "
-            "or inputs); export it with quantizers (qcompile train, or Brevitas export_qonnx)"
+            f"or inputs); export it with quantizers (qcompile train, or Brevitas export_qonnx), or {FLOAT_MODEL_HINT}"
         )
     for flag, requested, supported, attr in (
         ("--wbits", wbits, SUPPORTED_WBITS, "weight"),
@@ -174,10 +181,33 @@ def layer_rows(
     return rows
 
 
+def check_quantizers(model: ir.Model) -> None:
+    """Refuse Quant nodes whose constant bit width is not an integer in QUANT_BITWIDTH_RANGE (NaN,
+    inf, 0, 33, negative): no QONNX runtime defines them, so neither can a compiled layer."""
+    lo, hi = QUANT_BITWIDTH_RANGE
+    for node in model.graph.all_nodes():
+        if node.domain != QONNX_DOMAIN or node.op_type not in QONNX_QUANT_OPS or len(node.inputs) < 4:
+            continue
+        bits = const_array(node.inputs[3])
+        if bits is None:
+            continue
+        values = np.asarray(bits, dtype=np.float64).ravel()
+        if values.size != 1 or not np.isfinite(values[0]) or values[0] != np.round(values[0]) or not lo <= values[0] <= hi:
+            raise ModelLoadError(f"node {node.name!r} ({node.op_type}): bit width {values.tolist()} is not one "
+                                 f"integer from {lo} to {hi}")
+
+
+def front_end(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Layer]]:
+    """The normalized model and its layers: what inspect shows and compile starts from."""
+    model = run_frontend(ir.serde.deserialize_model(proto))
+    check_quantizers(model)
+    normalized = ir.serde.serialize_model(model)
+    return normalized, analyze_model(ir.serde.deserialize_model(normalized))
+
+
 def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
     """The table without compiling: what each layer holds and what it would lower to."""
-    proto = normalize(model if isinstance(model, onnx.ModelProto) else load_proto(model))
-    layers = analyze_model(ir.serde.deserialize_model(proto))
+    proto, layers = front_end(model if isinstance(model, onnx.ModelProto) else load_proto(model))
     return (layer_rows(proto, layers, None), *model_bit_widths(layers))
 
 
@@ -210,35 +240,53 @@ def compile(
     check_parity: bool = True,
     parity_inputs: dict[str, np.ndarray] | str | None = None,
     calib: dict[str, np.ndarray] | str | None = None,
+    min_ptq_top1: float | None = None,
 ) -> CompileResult:
     """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given.
 
     A float model (no quantizers) with `wbits` given is first quantized post-training (qcompile.ptq),
-    with activations too when `abits` and calibration inputs (`calib`) are given.
+    with activations too when `abits` and calibration inputs (`calib`) are given; with
+    `min_ptq_top1`, a quantization whose top-1 agreement with the float model is lower is refused.
     """
+    if output is None and not isinstance(model, onnx.ModelProto):
+        output = default_output_path(model)
+    if output is not None:  # before any work: -o equal to the input, or in a folder that cannot exist
+        check_writable_output(output, *([] if isinstance(model, onnx.ModelProto) else [model]))
     original = model if isinstance(model, onnx.ModelProto) else load_proto(model)
-    proto = normalize(original)
-    layers = analyze_model(ir.serde.deserialize_model(proto))
+    proto, layers = front_end(original)
     ptq_report = None
     if not any(layer.quantized for layer in layers) and wbits is not None:
         proto, ptq_report = _post_training_quantize(proto, wbits, abits, calib)
         layers = analyze_model(ir.serde.deserialize_model(proto))
+        agreement = ptq_report.top1_agreement
+        if min_ptq_top1 is not None and agreement is not None and agreement < min_ptq_top1:
+            raise QCompileError(f"post-training quantization agrees with the float model on top-1 for only "
+                                f"{agreement:.1%} of the calibration inputs (below {min_ptq_top1:.0%}); nothing written")
     wbits, abits = check_bit_widths(layers, wbits, abits)
-    run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+    try:
+        run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+    except ir.passes.PassError as exc:  # name the pass and its cause in one line
+        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
+        raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
     compiled = ir.serde.serialize_model(run.model)
+    from qcompile import __version__
+
+    compiled.producer_name, compiled.producer_version = "qcompile", __version__
     result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report), wbits, abits, report=run.report)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
     if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):
-        reasons = "; ".join(f"{r.name}: {r.note}" for r in result.rows if r.note)
-        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
+        notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
+        reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
+        hint = ""
+        if ptq_report is not None and abits is None:
+            hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
+        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
     if check_parity:
         # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
         result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
                                per_layer=False)
-    if output is None and not isinstance(model, onnx.ModelProto):
-        output = default_output_path(model)
     if output is not None and (result.parity is None or result.parity.passed):
         # a model that fails parity is not written: nothing a user could mistake for a good one
         result.output_path = save_atomic(compiled, output)
