@@ -81,8 +81,18 @@ def _load_train() -> click.Command:
     return train
 
 
+class _Interrupted(Exception):
+    """SIGINT, caught before click turns it into "Aborted!"."""
+
+
 class QCompileGroup(click.Group):
     """`qcompile model.onnx ...` means `qcompile compile model.onnx ...`; the one error path."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
@@ -95,7 +105,10 @@ class QCompileGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from qcompile import fileio
+
         args = list(sys.argv[1:] if args is None else args)
+        writes_before = len(fileio.completed_writes())  # a process (a test) may run main more than once
         debug = "--debug" in args
         args = [a for a in args if a != "--debug"]
         try:
@@ -109,10 +122,8 @@ class QCompileGroup(click.Group):
                 f" (see `{exc.ctx.command_path} --help`)"
             _error_line(exc.format_message() + hint)
             sys.exit(exc.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            from qcompile.fileio import completed_writes
-
-            written = completed_writes()
+        except (_Interrupted, click.Abort, KeyboardInterrupt):
+            written = fileio.completed_writes()[writes_before:]
             done = f"these files were written completely: {', '.join(map(str, written))}" if written else \
                 "nothing was written"
             _error_line(f"interrupted; {done}")
@@ -312,7 +323,7 @@ def verify_command(reference, compiled, inputs, batch, seed, json_path) -> None:
     from qcompile.verify import verify
 
     _start_json(json_path)
-    report = verify(reference, compiled, inputs, batch=batch, seed=seed)
+    report = verify(reference, compiled, inputs, batch=batch, seed=seed, strict_batch=True)
     print_parity(report)
     _write_json(json_path, {**report.to_dict(), "reference": str(reference), "compiled": str(compiled)})
     sys.exit(EXIT_OK if report.passed else EXIT_REFUSED)

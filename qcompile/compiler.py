@@ -14,16 +14,15 @@ from qcompile.analysis import Layer, analyze_model
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
-from qcompile.errors import BitWidthError, ModelLoadError, QCompileError, UnsupportedError
+from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
 from qcompile.fileio import check_writable_output
-from qcompile.modelio import load_proto, save_atomic
+from qcompile.modelio import check_proto, load_proto, save_atomic
 from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_frontend
 from qcompile.passes.report import CompileReport
 from qcompile.verify import VerifyReport, verify
 
 SUPPORTED_WBITS = (1, 2, 3, 4)
 SUPPORTED_ABITS = (1, 2, 3, 4)
-QUANT_BITWIDTH_RANGE = (1, 32)  # QONNX Quant: an integer bit width, at most what int32 holds
 # Below this top-1 agreement between a post-training-quantized model and its float original, the
 # CLI warns (and with --strict refuses): the quantization has changed what the model predicts.
 PTQ_TOP1_WARN = 0.9
@@ -181,33 +180,16 @@ def layer_rows(
     return rows
 
 
-def check_quantizers(model: ir.Model) -> None:
-    """Refuse Quant nodes whose constant bit width is not an integer in QUANT_BITWIDTH_RANGE (NaN,
-    inf, 0, 33, negative): no QONNX runtime defines them, so neither can a compiled layer."""
-    lo, hi = QUANT_BITWIDTH_RANGE
-    for node in model.graph.all_nodes():
-        if node.domain != QONNX_DOMAIN or node.op_type not in QONNX_QUANT_OPS or len(node.inputs) < 4:
-            continue
-        bits = const_array(node.inputs[3])
-        if bits is None:
-            continue
-        values = np.asarray(bits, dtype=np.float64).ravel()
-        if values.size != 1 or not np.isfinite(values[0]) or values[0] != np.round(values[0]) or not lo <= values[0] <= hi:
-            raise ModelLoadError(f"node {node.name!r} ({node.op_type}): bit width {values.tolist()} is not one "
-                                 f"integer from {lo} to {hi}")
-
-
 def front_end(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Layer]]:
     """The normalized model and its layers: what inspect shows and compile starts from."""
     model = run_frontend(ir.serde.deserialize_model(proto))
-    check_quantizers(model)
     normalized = ir.serde.serialize_model(model)
     return normalized, analyze_model(ir.serde.deserialize_model(normalized))
 
 
 def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
     """The table without compiling: what each layer holds and what it would lower to."""
-    proto, layers = front_end(model if isinstance(model, onnx.ModelProto) else load_proto(model))
+    proto, layers = front_end(check_proto(model, "the model") if isinstance(model, onnx.ModelProto) else load_proto(model))
     return (layer_rows(proto, layers, None), *model_bit_widths(layers))
 
 
@@ -252,7 +234,7 @@ def compile(
         output = default_output_path(model)
     if output is not None:  # before any work: -o equal to the input, or in a folder that cannot exist
         check_writable_output(output, *([] if isinstance(model, onnx.ModelProto) else [model]))
-    original = model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    original = check_proto(model, "the model") if isinstance(model, onnx.ModelProto) else load_proto(model)
     proto, layers = front_end(original)
     ptq_report = None
     if not any(layer.quantized for layer in layers) and wbits is not None:

@@ -77,15 +77,22 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def _sigint_held() -> Iterator[None]:
-    """Hold SIGINT back (main thread only; signals are delivered there) until the block is done."""
+    """Defer SIGINT until the block is done: a handler records it and the previous handler runs
+    after. (Masking the signal in this thread is not enough: onnxruntime's threads would take it.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
+from qcompile.base.domains import QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.errors import ModelLoadError
 from qcompile.fileio import check_readable_file, write_bytes_atomic
 
@@ -32,6 +34,37 @@ def _run_checker(proto: onnx.ModelProto) -> None:
             t.ClearField("shape")
 
 
+QUANT_BITWIDTH_RANGE = (1, 32)  # QONNX Quant: an integer bit width, at most what int32 holds
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    found = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain == "" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.HasField("t"):
+                    found[node.output[0]] = attr.t
+    return found
+
+
+def check_quant_bit_widths(proto: onnx.ModelProto, where: str) -> None:
+    """Refuse Quant nodes whose constant bit width is not one integer in QUANT_BITWIDTH_RANGE (NaN,
+    inf, 0, 33, negative): no QONNX runtime defines them, so neither can a compiled layer."""
+    lo, hi = QUANT_BITWIDTH_RANGE
+    constants = None
+    for node in proto.graph.node:
+        if node.domain != QONNX_DOMAIN or node.op_type not in QONNX_QUANT_OPS or len(node.input) < 4:
+            continue
+        constants = _constants(proto.graph) if constants is None else constants
+        tensor = constants.get(node.input[3])
+        if tensor is None:
+            continue
+        values = np.asarray(onnx.numpy_helper.to_array(tensor), dtype=np.float64).ravel()
+        if values.size != 1 or not np.isfinite(values[0]) or values[0] != np.round(values[0]) or not lo <= values[0] <= hi:
+            raise ModelLoadError(f"{where}: node {node.name!r} ({node.op_type}) has bit width {values.tolist()}, "
+                                 f"expected one integer from {lo} to {hi}")
+
+
 def check_proto(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
     """onnx.checker's verdict first (its message is the error), then what qcompile itself needs."""
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
@@ -46,6 +79,7 @@ def check_proto(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ModelLoadError(f"{where} lists graph output(s) {duplicates} more than once")
+    check_quant_bit_widths(proto, where)
     return proto
 
 

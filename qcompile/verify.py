@@ -22,7 +22,7 @@ import onnx
 from qcompile.base.metadata import LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, parse_ref_entry
 from qcompile.errors import InputsError, QCompileError, RuntimeRunError
 from qcompile.fileio import check_readable_file
-from qcompile.modelio import load_proto
+from qcompile.modelio import check_proto, load_proto
 from qcompile.ops.packing import negative_bits, unpack_activations
 
 RTOL = 1e-4
@@ -102,7 +102,7 @@ class VerifyReport:
 
 
 def _as_proto(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
-    return model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    return check_proto(model, "the model given") if isinstance(model, onnx.ModelProto) else load_proto(model)
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -159,20 +159,22 @@ def random_inputs(model: onnx.ModelProto, batch: int = 8, seed: int = 0) -> dict
 def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays of an .npz file by name; never unpickles (a pickle in a file is code, not data)."""
     p = check_readable_file(path, "inputs (.npz)", MAX_INPUTS_FILE_BYTES)
+    with open(p, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise InputsError(f"{p} holds one array (.npy); expected an .npz with one array per model input "
+                          "(numpy.savez(path, name=array, ...))")
+    if head[:1] == b"\x80":
+        raise InputsError(f"{p} is a Python pickle, which is not read (it could run code); expected an .npz of arrays")
+    if not head.startswith(b"PK"):
+        raise InputsError(f"{p} is not an .npz of arrays (no zip header); write one with numpy.savez(path, name=array)")
     try:
         with np.load(p, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise InputsError(f"{p} holds one array (.npy); expected an .npz with one array per model input "
-                                  "(numpy.savez(path, name=array, ...))")
             return {k: data[k] for k in data.files}
-    except AttributeError:  # np.load on a bare .npy returns an ndarray, which has no __exit__
-        raise InputsError(f"{p} holds one array (.npy); expected an .npz with one array per model input") from None
-    except InputsError:
-        raise
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
-            raise InputsError(f"{p} holds pickled Python objects, which are not read; expected an .npz of "
-                              "numeric arrays") from None
+        if "pickle" in str(exc).lower():
+            raise InputsError(f"{p} holds arrays of Python objects, which are not read (unpickling could run "
+                              "code); expected numeric arrays") from None
         raise InputsError(f"{p} is not an .npz of arrays ({exc})") from None
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError...
         raise InputsError(f"{p} is not an .npz of arrays ({type(exc).__name__}: {exc})") from None
@@ -343,16 +345,20 @@ def resolve_inputs(
     inputs: dict[str, np.ndarray] | str | os.PathLike | None,
     batch: int | None = None,
     seed: int = 0,
+    strict_batch: bool = False,
 ) -> tuple[dict[str, np.ndarray], str]:
     """(feeds, where they came from). Random inputs use the model's own batch when it fixes one;
-    `batch` is only for a symbolic batch dim (asking for another batch than a fixed one is refused)."""
+    `batch` is only for a symbolic batch dim (with `strict_batch`, another batch than a fixed one
+    is refused; otherwise the source says it was not used)."""
     if inputs is None:
         fixed = fixed_batch(model)
-        if fixed is not None and batch is not None and batch != fixed:
+        if fixed is not None and batch is not None and batch != fixed and strict_batch:
             raise InputsError(f"--batch {batch}, but the model's inputs fix the batch to {fixed}; leave --batch out "
                               "or pass inputs of that batch with --inputs")
         use = fixed if fixed is not None else (batch or 8)
         how = "the model's fixed batch" if fixed is not None else "batch dim symbolic"
+        if fixed is not None and batch is not None and batch != fixed:
+            how += f"; batch={batch} not used"
         return random_inputs(model, batch=use, seed=seed), f"random standard normal (seed {seed}, batch {use}: {how})"
     if isinstance(inputs, dict):
         return check_feeds(model, inputs, "the inputs given"), "given"
@@ -369,13 +375,14 @@ def verify(
     rtol: float = RTOL,
     threads: int | None = None,
     per_layer: bool = True,
+    strict_batch: bool = False,
 ) -> VerifyReport:
     """Run both models on the same inputs; report per-output error, top-1 agreement, and (with
     `per_layer`, or whenever parity fails) each lowered layer and the first that diverges.
 
     Random inputs (no `inputs`) take the model's fixed batch, or `batch` (default 8) if it is symbolic."""
     ref, comp = _as_proto(reference), _as_proto(compiled)
-    feeds, source = resolve_inputs(ref, inputs, batch, seed)
+    feeds, source = resolve_inputs(ref, inputs, batch, seed, strict_batch)
     ref_sess, comp_sess = open_session(ref, threads, "the reference"), open_session(comp, threads, "the compiled")
     ref_names = [o.name for o in ref_sess.get_outputs()]
     comp_names = [o.name for o in comp_sess.get_outputs()]
