@@ -14,7 +14,7 @@ from qcompile.analysis import Layer, analyze_model
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
-from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
+from qcompile.errors import BitWidthError, ModelLoadError, QCompileError, UnsupportedError
 from qcompile.fileio import check_writable_output
 from qcompile.modelio import check_proto, load_proto, save_atomic
 from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_frontend
@@ -180,10 +180,26 @@ def layer_rows(
     return rows
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
 def front_end(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Layer]]:
     """The normalized model and its layers: what inspect shows and compile starts from."""
-    model = run_frontend(ir.serde.deserialize_model(proto))
-    normalized = ir.serde.serialize_model(model)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except ir.serde.SerdeError as exc:  # e.g. an element type number that ONNX does not define
+        raise ModelLoadError(f"the model cannot be read into onnx-ir: {_root_cause(exc)}") from None
+    try:
+        model = run_frontend(model)
+        normalized = ir.serde.serialize_model(model)
+    except ir.serde.SerdeError as exc:  # protobuf lets text that is not UTF-8 through; onnx-ir does not
+        cause = _root_cause(exc)
+        if not isinstance(cause, UnicodeError):
+            raise
+        raise ModelLoadError(f"the model holds a name or text that is not UTF-8 ({cause})") from None
     return normalized, analyze_model(ir.serde.deserialize_model(normalized))
 
 
