@@ -250,3 +250,23 @@ def test_sigint_is_held_back_across_the_rename():
         time.sleep(0.05)
         reached_end = True  # the signal waited for the block
     assert reached_end
+
+
+@pytest.mark.parametrize("attrs,reason", [
+    (dict(pads=[-1, 0, 0, 0]), "pads=[-1, 0, 0, 0] is outside what the op library accepts"),
+    (dict(strides=[2**40, 1]), "strides=[1099511627776, 1] is outside"),
+    (dict(dilations=[1, 2**30]), "dilations=[1, 1073741824] is outside"),
+])
+def test_geometry_the_op_library_rejects_keeps_the_layer_float(tmp_path, attrs, reason):
+    g = GraphBuilder(0)
+    y = g.op("Conv", [g.bipolar("x"), g.binary_weight((8, 8, 3, 3))], name="odd", kernel_shape=[3, 3], **attrs)
+    y = g.op("Conv", [g.bipolar(y), g.binary_weight((8, 8, 1, 1))], name="fine", kernel_shape=[1, 1])
+    path = tmp_path / "m.onnx"
+    onnx.save(g.model({"x": [2, 8, 8, 8]}, [y]), path)
+    result = run("compile", path, "-o", tmp_path / "q.onnx", "--no-verify", "--json", "-")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["layers"]}
+    assert rows["odd"]["op_after"] == "Conv" and reason in rows["odd"]["note"]
+    assert rows["fine"]["op_after"].startswith("XnorConv")
+    ops = {n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node}
+    assert "Conv" in ops and "XnorConv" in ops
