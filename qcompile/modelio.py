@@ -61,6 +61,11 @@ def _const_values(constants: dict[str, onnx.TensorProto], name: str) -> np.ndarr
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """SPEC's rule (as the C++ ops): numpy broadcasting to X's shape, extra leading dims of 1 allowed."""
+    extra = len(shape) - len(target)
+    if extra > 0 and any(d != 1 for d in shape[:extra]):
+        return False
+    shape = shape[max(extra, 0):]
     try:
         return np.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
