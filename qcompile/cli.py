@@ -19,6 +19,7 @@ from qcompile import __version__
 from qcompile.errors import QCompileError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
 class _Consoles:
@@ -115,6 +116,9 @@ class QCompileGroup(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except _NO_ARGS_IS_HELP as exc:  # bare `qcompile`: the help, as click prints it
+            click.echo(exc.ctx.get_help())
+            sys.exit(EXIT_USAGE)
         except click.ClickException as exc:
             if debug:
                 traceback.print_exc()

@@ -69,6 +69,11 @@ def test_errors_go_to_stderr_only(tmp_path):
     assert result.stderr == f"error: no such file: {tmp_path / 'nope.onnx'}\n"
 
 
+def test_bare_command_prints_the_help():
+    result = run()
+    assert result.exit_code in (0, 2) and result.stdout.startswith("Usage: ") and "error:" not in result.output
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = run("--debug", "inspect", tmp_path / "nope.onnx")
     assert result.exit_code == 1 and "Traceback" in result.stderr and "error: no such file" in result.stderr
