@@ -11,7 +11,7 @@ import onnx
 import onnx_ir as ir
 
 from qcompile.analysis import Layer, analyze_model
-from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
+from qcompile.base.domains import QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
 from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
@@ -145,11 +145,9 @@ def layer_rows(
     the compile report (what the lowering rules said), else from the layer's analysis."""
     lowered = {}
     if compiled is not None:
-        lowered = {
-            n.metadata_props[LAYER_KEY]: n
-            for n in compiled.graph
-            if n.domain == QCOMPILE_DOMAIN and LAYER_KEY in n.metadata_props
-        }
+        for n in compiled.graph:  # a layer's first tagged node is its op (an int8 layer's epilogue follows it)
+            if LAYER_KEY in n.metadata_props:
+                lowered.setdefault(n.metadata_props[LAYER_KEY], n)
     shapes = _shape_model(reference)
     rows = []
     for layer in layers:
@@ -230,7 +228,7 @@ def compile(
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
-    if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):
+    if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
         reasons = "; ".join(f"{r.name}: {r.note}" for r in result.rows if r.note)
         raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
     if check_parity:
