@@ -65,8 +65,9 @@ def InferenceSession(  # noqa: N802 - mirrors onnxruntime.InferenceSession
 ) -> Any:
     """onnxruntime.InferenceSession with the qcompile op library registered.
 
-    The XnorConv/XnorGemm kernel variant is chosen when the session creates its kernels:
-    QCOMPILE_KERNEL=<name> forces one (see kernel_variants()).
+    Each node's kernel variant is chosen when the session creates its kernels: its `kernel`
+    attribute, or the best this CPU runs (see kernel_variants()); QCOMPILE_KERNEL (XNOR and
+    bit-serial ops) and QCOMPILE_SHIFT_KERNEL (SHIFT ops) override it.
     """
     import onnxruntime as ort
 
@@ -79,9 +80,9 @@ def InferenceSession(  # noqa: N802 - mirrors onnxruntime.InferenceSession
 
 @dataclass(frozen=True)
 class KernelVariant:
-    """One XnorConv/XnorGemm kernel variant of the op library."""
+    """One row of an op family's kernel-variant table in the op library."""
 
-    name: str  # value for QCOMPILE_KERNEL
+    name: str  # value of the node attribute `kernel` (and of the family's override variable)
     isa: str  # CPU features it needs ("" for none)
     supported: bool  # runnable on this CPU
 
@@ -90,37 +91,89 @@ class KernelVariant:
 def _library() -> ctypes.CDLL:
     lib = ctypes.CDLL(get_library_path())
     lib.qcompile_kernel_variant_count.restype = ctypes.c_int
+    lib.qcompile_kernel_variant_count.argtypes = [ctypes.c_char_p]
     for fn in ("qcompile_kernel_variant_name", "qcompile_kernel_variant_isa"):
         getattr(lib, fn).restype = ctypes.c_char_p
-        getattr(lib, fn).argtypes = [ctypes.c_int]
+        getattr(lib, fn).argtypes = [ctypes.c_char_p, ctypes.c_int]
     lib.qcompile_kernel_variant_supported.restype = ctypes.c_int
-    lib.qcompile_kernel_variant_supported.argtypes = [ctypes.c_int]
-    lib.qcompile_kernel_selected.restype = ctypes.c_char_p
-    lib.qcompile_shift_kernel_runs.restype = ctypes.c_longlong
-    lib.qcompile_shift_kernel_runs.argtypes = [ctypes.c_char_p]
+    lib.qcompile_kernel_variant_supported.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    lib.qcompile_kernel_variant_env.restype = ctypes.c_char_p
+    lib.qcompile_kernel_variant_env.argtypes = [ctypes.c_char_p]
     return lib
 
 
-def kernel_variants() -> list[KernelVariant]:
-    """Every kernel variant in the library's table, best first, with whether this CPU runs it."""
-    lib = _library()
+def _count(op_type: str) -> int:
+    n = _library().qcompile_kernel_variant_count(op_type.encode())
+    if n < 0:
+        raise ValueError(
+            f"expected a qcompile op with kernel variants ({', '.join(KERNEL_OPS)}), got {op_type!r}"
+        )
+    return int(n)
+
+
+# The ops whose kernel the node attribute `kernel` selects (custom_ops/SPEC.md).
+KERNEL_OPS = (
+    "XnorConv",
+    "XnorConvThreshold",
+    "XnorGemm",
+    "QuantizePack",
+    "BitSerialConv",
+    "BitSerialGemm",
+    "ShiftConv",
+    "ShiftGemm",
+)
+
+
+def kernel_table(op_type: str) -> list[KernelVariant]:
+    """Every kernel variant in op_type's table, best first, with whether this CPU runs it."""
+    lib, op = _library(), op_type.encode()
     return [
         KernelVariant(
-            name=lib.qcompile_kernel_variant_name(i).decode(),
-            isa=lib.qcompile_kernel_variant_isa(i).decode(),
-            supported=bool(lib.qcompile_kernel_variant_supported(i)),
+            name=lib.qcompile_kernel_variant_name(op, i).decode(),
+            isa=lib.qcompile_kernel_variant_isa(op, i).decode(),
+            supported=bool(lib.qcompile_kernel_variant_supported(op, i)),
         )
-        for i in range(lib.qcompile_kernel_variant_count())
+        for i in range(_count(op_type))
     ]
 
 
-def shift_kernel_runs(name: str) -> int:
-    """How many ShiftConv/ShiftGemm runs in this process computed D with shift kernel `name`
-    ("portable" or "avx2"; QCOMPILE_SHIFT_KERNEL forces one); -1 for an unknown name."""
-    return int(_library().qcompile_shift_kernel_runs(name.encode()))
+def kernel_variants(op_type: str) -> list[str]:
+    """The kernel variants of op_type this CPU can run, best first: the values the node
+    attribute `kernel` accepts here (the first is what a node without it runs)."""
+    return [v.name for v in kernel_table(op_type) if v.supported]
 
 
-def selected_kernel() -> str | None:
-    """The variant a session created now would use (QCOMPILE_KERNEL honoured); None if invalid."""
-    name = _library().qcompile_kernel_selected()
-    return name.decode() if name else None
+def kernel_override(op_type: str) -> str:
+    """The environment variable that overrides op_type's `kernel` attributes ("" for none)."""
+    _count(op_type)
+    return _library().qcompile_kernel_variant_env(op_type.encode()).decode()
+
+
+def selected_kernel(op_type: str) -> str | None:
+    """The variant a node of op_type without a `kernel` attribute runs when its session is
+    created now (the override variable honoured); None if the override names no variant this
+    CPU runs."""
+    env = kernel_override(op_type)
+    forced = os.environ.get(env, "") if env else ""
+    runnable = kernel_variants(op_type)
+    if not forced:
+        return runnable[0]
+    return forced if forced in runnable else None
+
+
+def with_kernel(model: Any, name: str | None) -> bytes:
+    """The model (an onnx.ModelProto or its bytes) serialized with attribute kernel=name on
+    every qcompile node whose op has kernel variants; name None leaves every node on its own."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else model
+    if name is None:
+        return proto.SerializeToString()
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())  # the caller's model unchanged
+    for node in proto.graph.node:
+        if node.domain == "qcompile" and node.op_type in KERNEL_OPS:
+            kept = [a for a in node.attribute if a.name != "kernel"]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+            node.attribute.append(onnx.helper.make_attribute("kernel", name))
+    return proto.SerializeToString()

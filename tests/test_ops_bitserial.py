@@ -1,7 +1,7 @@
 """qcompile::QuantizePack / BitSerialConv / BitSerialGemm in onnxruntime against the numpy
 reference (qcompile.ops.bitserial): packed planes equal bit for bit, the integer part D exactly
-(scale 1, bias 0), the float part bit for bit. BitSerialConv/Gemm run under every kernel variant
-of the one variant table (QCOMPILE_KERNEL), with W as a graph input and as a constant (laid out
+(scale 1, bias 0), the float part bit for bit. QuantizePack and BitSerialConv/Gemm run under every kernel
+variant of their op's table (the node attribute `kernel`), with W as a graph input and as a constant (laid out
 once when the session is created)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from kernel_variants import VARIANT_PARAMS
+from kernel_variants import variant_params, with_kernel
 from onnx import TensorProto, helper
 
 from qcompile import runtime
@@ -36,12 +36,14 @@ def _model(node, inputs: list[tuple[str, int]], out_type: int, inits=()) -> byte
 
 
 def _session(op: str, inputs, out_type, threads: int = 1, variant=None, inits=(), **attrs):
-    """A one-node session; `variant` forces QCOMPILE_KERNEL while its kernels are created."""
+    """A one-node session running kernel variant `variant` (None: the default)."""
     node = helper.make_node(op, [n for n, _ in inputs], ["Y"], domain="qcompile", **attrs)
-    with pytest.MonkeyPatch.context() as mp:
-        if variant:
-            mp.setenv("QCOMPILE_KERNEL", variant)
-        return runtime.InferenceSession(_model(node, inputs, out_type, inits), threads=threads)
+    model = with_kernel(_model(node, inputs, out_type, inits), variant)
+    return runtime.InferenceSession(model, threads=threads)
+
+
+VARIANT_PARAMS = variant_params("BitSerialConv")
+QUANTIZE_VARIANTS = variant_params("QuantizePack")
 
 
 def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -75,7 +77,8 @@ QP_CASES = [
 @pytest.mark.parametrize("bitwidth,signed,narrow,zp,mode,planes", QP_CASES)
 @pytest.mark.parametrize("shape,group", [((2, 70, 3, 4), 1), ((1, 130, 2, 3), 2), ((3, 65), 1)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_quantize_pack(bitwidth, signed, narrow, zp, mode, planes, shape, group, threads):
+@pytest.mark.parametrize("variant", QUANTIZE_VARIANTS)
+def test_quantize_pack(bitwidth, signed, narrow, zp, mode, planes, shape, group, threads, variant):
     rng = np.random.default_rng(bitwidth * 10 + signed)
     x = (rng.standard_normal(shape) * 2).astype(np.float32)
     x.flat[:4] = [0.0, -0.0, 0.125, -0.375]  # ties at half steps of scale 0.25
@@ -83,18 +86,21 @@ def test_quantize_pack(bitwidth, signed, narrow, zp, mode, planes, shape, group,
         scale=0.25, zero_point=zp, bitwidth=bitwidth, signed=signed, narrow=narrow,
         rounding_mode=mode, planes=planes, group=group,
     )
-    sess = _session("QuantizePack", [("X", F32)], U64, threads, **attrs)
+    sess = _session("QuantizePack", [("X", F32)], U64, threads, variant, **attrs)
     (p,) = sess.run(None, {"X": x})
     want = bitserial.quantize_pack(x, **{**attrs, "planes": planes or None})
     assert p.dtype == np.uint64 and np.array_equal(p, want)
 
 
-def test_quantize_pack_errors():
+@pytest.mark.parametrize("variant", QUANTIZE_VARIANTS)
+def test_quantize_pack_errors(variant):
     zeros = {"X": np.zeros((1, 2), np.float32)}
-    sess = _session("QuantizePack", [("X", F32)], U64, scale=0.5, bitwidth=4, signed=1, planes=2)
+    sess = _session("QuantizePack", [("X", F32)], U64, 1, variant, scale=0.5, bitwidth=4, signed=1, planes=2)
     match = r"QuantizePack.*value 3 quantizes to a code outside \[-2, 1\]"
     with pytest.raises(Exception, match=match):
         sess.run(None, {"X": np.array([[0.0, 3.0]], np.float32)})
+    with pytest.raises(Exception, match=match):  # the first of two, past a vector of four
+        sess.run(None, {"X": np.array([[0.0, 0.5, -0.5, -1.0, 1e-3, 3.0, 0.0, 5.0]], np.float32)})
     sess = _session("QuantizePack", [("X", F32)], U64, scale=0.5, bitwidth=9)
     with pytest.raises(Exception, match=r"QuantizePack.*'bitwidth': expected 1..8, got 9"):
         sess.run(None, zeros)

@@ -24,13 +24,13 @@ pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build th
     "source,kernel,layout,split_x,include",
     [
         (
-            "xnor_avx512.cc",
+            "xnor_conv__avx512vpopcnt.cc",
             "xnor_conv2d_u64__avx512vpopcnt",
             "kWeightsBlocked",
             0,
             "avx512_emulation",
         ),
-        ("xnor_portable.cc", "xnor_conv2d_u64__portable", "kWeightsBlocked", 0, None),
+        ("xnor_conv__portable.cc", "xnor_conv2d_u64__portable", "kWeightsBlocked", 0, None),
     ],
     ids=["avx512vpopcnt-emulated", "portable"],
 )
@@ -45,7 +45,7 @@ def test_kernel_matches_reference(tmp_path: Path, source, kernel, layout, split_
         f"-DSPLIT_X={split_x}",
         str(XNOR / "testing" / "kernel_check.cc"),
         str(XNOR / source),
-        str(XNOR / "xnor_reference.cc"),
+        str(XNOR / "xnor_conv__reference.cc"),
         "-o",
         str(exe),
     ]

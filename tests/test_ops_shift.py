@@ -2,7 +2,7 @@
 (qcompile.ops.shift): the integer part D exactly (scale 1, bias 0) and the float output bit for bit,
 over a covering selection of geometries x activation quantizers x weight kinds (not the full
 cartesian product: every geometry meets every activation mode, weight kinds rotate), on each shift
-kernel (QCOMPILE_SHIFT_KERNEL=portable|avx2), plus one test per refusal checking that the message
+kernel (the node attribute kernel=portable|avx2), plus one test per refusal checking that the message
 names the op and the problem."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from kernel_variants import have_hooks, hooks_session, shift_kernel_runs, variant_params, with_kernel
 from onnx import TensorProto, helper
 
 from qcompile import runtime
@@ -34,27 +35,29 @@ def _model(node, inputs: list[tuple[str, int]], inits=()) -> bytes:
     return model.SerializeToString()
 
 
-def _session(op: str, inputs=TYPES4, threads: int = 1, inits=(), **attrs):
+def _session(op: str, inputs=TYPES4, threads: int = 1, inits=(), kernel: str | None = None, **attrs):
+    """A one-node session (node 'n0') running kernel variant `kernel` (None: the default), on the
+    test-hooks library so the tests can see which shift kernel ran."""
     node = helper.make_node(op, [n for n, _ in inputs], ["Y"], domain="qcompile", name="n0", **attrs)
-    return runtime.InferenceSession(_model(node, inputs, inits), threads=threads)
+    return hooks_session(with_kernel(_model(node, inputs, inits), kernel), threads)
 
 
 # ------------------------------------------------------------------------------ shift kernels
 
-HAVE_AVX2 = any(v.name == "avx2" and v.supported for v in runtime.kernel_variants())
-KERNELS = [
-    pytest.param("portable"),
-    pytest.param("avx2", marks=pytest.mark.skipif(not HAVE_AVX2, reason="CPU (or build) without AVX2")),
-]
+HAVE_AVX2 = "avx2" in runtime.kernel_variants("ShiftConv")
+KERNELS = variant_params("ShiftConv")
 
 
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch):
-    """QCOMPILE_SHIFT_KERNEL forced for the sessions the test creates (read at kernel creation)."""
-    monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", request.param)
-    before = runtime.shift_kernel_runs(request.param)
+    """The shift kernel the test's sessions name in their `kernel` attribute."""
+    monkeypatch.delenv("QCOMPILE_SHIFT_KERNEL", raising=False)
+    if not have_hooks():  # no counters to check: the sessions run on the shipped library
+        yield request.param
+        return
+    before = shift_kernel_runs(request.param)
     yield request.param
-    assert runtime.shift_kernel_runs(request.param) > before  # the forced kernel really ran
+    assert shift_kernel_runs(request.param) > before  # the forced kernel really ran
 
 
 def _assert_bits_equal(y: np.ndarray, want: np.ndarray) -> None:
@@ -153,7 +156,9 @@ def _conv_attrs(geom, act: dict) -> dict:
                 **act)
 
 
-def _check_conv(geom, act_name: str, wkind: str, threads: int, w_const: bool = False) -> None:
+def _check_conv(
+    geom, act_name: str, wkind: str, threads: int, w_const: bool = False, kernel: str | None = None
+) -> None:
     c, m, (h, w), (kh, kw), _, _, _, g, n = geom
     act = ACTS[act_name]
     rng = np.random.default_rng(c * 1000 + m * 10 + kh)
@@ -161,7 +166,7 @@ def _check_conv(geom, act_name: str, wkind: str, threads: int, w_const: bool = F
     _, wp = _weights(rng, m, (c // g) * kh * kw, wkind)
     attrs = _conv_attrs(geom, act)
     inits = [onnx.numpy_helper.from_array(wp, "W")] if w_const else []
-    sess = _session("ShiftConv", threads=threads, inits=inits, **attrs)
+    sess = _session("ShiftConv", threads=threads, inits=inits, kernel=kernel, **attrs)
     feeds = {"X": x} if w_const else {"X": x, "W": wp}
     d_ref = shift.shift_conv_int(x, wp, **attrs)
     (y,) = sess.run(None, {**feeds, "scale": np.ones(m, np.float32), "bias": np.zeros(m, np.float32)})
@@ -179,7 +184,7 @@ def test_shift_conv(gi, act_name, kernel):
     """Every geometry x every activation quantizer; weight kinds and thread counts rotate."""
     ai = list(ACTS).index(act_name)
     wkind = list(WEIGHT_KINDS)[(gi + ai) % len(WEIGHT_KINDS)]
-    _check_conv(CONV_GEOMS[gi], act_name, wkind, threads=1 + (gi + ai) % 2)
+    _check_conv(CONV_GEOMS[gi], act_name, wkind, threads=1 + (gi + ai) % 2, kernel=kernel)
 
 
 @pytest.mark.parametrize("wkind", list(WEIGHT_KINDS))
@@ -187,11 +192,11 @@ def test_shift_conv(gi, act_name, kernel):
 def test_shift_conv_weight_kinds(wkind, act_name, kernel):
     """Every weight kind with the AQE activations, on a padded/strided and a grouped geometry."""
     for geom in (CONV_GEOMS[1], CONV_GEOMS[3]):
-        _check_conv(geom, act_name, wkind, threads=2)
+        _check_conv(geom, act_name, wkind, threads=2, kernel=kernel)
 
 
 def test_shift_conv_constant_weights(kernel):
-    _check_conv(CONV_GEOMS[4], "pow2-L3", "aqe3", threads=2, w_const=True)
+    _check_conv(CONV_GEOMS[4], "pow2-L3", "aqe3", threads=2, w_const=True, kernel=kernel)
 
 
 def test_shift_conv_extremes(kernel):
@@ -203,7 +208,7 @@ def test_shift_conv_extremes(kernel):
     w = np.stack([np.where(even, 64, -64), np.where(even, -64, 64)])  # D = +-K * 2^13 (about) at the centre
     wp = shift.encode_weights(w)
     attrs = dict(in_channels=c, kernel_shape=[k, k], pads=[2, 2, 2, 2], **ACTS["u8-signed"])
-    (y,) = _session("ShiftConv", **attrs).run(None, {"X": x, "W": wp, "scale": np.ones(2, np.float32),
+    (y,) = _session("ShiftConv", kernel=kernel, **attrs).run(None, {"X": x, "W": wp, "scale": np.ones(2, np.float32),
                                                      "bias": np.zeros(2, np.float32)})
     d_ref = shift.shift_conv_int(x, wp, **attrs)
     assert np.abs(d_ref).max() > 2**24  # beyond float32's exact integers: D itself is exact
@@ -216,7 +221,7 @@ def test_shift_conv_empty(kernel):
     scale = np.array([2.0, -3.0], np.float32)
     bias = np.array([0.5, -0.0], np.float32)
     attrs = dict(in_channels=1, kernel_shape=[3, 3], pads=[2, 1, 2, 1], **ACTS["pow2-L3"])
-    sess = _session("ShiftConv", **attrs)
+    sess = _session("ShiftConv", kernel=kernel, **attrs)
     (y,) = sess.run(None, {"X": np.zeros((0, 1, 4, 4), np.float32), "W": wp, "scale": scale, "bias": bias})
     assert y.shape == (0, 2, 6, 4)
     x = np.zeros((2, 1, 0, 3), np.float32)  # OH = 0 + 2 + 2 - 3 + 1 = 2, OW = 3
@@ -239,7 +244,7 @@ def test_shift_gemm(k, act_name, kernel):
     x = _act_input(rng, (n, k), act)
     w, wp = _weights(rng, m, k, wkind)
     attrs = dict(in_features=k, **act)
-    sess = _session("ShiftGemm", threads=1 + ai % 2, **attrs)
+    sess = _session("ShiftGemm", kernel=kernel, threads=1 + ai % 2, **attrs)
     d_ref = shift.shift_gemm_int(x, wp, **attrs)
     np.testing.assert_array_equal(d_ref, shift.act_int(x, **act) @ w.T)  # the oracle's own check
     (y,) = sess.run(None, {"X": x, "W": wp, "scale": np.ones(m, np.float32), "bias": np.zeros(m, np.float32)})
@@ -258,7 +263,7 @@ def test_shift_gemm_weight_kinds(wkind, kernel):
     attrs = dict(in_features=130, **ACTS["pow2-L3"])
     scale = rng.uniform(-1, 1, 9).astype(np.float32)
     bias = rng.standard_normal(9).astype(np.float32)
-    (y,) = _session("ShiftGemm", threads=2, **attrs).run(None, {"X": x, "W": wp, "scale": scale, "bias": bias})
+    (y,) = _session("ShiftGemm", kernel=kernel, threads=2, **attrs).run(None, {"X": x, "W": wp, "scale": scale, "bias": bias})
     _assert_bits_equal(y, shift.shift_gemm(x, wp, scale, bias, **attrs))
 
 
@@ -294,37 +299,40 @@ def test_shift_saturation_bound(act_name, e, kernel):
     x[0] = 1e9  # image 0: every code the largest
     attrs = dict(in_channels=c, kernel_shape=[3, 3], pads=[1, 1, 1, 1], **act)
     ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
-    (y,) = _session("ShiftConv", threads=2, **attrs).run(None, {"X": x, "W": wp, "scale": ones, "bias": zeros})
+    (y,) = _session("ShiftConv", kernel=kernel, threads=2, **attrs).run(None, {"X": x, "W": wp, "scale": ones, "bias": zeros})
     d_ref = shift.shift_conv_int(x, wp, **attrs)
     np.testing.assert_array_equal(y, d_ref.astype(np.float32))
     k = 300
     act, xg, w, wp = _extreme_case(rng, act_name, e, (7, k), k, m)
     xg[0] = 1e9
     attrs = dict(in_features=k, **act)
-    (y,) = _session("ShiftGemm", **attrs).run(None, {"X": xg, "W": wp, "scale": ones, "bias": zeros})
+    (y,) = _session("ShiftGemm", kernel=kernel, **attrs).run(None, {"X": xg, "W": wp, "scale": ones, "bias": zeros})
     d_ref = shift.shift_gemm_int(xg, wp, **attrs)
     np.testing.assert_array_equal(d_ref, shift.act_int(xg, **act) @ w.T)
     np.testing.assert_array_equal(y, d_ref.astype(np.float32))
 
 
 def _runs() -> dict[str, int]:
-    return {k: runtime.shift_kernel_runs(k) for k in ("portable", "avx2")}
+    return {k: shift_kernel_runs(k) for k in ("portable", "avx2")}
 
 
 @pytest.mark.parametrize("forced", KERNELS)
-def test_shift_kernel_forced(forced, monkeypatch):
-    """QCOMPILE_SHIFT_KERNEL=<kernel> makes ShiftConv and ShiftGemm run that kernel and no other
-    (the library counts runs per kernel)."""
-    monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", forced)
-    conv = _session("ShiftConv", **CONV_OK)
-    gemm = _session("ShiftGemm", **GEMM_OK)
-    monkeypatch.delenv("QCOMPILE_SHIFT_KERNEL")  # read when the kernel was created, not per run
+@pytest.mark.parametrize("how", ["attribute", "override"])
+def test_shift_kernel_forced(forced, how, monkeypatch):
+    """kernel=<name> (or QCOMPILE_SHIFT_KERNEL=<name>, over a node's own `kernel`) makes
+    ShiftConv and ShiftGemm run that kernel and no other (the library counts runs per kernel)."""
+    other = "avx2" if forced == "portable" else "portable"
+    if how == "override":
+        monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", forced)
+    named = forced if how == "attribute" else other
+    conv = _session("ShiftConv", kernel=named if HAVE_AVX2 else None, **CONV_OK)
+    gemm = _session("ShiftGemm", kernel=named if HAVE_AVX2 else None, **GEMM_OK)
+    monkeypatch.delenv("QCOMPILE_SHIFT_KERNEL", raising=False)  # read when the kernel was created
     before = _runs()
     conv.run(None, _conv_feeds())
     gemm.run(None, _gemm_feeds())
     gemm.run(None, _gemm_feeds())
     after = _runs()
-    other = "avx2" if forced == "portable" else "portable"
     assert after[forced] - before[forced] == 3
     assert after[other] == before[other]
 
@@ -346,9 +354,12 @@ def test_shift_kernel_default(monkeypatch):
 
 
 def test_shift_kernel_unknown(monkeypatch):
+    match = r"qcompile::ShiftConv \(node 'n0'\): attribute 'kernel': 'sse9' is not a kernel variant of this op; expected one of avx2, portable"
+    with pytest.raises(Exception, match=match):
+        _session("ShiftConv", kernel="sse9", **CONV_OK).run(None, _conv_feeds())
     monkeypatch.setenv("QCOMPILE_SHIFT_KERNEL", "sse9")
-    with pytest.raises(Exception, match=r"qcompile::ShiftConv \(node 'n0'\): QCOMPILE_SHIFT_KERNEL=sse9 is not a "
-                                        r"shift kernel; expected portable or avx2"):
+    match = r"qcompile::ShiftConv \(node 'n0'\): QCOMPILE_SHIFT_KERNEL=sse9 is not a kernel variant; expected one of avx2, portable"
+    with pytest.raises(Exception, match=match):
         _session("ShiftConv", **CONV_OK).run(None, _conv_feeds())
 
 

@@ -3,8 +3,8 @@
 Integer parts are compared exactly (a graph with scale=1, bias=0 gives Y = float(D), exact since
 |D| < 2^24); float parts bit for bit (the kernels compute float(D) * scale + bias with one
 multiply then one add, FMA contraction off, as numpy does). Every case runs on every kernel
-variant of the library's table (qcompile.runtime.kernel_variants()); variants this CPU cannot run
-are skipped with the reason.
+variant of the library's table (qcompile.runtime.kernel_table("XnorConv")), chosen by the node
+attribute `kernel`; variants this CPU cannot run are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 import onnx
 import pytest
-from kernel_variants import VARIANT_PARAMS, VARIANTS
+from kernel_variants import VARIANT_PARAMS, XNOR_TABLE, with_kernel
 from onnx import TensorProto, helper
 
 from qcompile import runtime
@@ -51,8 +51,8 @@ def _model(nodes: list, inputs: list[tuple[str, int]], outputs: list[str], inits
 
 
 @contextmanager
-def kernel(name: str | None) -> Iterator[None]:
-    """QCOMPILE_KERNEL=name while sessions are created (read when a kernel is constructed)."""
+def override(name: str | None) -> Iterator[None]:
+    """QCOMPILE_KERNEL=name (the override of every node's `kernel`) while sessions are created."""
     old = os.environ.get("QCOMPILE_KERNEL")
     if name is None:
         os.environ.pop("QCOMPILE_KERNEL", None)
@@ -68,8 +68,8 @@ def kernel(name: str | None) -> Iterator[None]:
 
 
 def session(model: bytes, variant: str | None = None, threads: int = 1):
-    with kernel(variant):
-        return runtime.InferenceSession(model, threads=threads)
+    """A session whose qcompile nodes run kernel variant `variant` (None: their default)."""
+    return runtime.InferenceSession(with_kernel(model, variant), threads=threads)
 
 
 def conv_model(attrs: dict) -> bytes:
@@ -206,7 +206,7 @@ def _case_id(case: dict) -> str:
 def test_sweep_covers_every_value_and_pair():
     for name, values in AXES.items():
         assert {repr(c[name]) for c in CASES} == {repr(v) for v in values}, name
-    print(f"\nXnorConv sweep: {len(CASES)} cases x {len(VARIANTS)} variants")
+    print(f"\nXnorConv sweep: {len(CASES)} cases x {len(XNOR_TABLE)} variants")
 
 
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
@@ -627,22 +627,55 @@ def test_error_binarize_pack_group():
         session(pack_model(2)).run(None, {"X": np.zeros((3, 6), np.float32)})
 
 
-def test_error_kernel_override():
-    match = r"QCOMPILE_KERNEL=nope is not a kernel variant; expected one of"
+def test_error_kernel_attribute():
+    names = ", ".join(v.name for v in XNOR_TABLE)
+    match = (
+        r"qcompile::XnorConv: attribute 'kernel': 'nope' is not a kernel variant of this op; "
+        rf"expected one of {names} \(or empty: the best this CPU runs\)"
+    )
     with pytest.raises(Exception, match=match):
         _run_conv(BASE, _conv_feeds(), variant="nope")
-    for v in VARIANTS:
+    for v in XNOR_TABLE:
         if not v.supported:
-            match = rf"QCOMPILE_KERNEL={v.name} names a kernel variant that this CPU cannot run"
+            match = rf"attribute 'kernel': '{v.name}' names a kernel variant that this CPU cannot run"
             with pytest.raises(Exception, match=match):
                 _run_conv(BASE, _conv_feeds(), variant=v.name)
 
 
+def test_error_kernel_override():
+    match = r"QCOMPILE_KERNEL=nope is not a kernel variant; expected one of"
+    with override("nope"), pytest.raises(Exception, match=match):
+        _run_conv(BASE, _conv_feeds())
+    for v in XNOR_TABLE:
+        if not v.supported:
+            match = rf"QCOMPILE_KERNEL={v.name} names a kernel variant that this CPU cannot run"
+            with override(v.name), pytest.raises(Exception, match=match):
+                _run_conv(BASE, _conv_feeds())
+
+
+def test_kernel_override_wins_over_attribute():
+    """QCOMPILE_KERNEL replaces the node's `kernel`: a node naming no variant runs under it."""
+    with override("reference"):
+        _run_conv(BASE, _conv_feeds(), variant="nope")
+
+
 def test_kernel_variants_listed():
-    names = [v.name for v in VARIANTS]
+    names = [v.name for v in XNOR_TABLE]
     assert names[-1] == "reference" and "portable" in names
-    assert all(v.supported for v in VARIANTS if v.name in ("reference", "portable"))
-    with kernel(None):
-        assert runtime.selected_kernel() == next(v.name for v in VARIANTS if v.supported)
-    with kernel("portable"):
-        assert runtime.selected_kernel() == "portable"
+    assert all(v.supported for v in XNOR_TABLE if v.name in ("reference", "portable"))
+    assert runtime.kernel_variants("XnorConv") == [v.name for v in XNOR_TABLE if v.supported]
+    for op in ("XnorConvThreshold", "XnorGemm"):
+        assert runtime.kernel_table(op) == XNOR_TABLE
+    for op in runtime.KERNEL_OPS:
+        assert runtime.kernel_variants(op)[-1] in ("reference", "portable")
+    with override(None):
+        assert runtime.selected_kernel("XnorConv") == runtime.kernel_variants("XnorConv")[0]
+    with override("portable"):
+        assert runtime.selected_kernel("XnorConv") == "portable"
+        assert runtime.selected_kernel("BitSerialConv") == "portable"
+    with override("nope"):
+        assert runtime.selected_kernel("XnorConv") is None
+    assert runtime.kernel_override("ShiftConv") == "QCOMPILE_SHIFT_KERNEL"
+    assert runtime.kernel_override("QuantizePack") == ""
+    with pytest.raises(ValueError, match=r"expected a qcompile op with kernel variants .*, got 'Conv'"):
+        runtime.kernel_variants("Conv")

@@ -1,37 +1,34 @@
 """XnorConv / XnorConvThreshold with few channels per group: the tap-concatenated path.
 
 When a word is mostly pad bits, the fast kernels concatenate the KW taps of a kernel row into one
-bit vector and add a per-edge-column correction for taps outside the image (xnor_ops.cc, "tap
-concatenation"). These cases run with QCOMPILE_XNOR_TAP_CONCAT=force (the path whenever it saves
-a word) on every kernel variant, compare bit for bit with the numpy reference, and read the
-library's debug counter (qcompile_xnor_tap_concat_runs) to prove the path ran, so a test cannot
-pass by falling back to the direct kernels.
+bit vector and add a per-edge-column correction for taps outside the image
+(custom_ops/packed_conv/tap_concat.h). These cases run with QCOMPILE_XNOR_TAP_CONCAT=force (the
+path whenever it saves a word) on every kernel variant, compare bit for bit with the numpy
+reference, and read the test-hooks library's counter (kernel_variants.tap_concat_runs) to prove the
+path ran, so a test cannot pass by falling back to the direct kernels.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 from contextlib import contextmanager
 
 import numpy as np
 import onnx
 import pytest
-from kernel_variants import VARIANT_PARAMS
+from kernel_variants import VARIANT_PARAMS, hooks_session, tap_concat_runs, with_kernel
 from onnx import TensorProto, helper
-from test_ops_xnor import CONV_INPUTS, THRESHOLD_INPUTS, _model, bits_equal, session
+from test_ops_xnor import CONV_INPUTS, THRESHOLD_INPUTS, _model, bits_equal
 
-from qcompile import runtime
 from qcompile.ops import packing, xnor
 
 U64, F32, I32 = TensorProto.UINT64, TensorProto.FLOAT, TensorProto.INT32
 ENV = "QCOMPILE_XNOR_TAP_CONCAT"
 
 
-def concat_runs() -> int:
-    lib = ctypes.CDLL(runtime.get_library_path())
-    lib.qcompile_xnor_tap_concat_runs.restype = ctypes.c_uint64
-    return int(lib.qcompile_xnor_tap_concat_runs())
+def session(model: bytes, variant: str | None = None, threads: int = 1):
+    """A test-hooks session whose qcompile nodes run kernel variant `variant`."""
+    return hooks_session(with_kernel(model, variant), threads)
 
 
 @contextmanager
@@ -114,7 +111,7 @@ def _conv_sessions(attrs: dict, wp: np.ndarray, variant: str):
 def _expect_path(variant: str, before: int, runs: int) -> None:
     # The reference variant reads W as given and never concatenates; every other one must.
     want = before if variant == "reference" else before + runs
-    assert concat_runs() == want, "the tap-concatenated path did not run"
+    assert tap_concat_runs() == want, "the tap-concatenated path did not run"
 
 
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
@@ -127,7 +124,7 @@ def test_xnor_conv_tap_concat(geom, variant: str):
     want = xnor.xnor_conv(xp, wp, scale, bias, **_ref_attrs(attrs))
     with concat_mode("force"):
         plain, const = _conv_sessions(attrs, wp, variant)
-    before = concat_runs()
+    before = tap_concat_runs()
     (y,) = plain.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
     assert bits_equal(y, want)
     (y,) = const.run(None, {"X": xp, "scale": scale, "bias": bias})
@@ -170,7 +167,7 @@ def test_xnor_conv_threshold_tap_concat(geom, variant: str):
     want = xnor.xnor_conv_threshold(
         xp, wp, threshold, direction, out_group=out_group, **_ref_attrs(attrs)
     )
-    before = concat_runs()
+    before = tap_concat_runs()
     (p,) = plain.run(None, {"X": xp, "W": wp, "threshold": threshold, "direction": direction})
     assert p.dtype == np.uint64 and np.array_equal(p, want)
     (p,) = const.run(None, {"X": xp, "threshold": threshold, "direction": direction})
@@ -196,15 +193,15 @@ def test_tap_concat_auto_mode(variant: str):
         scale, bias = np.ones(m, np.float32), np.zeros(m, np.float32)
         with concat_mode(None):
             plain, _ = _conv_sessions(attrs, wp, variant)
-        before = concat_runs()
+        before = tap_concat_runs()
         (y,) = plain.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
         assert np.array_equal(y, xnor.xnor_conv_int(xp, wp, **_ref_attrs(attrs)).astype(np.float32))
         _expect_path(variant, before, 1 if taken else 0)
         with concat_mode("0"):
             off, _ = _conv_sessions(attrs, wp, variant)
-        before = concat_runs()
+        before = tap_concat_runs()
         (y2,) = off.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
-        assert bits_equal(y2, y) and concat_runs() == before
+        assert bits_equal(y2, y) and tap_concat_runs() == before
 
 
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
@@ -224,9 +221,9 @@ def test_tap_concat_pad_bits(variant: str):
         (want,) = off.run(None, feeds)
         with concat_mode("force"):
             plain, const = _conv_sessions(attrs, wj, variant)
-        before = concat_runs()
+        before = tap_concat_runs()
         (y,) = plain.run(None, feeds)
         assert bits_equal(y, want)
         (y,) = const.run(None, {k: v for k, v in feeds.items() if k != "W"})
         assert bits_equal(y, want)
-        assert concat_runs() == before
+        assert tap_concat_runs() == before

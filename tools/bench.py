@@ -89,16 +89,8 @@ def int8_model(float_model: onnx.ModelProto, input_shape, rng, samples: int = 8)
 
 
 def session(model: onnx.ModelProto, threads: int, variant: str | None = None):
-    old = os.environ.get("QCOMPILE_KERNEL")
-    if variant:
-        os.environ["QCOMPILE_KERNEL"] = variant
-    try:
-        return runtime.InferenceSession(model.SerializeToString(), threads=threads)
-    finally:
-        if old is None:
-            os.environ.pop("QCOMPILE_KERNEL", None)
-        else:
-            os.environ["QCOMPILE_KERNEL"] = old
+    """A session whose qcompile nodes run kernel variant `variant` (None: their default)."""
+    return runtime.InferenceSession(runtime.with_kernel(model, variant), threads=threads)
 
 
 def race(contenders: dict[str, tuple[object, dict]], rounds: int, budget_s: float = 0.05) -> dict[str, float]:
@@ -129,12 +121,12 @@ def popcount_ceiling(variants) -> dict[str, float]:
     fn.argtypes = [ctypes.c_char_p, ctypes.c_double]
     # the best of several short measurements: a ceiling is a maximum, and one sample on a shared
     # machine can land in a busy moment
-    return {v.name: max(float(fn(v.name.encode(), 0.4)) for _ in range(5)) for v in variants if v.supported}
+    return {v: max(float(fn(v.encode(), 0.4)) for _ in range(5)) for v in variants}
 
 
 def bench_layers(threads_list, rounds, quick) -> list[dict]:
     rng = np.random.default_rng(0)
-    variants = [v.name for v in runtime.kernel_variants() if v.supported and v.name != "reference"]
+    variants = [v for v in runtime.kernel_variants("XnorConv") if v != "reference"]
     rows = []
     layers = RESNET_LAYERS + CONVNET_LAYERS
     if quick:
@@ -223,16 +215,16 @@ def plot(layers: list[dict], models: list[dict], path: Path) -> None:
 @click.option("--quick", is_flag=True, help="One layer, one model round: checks the script runs.")
 def main(out: Path, rounds: int, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    variants = runtime.kernel_variants()
+    table = runtime.kernel_table("XnorConv")
     threads_list = (1,) if quick else (1, 2)
     result = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "onnxruntime": __import__("onnxruntime").__version__,
                     "loadavg_before": os.getloadavg()[0]},
-        "variants": [vars(v) for v in variants],
-        "default_variant": runtime.selected_kernel(),
+        "variants": [vars(v) for v in table],
+        "default_variant": runtime.selected_kernel("XnorConv"),
     }
-    ceiling = popcount_ceiling(variants)
+    ceiling = popcount_ceiling(runtime.kernel_variants("XnorConv"))
     result["popcount_ceiling_macs_per_s"] = ceiling
     for v, c in ceiling.items():
         click.echo(f"popcount ceiling {v}: {c / 1e9:.1f} G binary MAC/s per core")

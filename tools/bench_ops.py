@@ -1,7 +1,7 @@
 """Per-layer benchmark: XnorConv (each kernel variant this CPU runs) vs onnxruntime's float Conv.
 
 Shapes are ResNet-18's 3x3 layers at 224x224, batch 1. Each (layer, threads) pair builds one
-session per variant (QCOMPILE_KERNEL set while the session is created) and one float Conv session,
+session per variant (the node attribute `kernel`) and one float Conv session,
 then times them in alternating rounds so drift hits all alike; the median of the rounds is kept.
 Writes JSON (times in ms and float-Conv / XnorConv speed ratios) to --out.
 
@@ -11,8 +11,7 @@ a 3x3 128->128 28x28 layer against float Conv the same way (--bitserial, on by d
 the library ("<variant>@baseline"), in the same alternating rounds: before/after side by side.
 ShiftConv 3/3 (AQE's power-of-two activations and weights, quantized inside the op from the
 float input) on the same 128->128 28x28 layer (--shift, on by default), each shift kernel this
-CPU runs (portable shift-and-add, avx2 int8 multiply-add; QCOMPILE_SHIFT_KERNEL while the session
-is created).
+CPU runs (portable shift-and-add, avx2 int8 multiply-add; the `kernel` attribute again).
 
     python tools/bench_ops.py --out runs/bench_ops.json
     python tools/bench_ops.py --threads 1 --baseline-lib /tmp/base/libqcompile_ops.so
@@ -105,18 +104,19 @@ def _session(
     model: bytes, threads: int, variant: str | None, library: str | None = None,
     env: str = "QCOMPILE_KERNEL",
 ) -> ort.InferenceSession:
-    """A session; `variant` forces `env` (a "@baseline" suffix: from `library`)."""
+    """A session whose qcompile nodes run kernel variant `variant` (their `kernel` attribute).
+    A "@baseline" suffix: from `library`, an older build that may predate the attribute, so the
+    variant is forced there through its override variable `env` instead."""
     old = os.environ.get(env)
     try:
         if variant and variant.endswith(BASELINE):
-            variant = variant[: -len(BASELINE)]
             so = ort.SessionOptions()
             so.register_custom_ops_library(library)
             so.intra_op_num_threads = threads
+            os.environ[env] = variant[: -len(BASELINE)]
         else:
             so = runtime.session_options(threads)
-        if variant:
-            os.environ[env] = variant
+            model = runtime.with_kernel(model, variant)
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
@@ -211,16 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    table = runtime.kernel_variants()
+    table = runtime.kernel_table("XnorConv")
+    runnable = runtime.kernel_variants("XnorConv")
     if args.variants:
         variants = args.variants.split(",")
-        known = {v.name: v for v in table}
         for v in variants:
-            if v not in known or not known[v].supported:
-                supported = ", ".join(k.name for k in table if k.supported)
-                ap.error(f"expected a supported variant ({supported}), got {v!r}")
+            if v not in runnable:
+                ap.error(f"expected a supported variant ({', '.join(runnable)}), got {v!r}")
     else:
-        variants = [v.name for v in table if v.supported and v.name != "reference"]
+        variants = [v for v in runnable if v != "reference"]
     layers = [LAYERS[int(i)] for i in args.layers.split(",")] if args.layers else LAYERS
     threads = [int(t) for t in args.threads.split(",")]
 
@@ -232,13 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(("bitserial 2/2 28x28x128", 128, 28, "BitSerialConv"))
     if args.shift:
         jobs.append(("shift 3/3 28x28x128", 128, 28, "ShiftConv"))
-    shift_kernels = ["portable"] + (["avx2"] if any(v.name == "avx2" and v.supported for v in table) else [])
+    shift_kernels = runtime.kernel_variants("ShiftConv")[::-1]  # portable first, as before
     load_before = os.getloadavg()[0]
     results = []
     for name, c, hw, op in jobs:
         for t in threads:
             # ShiftConv: its own kernels (a baseline library may predate them)
-            variants_shown = shift_kernels if op == "ShiftConv" else contenders
+            variants_shown = shift_kernels if op == "ShiftConv" else [
+                v for v in contenders if v.split("@")[0] in runtime.kernel_variants(op)
+            ]
             r = bench_layer(
                 name, c, hw, t, variants_shown, args.rounds, args.min_ms, args.baseline_lib, op
             )
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_model": cpu_model(),
         },
         "variants": [{"name": v.name, "isa": v.isa, "supported": v.supported} for v in table],
-        "default_variant": runtime.selected_kernel(),
+        "default_variant": runtime.selected_kernel("XnorConv"),
         "ratio": "float Conv time / op time (same shape and threads); > 1: the op is faster",
         "baseline_lib": args.baseline_lib,
         "loadavg_1min_before": load_before,

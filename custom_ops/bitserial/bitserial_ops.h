@@ -8,15 +8,10 @@
 
 #include "../common/conv_attrs.h"
 #include "../common/op_util.h"
-#include "../xnor/xnor_ops.h"
-#include "bitserial_kernel.h"
+#include "../packed_conv/weights.h"
+#include "bitserial_variants.h"
 
 namespace qcompile {
-
-// W [M, taps, Q*Wg] as the split kernels read it: plane-major [M, Q, taps, Wg], then in
-// kWeightsBlockedNibbles.
-std::vector<uint64_t> PlaneMajorWeights(const uint64_t* w, int64_t M, int64_t G, int64_t taps,
-                                        int64_t Q, int64_t Wg);
 
 struct QuantizePackOp {
   QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
@@ -28,6 +23,7 @@ struct QuantizePackOp {
   int rounding_ = 0;          // 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO
   bool twos_complement_ = false;
   int64_t v_min_ = 0, v_max_ = 0;  // what `planes_` planes can hold
+  const bitserial::QuantPackKernel* kernel_ = nullptr;
 };
 
 // Coefficients and range checks shared by BitSerialConv and BitSerialGemm.
@@ -37,7 +33,7 @@ struct PlaneAttrs {
   void Parse(const Attrs& at, const std::string& label);
   // Fails unless |D| < 2^31 for `terms` (channels x taps) products.
   void CheckRange(const std::string& label, int64_t terms) const;
-  void Fill(bitserial::BitSerialArgs* a) const;
+  void Fill(packed::BitSerialArgs* a) const;
 };
 
 struct BitSerialConvOp {
@@ -48,9 +44,9 @@ struct BitSerialConvOp {
   std::string label_, init_error_;
   ConvAttrs attrs_;
   PlaneAttrs planes_;
-  const xnor::XnorVariant* variant_ = nullptr;
-  ConstWeights const_w_;
-  ConstWeights const_w_concat_;  // W with the taps of a kernel row concatenated (bitserial_ops.cc)
+  const bitserial::BitSerialVariant* variant_ = nullptr;
+  packed::PreparedWeights const_w_;
+  packed::PreparedWeights const_w_concat_;  // W with the taps of a kernel row concatenated
 };
 
 struct BitSerialGemmOp {
@@ -61,8 +57,8 @@ struct BitSerialGemmOp {
   std::string label_, init_error_;
   int64_t in_features_ = 0;
   PlaneAttrs planes_;
-  const xnor::XnorVariant* variant_ = nullptr;
-  ConstWeights const_w_;
+  const bitserial::BitSerialVariant* variant_ = nullptr;
+  packed::PreparedWeights const_w_;
 };
 
 }  // namespace qcompile

@@ -15,7 +15,7 @@ namespace bitserial {
 namespace {
 
 inline void BitSerialRow(const BitSerialArgs& a, int64_t n, int64_t m0, int64_t m1, int64_t oh) {
-  const xnor::ConvGeometry& s = a.geo;
+  const packed::ConvGeometry& s = a.geo;
   const int64_t P = a.P, Q = a.Q, Wg = s.Wg;
   for (int64_t m = m0; m < m1; ++m) {
     const int64_t g = m / s.Mg;

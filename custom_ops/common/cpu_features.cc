@@ -23,4 +23,44 @@ const CpuFeatures kCpu = Detect();
 
 const CpuFeatures& Cpu() { return kCpu; }
 
+namespace isa {
+
+bool None() { return true; }
+
+bool Popcnt() {
+#if defined(__x86_64__) || defined(__i386__)
+  return kCpu.popcnt;
+#else
+  return true;
+#endif
+}
+
+bool Sse2() {
+#ifdef QCOMPILE_HAVE_SSE2
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool Avx2() {
+#ifdef QCOMPILE_HAVE_AVX2
+  return kCpu.avx2;
+#else
+  return false;  // not an x86 build
+#endif
+}
+
+bool Avx2Popcnt() { return Avx2() && kCpu.popcnt; }
+
+bool Avx512Vpopcnt() {
+#ifdef QCOMPILE_HAVE_AVX512
+  return kCpu.avx512f && kCpu.avx512vpopcntdq;
+#else
+  return false;  // compiler lacks -mavx512vpopcntdq
+#endif
+}
+
+}  // namespace isa
+
 }  // namespace qcompile

@@ -1,5 +1,5 @@
 // CPU features, read once when the library is loaded. Kernels never look at these: only the
-// variant table (xnor/xnor_variants.cc) does.
+// variant tables (common/kernel_select.h) do, through the ISA requirements below.
 #pragma once
 
 namespace qcompile {
@@ -12,5 +12,16 @@ struct CpuFeatures {
 };
 
 const CpuFeatures& Cpu();
+
+// What a variant needs (VariantId::supported): the CPU feature and, for ISA variants, that the
+// build compiled it in (QCOMPILE_HAVE_*).
+namespace isa {
+bool None();            // any CPU
+bool Popcnt();          // POPCNT (a non-x86 build: the compiler's generic popcount)
+bool Sse2();            // SSE2 (baseline on x86-64; false on other builds)
+bool Avx2();            // AVX2
+bool Avx2Popcnt();      // AVX2 and POPCNT
+bool Avx512Vpopcnt();   // AVX-512F and AVX-512 VPOPCNTDQ
+}  // namespace isa
 
 }  // namespace qcompile

@@ -143,6 +143,18 @@ inline std::string OpLabel(const OrtApi* api, const OrtKernelInfo* info, const c
   return label;
 }
 
+// The tensor types of the ops' Compute signatures.
+using F32Tensor = Ort::Custom::Tensor<float>;
+using I32Tensor = Ort::Custom::Tensor<int32_t>;
+using U8Tensor = Ort::Custom::Tensor<uint8_t>;
+using U64Tensor = Ort::Custom::Tensor<uint64_t>;
+
+inline int64_t NumElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 // Node arity and tensor shape checks shared by the ops.
 inline void CheckNodeArity(const OrtApi* api, const OrtKernelInfo* info, const std::string& op,
                     size_t inputs, size_t outputs) {

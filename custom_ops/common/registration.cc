@@ -1,14 +1,18 @@
 // The registration table: every op of the library, by domain. onnxruntime calls
 // RegisterCustomOps when a session registers the library (register_custom_ops_library in Python,
 // RegisterCustomOpsLibrary_V2 in C/C++).
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "../bitserial/bitserial_ops.h"
 #include "../qonnx/qonnx_ops.h"
 #include "../shift/shift_ops.h"
+#include "../packed_conv/run_binary.h"
 #include "../xnor/xnor_ops.h"
+#include "kernel_select.h"
 #include "ort_api.h"
 
 #define QCOMPILE_EXPORT extern "C" __attribute__((visibility("default")))
@@ -86,46 +90,93 @@ QCOMPILE_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opt
   return nullptr;
 }
 
-// ------------------------------------------------------------------ kernel variant list (C ABI)
-// Used by qcompile.runtime.kernel_variants() through ctypes; needs no onnxruntime.
+// ------------------------------------------------------------------ kernel variant lists (C ABI)
+// Used by qcompile.runtime.kernel_variants(op_type) through ctypes; needs no onnxruntime.
 
-QCOMPILE_EXPORT int qcompile_kernel_variant_count(void) {
-  size_t n = 0;
-  qcompile::xnor::Variants(&n);
-  return static_cast<int>(n);
+namespace qcompile {
+namespace {
+
+// One op type's table as the rows' ids, in table order; nullptr for an op without variants.
+struct VariantList {
+  std::vector<const VariantId*> ids;
+  const char* env;
+};
+
+template <class Row>
+VariantList ListOf(const VariantTable<Row>& t) {
+  VariantList l{{}, t.env};
+  for (size_t i = 0; i < t.count; ++i) l.ids.push_back(&t.rows[i].id);
+  return l;
 }
 
-QCOMPILE_EXPORT const char* qcompile_kernel_variant_name(int i) {
-  size_t n = 0;
-  const auto* v = qcompile::xnor::Variants(&n);
-  return (i >= 0 && static_cast<size_t>(i) < n) ? v[i].name : nullptr;
+const VariantList* VariantsOf(const char* op_type) {
+  static const std::map<std::string, VariantList>* lists = [] {
+    auto* m = new std::map<std::string, VariantList>;
+    for (const char* op : {"XnorConv", "XnorConvThreshold", "XnorGemm"})
+      (*m)[op] = ListOf(xnor::Variants());
+    for (const char* op : {"BitSerialConv", "BitSerialGemm"})
+      (*m)[op] = ListOf(bitserial::Variants());
+    (*m)["QuantizePack"] = ListOf(bitserial::QuantizePackVariants());
+    for (const char* op : {"ShiftConv", "ShiftGemm"}) (*m)[op] = ListOf(ShiftVariants());
+    return m;
+  }();
+  if (!op_type) return nullptr;
+  auto it = lists->find(op_type);
+  return it == lists->end() ? nullptr : &it->second;
 }
 
-QCOMPILE_EXPORT const char* qcompile_kernel_variant_isa(int i) {
-  size_t n = 0;
-  const auto* v = qcompile::xnor::Variants(&n);
-  return (i >= 0 && static_cast<size_t>(i) < n) ? v[i].isa : nullptr;
+const VariantId* VariantAt(const char* op_type, int i) {
+  const VariantList* l = VariantsOf(op_type);
+  return (l && i >= 0 && static_cast<size_t>(i) < l->ids.size()) ? l->ids[static_cast<size_t>(i)]
+                                                                   : nullptr;
 }
 
-QCOMPILE_EXPORT int qcompile_kernel_variant_supported(int i) {
-  size_t n = 0;
-  const auto* v = qcompile::xnor::Variants(&n);
-  return (i >= 0 && static_cast<size_t>(i) < n && v[i].supported()) ? 1 : 0;
+}  // namespace
+}  // namespace qcompile
+
+// Rows in op_type's table (qcompile ops, e.g. "XnorConv"); -1 for an op without variants.
+QCOMPILE_EXPORT int qcompile_kernel_variant_count(const char* op_type) {
+  const qcompile::VariantList* l = qcompile::VariantsOf(op_type);
+  return l ? static_cast<int>(l->ids.size()) : -1;
 }
 
-// The variant a kernel created now would use (QCOMPILE_KERNEL honoured); nullptr when the
-// override names an unknown or unsupported variant.
-QCOMPILE_EXPORT const char* qcompile_kernel_selected(void) {
-  std::string err;
-  const auto* v = qcompile::xnor::SelectVariant(&err);
+QCOMPILE_EXPORT const char* qcompile_kernel_variant_name(const char* op_type, int i) {
+  const qcompile::VariantId* v = qcompile::VariantAt(op_type, i);
   return v ? v->name : nullptr;
 }
 
+QCOMPILE_EXPORT const char* qcompile_kernel_variant_isa(const char* op_type, int i) {
+  const qcompile::VariantId* v = qcompile::VariantAt(op_type, i);
+  return v ? v->isa : nullptr;
+}
+
+QCOMPILE_EXPORT int qcompile_kernel_variant_supported(const char* op_type, int i) {
+  const qcompile::VariantId* v = qcompile::VariantAt(op_type, i);
+  return v && v->supported() ? 1 : 0;
+}
+
+// The override variable of op_type's table ("" for none; nullptr for an op without variants).
+QCOMPILE_EXPORT const char* qcompile_kernel_variant_env(const char* op_type) {
+  const qcompile::VariantList* l = qcompile::VariantsOf(op_type);
+  return l ? (l->env ? l->env : "") : nullptr;
+}
+
+#ifdef QCOMPILE_TEST_HOOKS
+// ------------------------------------------------------------------ test hooks (test build only)
+// libqcompile_ops_testhooks.so (CMake option QCOMPILE_TEST_HOOKS): counters that let the tests
+// see which path ran; the shipped library has none.
+
 // How many ShiftConv / ShiftGemm runs computed D with the shift kernel `name` ("portable",
-// "avx2") in this process; -1 for an unknown name. Lets tests see which path ran.
+// "avx2") in this process; -1 for an unknown name.
 QCOMPILE_EXPORT long long qcompile_shift_kernel_runs(const char* name) {
   return static_cast<long long>(qcompile::ShiftKernelRuns(name));
 }
+
+// Runs of XnorConv / XnorConvThreshold that took the tap-concatenated path.
+QCOMPILE_EXPORT uint64_t qcompile_xnor_tap_concat_runs(void) {
+  return qcompile::packed::TapConcatRuns();
+}
+#endif
 
 // Binary multiply-adds per second on one core for the named variant's inner loop (XOR,
 // popcount, accumulate over L1-resident data, the kernel's own tile code), measured for about

@@ -68,11 +68,6 @@ void ForRange(const std::vector<int64_t>& xs, const std::vector<int64_t> (&strid
   }
 }
 
-int64_t NumElements(const std::vector<int64_t>& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
 
 template <size_t P, typename Fn>
 void Elementwise(OrtKernelContext* ctx, const std::vector<int64_t>& xs,

@@ -9,13 +9,12 @@
 #include <vector>
 
 #include "../common/cpu_features.h"
+#include "../common/kernel_select.h"
 #include "../common/quant_attrs.h"
 
 namespace qcompile {
 namespace {
 
-using F32Tensor = Ort::Custom::Tensor<float>;
-using U8Tensor = Ort::Custom::Tensor<uint8_t>;
 
 constexpr int64_t kChunk = 1 << 14;  // elements per parallel task of the quantize loops
 constexpr int64_t kConvBlockM = 8;   // output channels per ShiftConv task (one output row each)
@@ -25,37 +24,25 @@ constexpr int64_t kGemmBlockM = 32;  // output channels per ShiftGemm task (one 
 constexpr int64_t kDotRows = 96;
 constexpr int64_t kMinTasks = 16;  // split the channel blocks when fewer (row chunk x group) tasks
 
+#ifdef QCOMPILE_TEST_HOOKS
 std::atomic<int64_t> g_kernel_runs[2];
-
-bool HaveAvx2Kernel() {
-#ifdef QCOMPILE_HAVE_AVX2
-  return Cpu().avx2;
-#else
-  return false;
 #endif
-}
 
-// QCOMPILE_SHIFT_KERNEL (unset or empty: automatic), checked against the CPU and the
-// activation range.
-ShiftKernelChoice PickShiftKernel(const std::string& label, const shift::ActQuant& q) {
+const ShiftVariant kVariants[] = {
+    {{"avx2", "avx2", isa::Avx2}, ShiftKernel::kAvx2},
+    {{"portable", "", isa::None}, ShiftKernel::kPortable},
+};
+constexpr VariantTable<ShiftVariant> kTable{kVariants, sizeof(kVariants) / sizeof(kVariants[0]),
+                                            "QCOMPILE_SHIFT_KERNEL"};
+
+// The table's choice, checked against the activation range: a range that could saturate
+// vpmaddubsw keeps the exact portable kernel (no valid attributes reach this: int8 codes give
+// at most 2 * 255 * 64 = 32640).
+ShiftKernelChoice PickShiftKernel(const std::string& label, const Attrs& at,
+                                  const shift::ActQuant& q) {
   ShiftKernelChoice c;
-  const bool fits = shift::ShiftInt8Fits(q);
-  const char* forced = std::getenv("QCOMPILE_SHIFT_KERNEL");
-  if (forced && *forced) {
-    c.forced = true;
-    if (std::strcmp(forced, "portable") == 0) return c;
-    if (std::strcmp(forced, "avx2") != 0)
-      Fail(label, "QCOMPILE_SHIFT_KERNEL=", forced, " is not a shift kernel; expected portable "
-           "or avx2 (or unset)");
-    if (!HaveAvx2Kernel())
-      Fail(label, "QCOMPILE_SHIFT_KERNEL=avx2 names a kernel that this CPU (or build) cannot "
-           "run (needs avx2); unset it or use portable");
-    // An activation range that could saturate vpmaddubsw keeps the exact portable kernel (no
-    // valid attributes reach this: int8 codes give at most 2 * 255 * 64 = 32640).
-    if (fits) c.kernel = ShiftKernel::kAvx2;
-    return c;
-  }
-  if (HaveAvx2Kernel() && fits) c.kernel = ShiftKernel::kAvx2;
+  const ShiftVariant& v = SelectVariant(kTable, label, KernelAttr(at), &c.forced);
+  if (v.kernel == ShiftKernel::kAvx2 && shift::ShiftInt8Fits(q)) c.kernel = ShiftKernel::kAvx2;
   return c;
 }
 
@@ -65,7 +52,12 @@ bool UseAvx2(const ShiftKernelChoice& c, int64_t Mg) {
   return c.kernel == ShiftKernel::kAvx2 && (c.forced || Mg >= 8);
 }
 
-void CountRun(bool avx2) { g_kernel_runs[avx2 ? 1 : 0].fetch_add(1, std::memory_order_relaxed); }
+// Test build only: which kernel computed D (ShiftKernelRuns).
+void CountRun([[maybe_unused]] bool avx2) {
+#ifdef QCOMPILE_TEST_HOOKS
+  g_kernel_runs[avx2 ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
+#endif
+}
 
 // Per-thread scratch of the int8 path (im2col rows, accumulators), reused across tasks.
 struct DotScratch {
@@ -99,11 +91,6 @@ int64_t BlocksPerTask(int64_t blocks, int64_t other_tasks) {
   return (blocks + splits - 1) / splits;
 }
 
-int64_t NumElements(const std::vector<int64_t>& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
 
 // Thresholds: 1..7 floats, finite, > 0, strictly ascending.
 void ParseThresholds(const Attrs& at, const std::string& label, const char* name,
@@ -196,14 +183,18 @@ void CheckAffine(const std::string& label, const F32Tensor& scale, const F32Tens
 
 }  // namespace
 
+const VariantTable<ShiftVariant>& ShiftVariants() { return kTable; }
+
 const char* ShiftKernelName(ShiftKernel k) { return k == ShiftKernel::kAvx2 ? "avx2" : "portable"; }
 
+#ifdef QCOMPILE_TEST_HOOKS
 int64_t ShiftKernelRuns(const char* name) {
   if (!name) return -1;
   if (std::strcmp(name, "portable") == 0) return g_kernel_runs[0].load();
   if (std::strcmp(name, "avx2") == 0) return g_kernel_runs[1].load();
   return -1;
 }
+#endif
 
 void ShiftConstWeights::Prepare(const OrtKernelInfo* info, int64_t G, int64_t Cg, int64_t KH,
                                 int64_t KW, int32_t off) {
@@ -258,7 +249,7 @@ ShiftConvOp::ShiftConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept 
                    static_cast<double>(attrs_.kernel_shape[0]) *
                    static_cast<double>(attrs_.kernel_shape[1]),
                "in_channels/group * KH * KW", quant_);
-    kernel_ = PickShiftKernel(label_, quant_);
+    kernel_ = PickShiftKernel(label_, at, quant_);
     if (kernel_.kernel == ShiftKernel::kAvx2)
       const_w_.Prepare(info, attrs_.group, attrs_.in_channels / attrs_.group,
                        attrs_.kernel_shape[0], attrs_.kernel_shape[1], shift::ActOffset(quant_));
@@ -382,7 +373,7 @@ ShiftGemmOp::ShiftGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept 
            in_features_ == -1 ? " (missing; it is required)" : "");
     ParseActQuant(at, label_, &quant_);
     CheckRange(label_, static_cast<double>(in_features_), "in_features", quant_);
-    kernel_ = PickShiftKernel(label_, quant_);
+    kernel_ = PickShiftKernel(label_, at, quant_);
     if (kernel_.kernel == ShiftKernel::kAvx2)
       const_w_.Prepare(info, 1, in_features_, 1, 1, shift::ActOffset(quant_));
   });

@@ -7,20 +7,29 @@
 #include <vector>
 
 #include "../common/conv_attrs.h"
+#include "../common/kernel_select.h"
 #include "../common/op_util.h"
 #include "shift_kernel.h"
 
 namespace qcompile {
 
 // The D kernel of ShiftConv / ShiftGemm, chosen when the kernel is created: the int8
-// multiply-add path (shift_avx2.cc) when the CPU has AVX2 and the activation range cannot
-// saturate it, else the portable shift-and-add one; QCOMPILE_SHIFT_KERNEL=portable|avx2 forces
-// one (SPEC, Clarifications).
+// multiply-add path (shift_conv__avx2.cc) when the CPU has AVX2 and the activation range cannot
+// saturate it, else the portable shift-and-add one; the `kernel` attribute or
+// QCOMPILE_SHIFT_KERNEL=portable|avx2 forces one (SPEC, Clarifications).
 enum class ShiftKernel { kPortable = 0, kAvx2 = 1 };
+
+struct ShiftVariant {
+  VariantId id;
+  ShiftKernel kernel;
+};
+const VariantTable<ShiftVariant>& ShiftVariants();
 const char* ShiftKernelName(ShiftKernel k);
+#ifdef QCOMPILE_TEST_HOOKS
 // How many ShiftConv / ShiftGemm runs have computed D with kernel `name` in this process (-1
-// for an unknown name); read by the tests to see which path ran.
+// for an unknown name); test build only, read by the tests to see which path ran.
 int64_t ShiftKernelRuns(const char* name);
+#endif
 
 struct ShiftKernelChoice {
   ShiftKernel kernel = ShiftKernel::kPortable;

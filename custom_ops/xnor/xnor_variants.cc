@@ -1,7 +1,6 @@
 #include "xnor_variants.h"
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 
 #include "../common/cpu_features.h"
@@ -10,31 +9,13 @@ namespace qcompile {
 namespace xnor {
 namespace {
 
-bool Always() { return true; }
-bool HasPopcnt() {
-#if defined(__x86_64__) || defined(__i386__)
-  return Cpu().popcnt;
-#else
-  return true;  // built without x86 flags: the compiler's generic popcount
-#endif
-}
 #ifdef QCOMPILE_HAVE_AVX2
-bool HasAvx2() { return Cpu().avx2 && Cpu().popcnt; }
 constexpr ConvRowFn kAvx2 = xnor_conv2d_u64__avx2;
 constexpr CeilingFn kAvx2Ceiling = xnor_ceiling__avx2;
-constexpr bitserial::BitSerialRowFn kAvx2BitSerial = bitserial::bitserial_conv2d_u64__avx2;
 #else
-bool HasAvx2() { return false; }  // not an x86 build
 constexpr ConvRowFn kAvx2 = nullptr;
 constexpr CeilingFn kAvx2Ceiling = nullptr;
-constexpr bitserial::BitSerialRowFn kAvx2BitSerial = nullptr;
 #endif
-#ifdef QCOMPILE_HAVE_AVX512
-bool HasAvx512Vpopcnt() { return Cpu().avx512f && Cpu().avx512vpopcntdq; }
-#else
-bool HasAvx512Vpopcnt() { return false; }  // compiler lacks -mavx512vpopcntdq
-#endif
-
 #ifdef QCOMPILE_HAVE_AVX512
 constexpr ConvRowFn kAvx512 = xnor_conv2d_u64__avx512vpopcnt;
 constexpr CeilingFn kAvx512Ceiling = xnor_ceiling__avx512vpopcnt;
@@ -43,60 +24,39 @@ constexpr ConvRowFn kAvx512 = nullptr;
 constexpr CeilingFn kAvx512Ceiling = nullptr;
 #endif
 
+#ifdef QCOMPILE_HAVE_SSE2
+constexpr ThresholdRowFn kSse2Threshold = xnor_threshold__sse2;
+#else
+constexpr ThresholdRowFn kSse2Threshold = xnor_threshold__portable;  // not an x86 build
+#endif
+
 // Preference order: the first supported variant is the default. On an AMD EPYC (Zen, AVX2)
-// avx2 runs 2-2.5x faster than portable on ResNet-18's 3x3 layers (tools/bench_ops.py).
-// BitSerialConv has no AVX-512 kernel yet: that row runs the POPCNT one.
-using bitserial::bitserial_conv2d_u64__generic;
-using bitserial::bitserial_conv2d_u64__popcnt;
+// avx2 runs 2-2.5x faster than portable on ResNet-18's 3x3 layers (tools/bench_ops.py). The
+// portable and reference rows pack XnorConvThreshold's bits with the scalar loop, so it runs
+// (and is tested) on x86 too.
 const XnorVariant kVariants[] = {
-    {"avx512vpopcnt", "avx512f+avx512vpopcntdq", HasAvx512Vpopcnt, kWeightsBlocked, false, kAvx512,
-     kAvx512Ceiling, bitserial_conv2d_u64__popcnt, false},
-    {"avx2", "avx2+popcnt", HasAvx2, kWeightsBlockedNibbles, true, kAvx2, kAvx2Ceiling,
-     kAvx2BitSerial, true},
-    {"portable", "popcnt", HasPopcnt, kWeightsBlocked, false, xnor_conv2d_u64__portable,
-     xnor_ceiling__portable, bitserial_conv2d_u64__popcnt, false},
-    {"reference", "", Always, kWeightsPlain, false, xnor_conv2d_u64__reference, nullptr,
-     bitserial_conv2d_u64__generic, false},
+    {{"avx512vpopcnt", "avx512f+avx512vpopcntdq", isa::Avx512Vpopcnt},
+     {kWeightsBlocked, false, kAvx512}, kAvx512Ceiling, kSse2Threshold},
+    {{"avx2", "avx2+popcnt", isa::Avx2Popcnt}, {kWeightsBlockedNibbles, true, kAvx2}, kAvx2Ceiling,
+     kSse2Threshold},
+    {{"portable", "popcnt", isa::Popcnt}, {kWeightsBlocked, false, xnor_conv2d_u64__portable},
+     xnor_ceiling__portable, xnor_threshold__portable},
+    {{"reference", "", isa::None}, {kWeightsPlain, false, xnor_conv2d_u64__reference}, nullptr,
+     xnor_threshold__portable},
 };
+constexpr VariantTable<XnorVariant> kTable{kVariants, sizeof(kVariants) / sizeof(kVariants[0]),
+                                           "QCOMPILE_KERNEL"};
 
 }  // namespace
 
-const XnorVariant* Variants(size_t* count) {
-  *count = sizeof(kVariants) / sizeof(kVariants[0]);
-  return kVariants;
-}
-
-const XnorVariant* SelectVariant(std::string* error) {
-  const char* forced = std::getenv("QCOMPILE_KERNEL");
-  if (forced && *forced) {
-    std::string names;
-    for (const XnorVariant& v : kVariants) {
-      if (std::strcmp(v.name, forced) == 0) {
-        if (v.supported()) return &v;
-        *error = std::string("QCOMPILE_KERNEL=") + forced + " names a kernel variant that this " +
-                 "CPU cannot run (needs " + v.isa + "); unset it or pick a supported variant";
-        return nullptr;
-      }
-      names += names.empty() ? "" : ", ";
-      names += v.name;
-    }
-    *error = std::string("QCOMPILE_KERNEL=") + forced +
-             " is not a kernel variant; expected one of " + names;
-    return nullptr;
-  }
-  for (const XnorVariant& v : kVariants) {
-    if (v.supported()) return &v;
-  }
-  *error = "no XnorConv kernel variant is supported on this CPU";
-  return nullptr;
-}
+const VariantTable<XnorVariant>& Variants() { return kTable; }
 
 double PopcountCeiling(const char* name, double seconds) {
   if (!name) return 0.0;
   const XnorVariant* v = nullptr;
   for (const XnorVariant& c : kVariants)
-    if (std::strcmp(c.name, name) == 0) v = &c;
-  if (!v || !v->ceiling || !v->supported()) return 0.0;
+    if (std::strcmp(c.id.name, name) == 0) v = &c;
+  if (!v || !v->ceiling || !v->id.supported()) return 0.0;
   if (!(seconds > 0.0)) seconds = 0.5;
   if (seconds > 60.0) seconds = 60.0;
   using Clock = std::chrono::steady_clock;

@@ -1,37 +1,27 @@
-// The one list of XnorConv/XnorGemm kernel variants. Dispatch, the exported variant list that
-// Python tests and benchmarks iterate over (qcompile.runtime.kernel_variants()), and the
-// QCOMPILE_KERNEL override all read this table; a new variant is added here and nowhere else.
+// The one table of XnorConv / XnorConvThreshold / XnorGemm kernel variants (common/kernel_select.h:
+// selected per node by the `kernel` attribute, QCOMPILE_KERNEL overrides). A new variant is a
+// micro-kernel file xnor_conv__<isa>.cc plus a row here.
 #pragma once
 
 #include <cstddef>
-#include <string>
 
-#include "../bitserial/bitserial_kernel.h"
+#include "../common/kernel_select.h"
+#include "../packed_conv/run_binary.h"
 #include "xnor_kernel.h"
+#include "xnor_threshold.h"
 
 namespace qcompile {
 namespace xnor {
 
 struct XnorVariant {
-  const char* name;      // value of QCOMPILE_KERNEL that forces it
-  const char* isa;       // what the CPU must have, for messages ("" = nothing)
-  bool (*supported)();   // from CPU flags read at load; false when not compiled in
-  WeightLayout weights;  // kWeightsPlain: reads ConvArgs::w; else ConvArgs::wb in that layout
-  bool split_x;          // reads ConvArgs::xs (activations split into nibbles)
-  ConvRowFn conv;
+  VariantId id;
+  packed::BinaryKernel kernel;
   CeilingFn ceiling;  // popcount-ceiling microbenchmark; nullptr: none (reference)
-  // BitSerialConv / BitSerialGemm under this variant; bitserial_split: it reads
-  // BitSerialArgs::xs / ::wb (split activations, nibble-blocked weights).
-  bitserial::BitSerialRowFn bitserial;
-  bool bitserial_split;
+  ThresholdRowFn threshold;  // XnorConvThreshold's bit packing
 };
 
 // All variants, in order of preference (best first).
-const XnorVariant* Variants(size_t* count);
-
-// The variant a new kernel uses: QCOMPILE_KERNEL when set (an error message in *error when it
-// names an unknown or unsupported variant, and nullptr returned), else the first supported.
-const XnorVariant* SelectVariant(std::string* error);
+const VariantTable<XnorVariant>& Variants();
 
 // Binary multiply-adds per second of the named variant's inner loop on one core, measured for
 // about `seconds`; 0 when the name is unknown or the CPU cannot run it.

@@ -1,7 +1,8 @@
 // xnor_conv2d_u64__portable: bit-packed, 64-bit popcount (__builtin_popcountll; built with
 // -mpopcnt on x86-64 so it is one instruction), 8 output channels per pass so each activation
 // word is loaded once for 8 weight words.
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {
@@ -37,25 +38,9 @@ void xnor_conv2d_u64__portable(const ConvArgs& a, int64_t n, int64_t g, int64_t 
   ConvRowBlocked<PortableDot>(a, n, g, b0, b1, oh);
 }
 
-// The ceiling: PortableDot::Run on a 3x3 window of 4 words per pixel (256 channels), all
-// L1-resident.
+// The ceiling: PortableDot::Run, 1 pixel x 8 channels.
 int64_t xnor_ceiling__portable(int64_t iters) {
-  constexpr int64_t kWg = 4, kW = 4;
-  static uint64_t x[3 * kW * kWg];
-  static uint64_t w[9 * kWg * kBlockM];
-  uint64_t seed = 0x9e3779b97f4a7c15ull;
-  for (uint64_t& v : x) v = seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-  for (uint64_t& v : w) v = seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-  Window win{x, kW * kWg, kWg, {0, 3}, {0, 3}, 3, kWg};
-  int64_t check = 0;
-  for (int64_t i = 0; i < iters; ++i) {
-    int64_t sums[kBlockM];
-    PortableDot::Run(win, (i & 1) * kWg, w, sums);
-    check += sums[i & 7];
-  }
-  static volatile int64_t sink;  // keeps the loop from being optimised away
-  sink = sink + check;
-  return iters * kBlockM * 9 * kWg * 64;
+  return PopcountCeilingLoop<PortableDot, false, 4>(iters);
 }
 
 }  // namespace xnor

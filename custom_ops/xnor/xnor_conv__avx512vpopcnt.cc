@@ -3,7 +3,8 @@
 // only called when the CPU reports both (see xnor_variants.cc).
 #include <immintrin.h>
 
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {
@@ -61,25 +62,9 @@ void xnor_conv2d_u64__avx512vpopcnt(const ConvArgs& a, int64_t n, int64_t g, int
   ConvRowBlocked<Avx512Dot>(a, n, g, b0, b1, oh);
 }
 
-// The ceiling: Avx512Dot::RunTile on a 3x3 window of 4 words per pixel (256 channels), all
-// L1-resident.
+// The ceiling: Avx512Dot::RunTile.
 int64_t xnor_ceiling__avx512vpopcnt(int64_t iters) {
-  constexpr int64_t kWg = 4, kW = 8;
-  static uint64_t x[3 * kW * kWg];
-  static uint64_t w[9 * kWg * kBlockM];
-  uint64_t seed = 0x9e3779b97f4a7c15ull;
-  for (uint64_t& v : x) v = seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-  for (uint64_t& v : w) v = seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-  Window win{x, kW * kWg, kWg, {0, 3}, {0, 3}, 3, kWg};
-  int64_t check = 0;
-  for (int64_t i = 0; i < iters; ++i) {
-    int64_t sums[Avx512Dot::kTile][kBlockM];
-    Avx512Dot::RunTile(win, (i & 1) * kWg, kWg, w, sums);
-    check += sums[i & 3][i & 7];
-  }
-  static volatile int64_t sink;  // keeps the loop from being optimised away
-  sink = sink + check;
-  return iters * Avx512Dot::kTile * kBlockM * 9 * kWg * 64;
+  return PopcountCeilingLoop<Avx512Dot, true, 8>(iters);
 }
 
 }  // namespace xnor

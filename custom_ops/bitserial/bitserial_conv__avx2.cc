@@ -5,19 +5,19 @@
 // (bitserial_row.h). The weights of a block are plane-major ([Q][KH*KW*Wg][2][8], see
 // RunBitSerial) so that each plane is one run of window steps. Zero padding needs no correction: padded activations are all-zero planes
 // and AND with them adds nothing. Built with -mavx2 -mpopcnt in its own translation unit.
-#include "../xnor/avx2_split_tile.h"
+#include "../packed_conv/avx2_split_tile.h"
 #include "bitserial_kernel.h"
 
 namespace qcompile {
 namespace bitserial {
 namespace {
 
-using xnor::kBlockM;
-using xnor::kLanes;
+using packed::kBlockM;
+using packed::kLanes;
 
 // sum over taps and words of popcount(A_p) for `lanes` pixels starting at x_at (plane p's
 // first word): the split layout holds both nibbles, whose popcounts add up to the word's.
-inline void PlaneCounts(const xnor::SplitSrc& src, const uint64_t* x_at, int64_t lanes,
+inline void PlaneCounts(const packed::SplitSrc& src, const uint64_t* x_at, int64_t lanes,
                         int64_t* out) {
   for (int64_t l = 0; l < lanes; ++l) {
     int64_t c = 0;
@@ -35,11 +35,11 @@ inline void PlaneCounts(const xnor::SplitSrc& src, const uint64_t* x_at, int64_t
 // factors fit int32, as the op's range check bounds |coeff products| * terms by 2^31), so no
 // per-pair sums go through memory. `x_at` is plane 0 of the 4 pixels, planes `x_plane` words
 // apart; `w` the block's plane 0, planes `w_plane` words apart.
-inline void BitSerialTile(const BitSerialArgs& a, const xnor::SplitSrc& src, const uint64_t* x_at,
+inline void BitSerialTile(const BitSerialArgs& a, const packed::SplitSrc& src, const uint64_t* x_at,
                           int64_t x_plane, const uint64_t* w, int64_t w_plane, __m256i d[kBlockM]) {
-  const __m256i lut = xnor::NibbleLut();
+  const __m256i lut = packed::NibbleLut();
   const __m256i zero = _mm256_setzero_si256();
-  constexpr int64_t kFold = xnor::kFoldEvery;
+  constexpr int64_t kFold = packed::kFoldEvery;
   for (int half = 0; half < 2; ++half) {
     __m256i d0 = zero, d1 = zero, d2 = zero, d3 = zero;
     for (int64_t p = 0; p < a.P; ++p) {
@@ -56,9 +56,9 @@ inline void BitSerialTile(const BitSerialArgs& a, const xnor::SplitSrc& src, con
             const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt));
             const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt + src.hi));
 #define QC_STEP(j)                                                                             \
-  c##j = _mm256_add_epi8(c##j, _mm256_shuffle_epi8(lut, _mm256_and_si256(xl, xnor::Bcast(wp + j)))); \
+  c##j = _mm256_add_epi8(c##j, _mm256_shuffle_epi8(lut, _mm256_and_si256(xl, packed::Bcast(wp + j)))); \
   c##j = _mm256_add_epi8(                                                                      \
-      c##j, _mm256_shuffle_epi8(lut, _mm256_and_si256(xh, xnor::Bcast(wp + kBlockM + j))));
+      c##j, _mm256_shuffle_epi8(lut, _mm256_and_si256(xh, packed::Bcast(wp + kBlockM + j))));
             QC_STEP(0) QC_STEP(1) QC_STEP(2) QC_STEP(3)
 #undef QC_STEP
           }
@@ -99,13 +99,13 @@ inline void BitSerialTile(const BitSerialArgs& a, const xnor::SplitSrc& src, con
 
 void bitserial_conv2d_u64__avx2(const BitSerialArgs& a, int64_t n, int64_t m0, int64_t m1,
                                 int64_t oh) {
-  const xnor::ConvGeometry& s = a.geo;
-  const xnor::SplitLayout& l = *a.split;
+  const packed::ConvGeometry& s = a.geo;
+  const packed::SplitLayout& l = *a.split;
   const int64_t P = a.P, Q = a.Q, Wg = s.Wg;
   const int64_t g = m0 / s.Mg;
   const int64_t b0 = (m0 - g * s.Mg) / kBlockM;
   const int64_t b1 = (m1 - g * s.Mg + kBlockM - 1) / kBlockM;
-  const xnor::SplitSrc src{l.x_step, l.steps, l.Wq};
+  const packed::SplitSrc src{l.x_step, l.steps, l.Wq};
   const uint64_t* x_row =
       a.xs + (n * l.Hp + oh * s.sh) * s.sw * l.phase_step + g * P * Wg * l.word_step;
   const int64_t block_words = Q * l.steps * 2 * kBlockM;
@@ -140,12 +140,12 @@ void bitserial_conv2d_u64__avx2(const BitSerialArgs& a, int64_t n, int64_t m0, i
           const int64_t c = a.act_coeffs[p] * a.weight_coeffs[q];
           if (lanes == kLanes) {
             int64_t sums[kBlockM][kLanes];
-            xnor::SplitTile<true>(src, xp, wq, sums);
+            packed::SplitTile<true>(src, xp, wq, sums);
             for (int64_t j = 0; j < kBlockM; ++j)
               for (int64_t i = 0; i < kLanes; ++i) d[j][i] += c * sums[j][i];
           } else {
             int64_t sums[kBlockM];
-            xnor::SplitPixel<true>(src, xp, wq, sums);
+            packed::SplitPixel<true>(src, xp, wq, sums);
             for (int64_t j = 0; j < kBlockM; ++j) d[j][0] += c * sums[j];
           }
         }

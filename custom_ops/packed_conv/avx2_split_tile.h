@@ -1,4 +1,4 @@
-// AVX2 inner loops over the split activation layout (xnor_kernel.h, SplitLayout), used by
+// AVX2 inner loops over the split activation layout (kernel_args.h, SplitLayout), used by
 // bitserial_conv2d_u64__avx2. Included only by translation units
 // built with -mavx2; everything is internal (anonymous namespace) so no AVX2 code can be merged
 // into another translation unit.
@@ -26,10 +26,10 @@
 
 #include <cstdint>
 
-#include "xnor_kernel.h"
+#include "kernel_args.h"
 
 namespace qcompile {
-namespace xnor {
+namespace packed {
 namespace {
 
 struct SplitSrc {
@@ -126,5 +126,5 @@ static inline void SplitPixel(const SplitSrc& src, const uint64_t* x_at, const u
 }
 
 }  // namespace
-}  // namespace xnor
+}  // namespace packed
 }  // namespace qcompile

@@ -1,6 +1,24 @@
 // Kernel-row tap concatenation, shared by XnorConv and BitSerialConv: with few channels per group
 // a 64-bit word is mostly padding, so the KW taps of a kernel row are packed into one bit vector
 // (tap kw's Cg channels start at bit kw*Cg) and the conv runs as a KH x 1 conv on those vectors.
+//
+// XnorConv (XOR): X [N, H, W, G*Wg] -> X2 [N, H, OW, G*Wg2], column ow of X2 holding input
+// columns iw = ow*sw - pl + kw*dw (kw < KW), zero bits where iw is outside the image;
+// W [M, KH, KW, Wg] -> W2 [M, KH, 1, Wg2], Wg2 = ceil(KW*Cg/64), and the fast kernels run the
+// KH x 1 convolution of X2 by W2 (stride 1, no horizontal pad) over Wg2 words per kernel row
+// instead of KW*Wg. Inside the image this is the same sum of popcount(x ^ w). A tap outside the
+// image adds 0 to D (SPEC), but in the concatenated vector its activation bits are 0, so
+// x ^ w = w there and the kernel's D is off by
+//   Cg*(taps outside) - 2*popcount(W of the taps outside)  per in-bounds kernel row,
+// which depends only on the output column's edge pattern and the channel: the kernel adds the
+// correction for edge columns from a small table (TapConcatEdges, ConvArgs::edge_corr).
+//
+// BitSerialConv (AND), stride 1 and dilation 1 only: AND with zero bits adds nothing, so D is
+// unchanged and no correction is needed.
+//
+// Exact either way: only valid bits are moved, and the path is taken only when W's and X's pad
+// bits are 0 (as SPEC requires; with a pad bit set the direct kernels would count it, so the
+// result could differ).
 #pragma once
 
 #include <cstdint>
@@ -8,10 +26,31 @@
 #include <vector>
 
 #include "../common/conv_attrs.h"
-#include "xnor_kernel.h"
+#include "kernel_args.h"
 
 namespace qcompile {
 namespace tapconcat {
+
+// When kernels concatenate taps, from QCOMPILE_XNOR_TAP_CONCAT (read when a kernel is created):
+// "0" never (A/B timing), "force" whenever it saves words (tests), else when it pays (auto).
+enum { kTapConcatOff = 0, kTapConcatAuto = 1, kTapConcatForce = 2 };
+int TapConcatMode();
+
+// Words a kernel row takes, concatenated vs one tap at a time: in auto mode the path is taken
+// when it at least halves them (16 channels, 3x3: 1 word vs 3). Saving less (32 channels: 2 vs
+// 3) does not pay for the concatenated copy of X; force takes it whenever it saves a word.
+// unit_stride: the kernels need sw = dw = 1 (the split bit-plane kernels).
+inline bool TapConcatApplies(const packed::ConvGeometry& s, int mode, bool unit_stride) {
+  if (mode == kTapConcatOff || s.KW < 2 || s.KW * s.Cg >= (int64_t{1} << 24)) return false;
+  if (unit_stride && (s.sw != 1 || s.dw != 1)) return false;
+  const int64_t words = Words(s.KW * s.Cg), direct = s.KW * s.Wg;
+  return mode == kTapConcatForce ? words < direct : 2 * words <= direct;
+}
+
+// The XOR kernels' edge corrections (ConvArgs::edge_corr) for geometry s and the per-tap weight
+// popcounts of ConcatWeights; sets a->edge_a / edge_b.
+std::vector<int32_t> TapConcatEdges(const packed::ConvGeometry& s, const int32_t* tap_pop,
+                                    packed::ConvArgs* a);
 
 // The bits of word k of a Cg-channel group that hold channels (the rest are pad bits).
 inline uint64_t ValidBits(int64_t Cg, int64_t k) {
@@ -27,8 +66,8 @@ inline void OrBitsAt(uint64_t* dst, int64_t n, int64_t off, uint64_t word) {
 }
 
 // The geometry a constant weight is prepared for (kernel creation): what the attributes fix.
-inline xnor::ConvGeometry AttrGeometry(const ConvAttrs& a) {
-  xnor::ConvGeometry s{};
+inline packed::ConvGeometry AttrGeometry(const ConvAttrs& a) {
+  packed::ConvGeometry s{};
   s.G = a.group;
   s.Cg = a.in_channels / a.group;
   s.Wg = Words(s.Cg);
@@ -40,8 +79,8 @@ inline xnor::ConvGeometry AttrGeometry(const ConvAttrs& a) {
 }
 
 // The KH x 1 convolution over concatenated rows that replaces s; blocks = G (binary) or G*P.
-inline xnor::ConvGeometry ConcatGeometry(const xnor::ConvGeometry& s, int64_t blocks) {
-  xnor::ConvGeometry c = s;
+inline packed::ConvGeometry ConcatGeometry(const packed::ConvGeometry& s, int64_t blocks) {
+  packed::ConvGeometry c = s;
   c.W = s.OW;
   c.pl = 0;
   c.sw = c.dw = 1;
@@ -55,7 +94,7 @@ inline xnor::ConvGeometry ConcatGeometry(const xnor::ConvGeometry& s, int64_t bl
 // W [M, KH, KW, Q*Wg] -> out [M, KH, Q*Wg2] (Q bit planes; 1 for binary). tap_pop, when given,
 // gets the popcount of each tap's valid bits [M, KH, KW] (over all planes). False (outputs
 // unusable) when W has a pad bit set.
-inline bool ConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t* w,
+inline bool ConcatWeights(const packed::ConvGeometry& s, int64_t Q, const uint64_t* w,
                           std::vector<uint64_t>* out, std::vector<int32_t>* tap_pop = nullptr) {
   const int64_t Wg2 = Words(s.KW * s.Cg);
   out->assign(static_cast<size_t>(s.M * s.KH * Q * Wg2), 0);
@@ -84,7 +123,7 @@ inline bool ConcatWeights(const xnor::ConvGeometry& s, int64_t Q, const uint64_t
 // X [N, H, W, blocks*Wg] -> [N, H, OW, blocks*Wg2] into out (N*H*OW*blocks*Wg2 words), Wg2 =
 // Words(KW*Cg); blocks = G (binary) or G*P (P bit planes per group). A tap outside the image
 // stays 0. False (out unusable) when a word that some window reads has a pad bit set.
-inline bool ConcatActivations(const xnor::ConvGeometry& s, int64_t blocks, const uint64_t* x,
+inline bool ConcatActivations(const packed::ConvGeometry& s, int64_t blocks, const uint64_t* x,
                               uint64_t* out) {
   const int64_t Wg2 = Words(s.KW * s.Cg), XW2 = blocks * Wg2;
   std::memset(out, 0, static_cast<size_t>(s.N * s.H * s.OW * XW2) * sizeof(uint64_t));

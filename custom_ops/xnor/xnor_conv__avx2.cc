@@ -8,7 +8,8 @@
 // translation unit.
 #include <immintrin.h>
 
-#include "conv_row.h"
+#include "../packed_conv/conv_row.h"
+#include "xnor_kernel.h"
 
 namespace qcompile {
 namespace xnor {
@@ -126,27 +127,9 @@ void xnor_conv2d_u64__avx2(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
   ConvRowBlocked<Avx2Dot>(a, n, g, b0, b1, oh);
 }
 
-// The ceiling: Avx2Dot::Run (1 pixel x 8 channels) on a 3x3 window of 4 words per pixel
-// (256 channels), all L1-resident. Run is the variant's best inner loop shape: on Zen 3 it
-// reaches ~360 G binary MAC/s in L1 against ~250 for RunTile (8 pixels x 4 channels x 2).
-int64_t xnor_ceiling__avx2(int64_t iters) {
-  constexpr int64_t kWg = 4, kW = 12;
-  static uint64_t xs[2 * 3 * kW * kWg];
-  static uint64_t w[9 * kWg * 2 * kBlockM];
-  uint64_t seed = 0x9e3779b97f4a7c15ull;
-  for (uint64_t& v : xs) v = (seed = seed * 6364136223846793005ull + 1442695040888963407ull) & kLowNibbles;
-  for (uint64_t& v : w) v = (seed = seed * 6364136223846793005ull + 1442695040888963407ull) & kLowNibbles;
-  Window win{xs, kW * kWg, kWg, {0, 3}, {0, 3}, 3, kWg};
-  int64_t check = 0;
-  for (int64_t i = 0; i < iters; ++i) {
-    int64_t sums[kBlockM];
-    Avx2Dot::Run(win, (i & 1) * kWg, w, sums);
-    check += sums[i & 7];
-  }
-  static volatile int64_t sink;  // keeps the loop from being optimised away
-  sink = sink + check;
-  return iters * kBlockM * 9 * kWg * 64;
-}
+// The ceiling: Avx2Dot::Run (1 pixel x 8 channels) is the variant's best inner loop shape: on
+// Zen 3 it reaches ~360 G binary MAC/s in L1 against ~250 for RunTile (8 pixels x 4 channels x 2).
+int64_t xnor_ceiling__avx2(int64_t iters) { return PopcountCeilingLoop<Avx2Dot, false, 12>(iters); }
 
 }  // namespace xnor
 }  // namespace qcompile

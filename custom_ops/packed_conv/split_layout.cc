@@ -1,11 +1,11 @@
-// The split activation layout (xnor_kernel.h, SplitLayout): built once per call by the op, read
+// The split activation layout (kernel_args.h, SplitLayout): built once per call by the op, read
 // by the split-layout kernels (avx2 XnorConv and BitSerialConv). Plain C++, no ISA flags.
-#include "xnor_kernel.h"
+#include "kernel_args.h"
 
 #include <cstring>
 
 namespace qcompile {
-namespace xnor {
+namespace packed {
 
 SplitLayout MakeSplitLayout(const ConvGeometry& s) {
   SplitLayout l{};
@@ -45,5 +45,5 @@ void SplitActivations(const ConvGeometry& s, const SplitLayout& l, const uint64_
       }
 }
 
-}  // namespace xnor
+}  // namespace packed
 }  // namespace qcompile

@@ -9,10 +9,10 @@
 
 #include <cstdint>
 
-#include "xnor_kernel.h"
+#include "kernel_args.h"
 
 namespace qcompile {
-namespace xnor {
+namespace packed {
 namespace {
 
 struct TapRange {
@@ -155,6 +155,40 @@ inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
   }
 }
 
+// The popcount-ceiling microbenchmark of a row kernel (qcompile_popcount_ceiling): `iters`
+// passes of BlockDot's inner loop (RunTile when kUseTile, else Run) on a 3x3 window of 4 words
+// per pixel (256 channels) of an image kW pixels wide, all L1-resident; returns the binary
+// multiply-adds done. The timing is the variant table's (xnor_variants.cc), outside ISA code.
+template <class BlockDot, bool kUseTile, int64_t kW>
+inline int64_t PopcountCeilingLoop(int64_t iters) {
+  constexpr int64_t kWg = 4;
+  constexpr int64_t kXWords = BlockDot::kXWords, kWWords = BlockDot::kWWords;
+  static uint64_t x[kXWords * 3 * kW * kWg];
+  static uint64_t w[9 * kWg * kWWords * kBlockM];
+  const uint64_t x_mask = kXWords == 2 ? kLowNibbles : ~uint64_t{0};
+  const uint64_t w_mask = kWWords == 2 ? kLowNibbles : ~uint64_t{0};
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  auto next = [&seed] { return seed = seed * 6364136223846793005ull + 1442695040888963407ull; };
+  for (uint64_t& v : x) v = next() & x_mask;
+  for (uint64_t& v : w) v = next() & w_mask;
+  Window win{x, kW * kWg, kWg, {0, 3}, {0, 3}, 3, kWg};
+  int64_t check = 0;
+  for (int64_t i = 0; i < iters; ++i) {
+    if constexpr (kUseTile) {
+      int64_t sums[BlockDot::kTile][kBlockM];
+      BlockDot::RunTile(win, (i & 1) * kWg, kWg, w, sums);
+      check += sums[i & 3][i & 7];
+    } else {
+      int64_t sums[kBlockM];
+      BlockDot::Run(win, (i & 1) * kWg, w, sums);
+      check += sums[i & 7];
+    }
+  }
+  static volatile int64_t sink;  // keeps the loop from being optimised away
+  sink = sink + check;
+  return iters * (kUseTile ? BlockDot::kTile : 1) * kBlockM * 9 * kWg * 64;
+}
+
 }  // namespace
-}  // namespace xnor
+}  // namespace packed
 }  // namespace qcompile

@@ -1,0 +1,27 @@
+// The bit-plane family's variant tables (common/kernel_select.h): one for BitSerialConv /
+// BitSerialGemm (QCOMPILE_KERNEL overrides, as for the XNOR family), one for QuantizePack
+// (attribute only). A new variant is a micro-kernel file plus a row here.
+#pragma once
+
+#include "../common/kernel_select.h"
+#include "../packed_conv/run_planes.h"
+#include "quantize_pack.h"
+
+namespace qcompile {
+namespace bitserial {
+
+struct BitSerialVariant {
+  VariantId id;
+  packed::PlaneKernel kernel;
+};
+
+struct QuantizePackVariant {
+  VariantId id;
+  const QuantPackKernel* kernel;
+};
+
+const VariantTable<BitSerialVariant>& Variants();
+const VariantTable<QuantizePackVariant>& QuantizePackVariants();
+
+}  // namespace bitserial
+}  // namespace qcompile
