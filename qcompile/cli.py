@@ -40,7 +40,10 @@ def _human(n: int) -> str:
 
 def print_layer_table(rows, title: str) -> None:
     table = Table(title=title, title_justify="left")
-    for col in ("layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "note"):
+    timed = any(getattr(r, "float_ms", None) is not None for r in rows)
+    cols = ["layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "impl"]
+    cols += ["ms (chosen / float)"] if timed else []
+    for col in (*cols, "note"):
         table.add_column(col, overflow="fold")
     for r in rows:
         op = r.op_before if r.op_after == r.op_before else f"{r.op_before} -> {r.op_after}"
@@ -48,7 +51,10 @@ def print_layer_table(rows, title: str) -> None:
             f"{_human(r.bytes_before)} -> {_human(r.bytes_after)} ({r.bytes_before / max(r.bytes_after, 1):.1f}x)"
         )
         ops = f"{r.binary_ops:,}" if r.binary_ops else ""
-        table.add_row(r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, r.note)
+        cells = [r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, getattr(r, "impl", "")]
+        if timed:
+            cells.append(f"{r.time_ms:.3f} / {r.float_ms:.3f}" if r.time_ms is not None and r.float_ms is not None else "")
+        table.add_row(*cells, r.note)
     console.print(table)
 
 
@@ -105,7 +111,13 @@ BITS = click.IntRange(1, 4)
 @click.option("--no-verify", is_flag=True, help="Skip the parity check.")
 @click.option("--calib", type=click.Path(exists=True, dir_okay=False),
               help="Float models: .npz of calibration inputs for activation quantization (--abits).")
-def compile_command(model, wbits, abits, output, inputs, no_verify, calib) -> None:
+@click.option("--impl", "impl", multiple=True, metavar="[LAYER=]IMPL",
+              help="Run every layer that has it (IMPL) or one layer (LAYER=IMPL) as xnor, bitserial, shift, int8 "
+                   "or float, instead of the fastest.")
+@click.option("--tune", is_flag=True,
+              help="Time each layer's implementations on this machine (cached in ~/.cache/qcompile/costs.json, "
+                   "or $QCOMPILE_CACHE_DIR) and take the fastest.")
+def compile_command(model, wbits, abits, output, inputs, no_verify, calib, impl, tune) -> None:
     """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
     import onnx_ir as ir
 
@@ -113,7 +125,7 @@ def compile_command(model, wbits, abits, output, inputs, no_verify, calib) -> No
 
     try:
         result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
-                               parity_inputs=inputs, calib=calib)
+                               parity_inputs=inputs, calib=calib, impl=impl, tune=tune)
     except QCompileError as exc:
         _fail(exc)
     except ir.passes.PassError as exc:  # a pass failed: name it and its cause, no traceback

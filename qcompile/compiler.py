@@ -38,6 +38,9 @@ class LayerRow:
     bytes_after: int
     binary_ops: int | None  # low-bit multiply-adds per sample, for lowered layers with known shapes
     note: str = ""
+    impl: str = ""  # the chosen implementation and why ("int8 (fastest (measured))")
+    time_ms: float | None = None  # the chosen implementation's measured time, alone, batch 1
+    float_ms: float | None = None  # the layer's float twin's
 
 
 @dataclass
@@ -139,7 +142,8 @@ def _binary_ops(layer: Layer, out_shape: list[int | None] | None) -> int | None:
 
 
 def layer_rows(
-    reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None, report: CompileReport | None = None
+    reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None, report: CompileReport | None = None,
+    choices: dict | None = None,
 ) -> list[LayerRow]:
     """The table: one row per conv/dense layer, before -> after; why a layer stays float comes from
     the compile report (what the lowering rules said), else from the layer's analysis."""
@@ -151,25 +155,31 @@ def layer_rows(
     shapes = _shape_model(reference)
     rows = []
     for layer in layers:
-        node = lowered.get(layer.name)
-        kernel = "x".join(map(str, layer.kernel)) if layer.kernel else "dense"
-        if node is not None:
-            folded = node.metadata_props.get(FOLDED_KEY, "")
-            after = node.op_type + (f" (+{folded.replace(',', ', +')})" if folded else "")
-            out_shape = shapes.get(layer.node.outputs[0].name)
-            rows.append(
-                LayerRow(layer.name, layer.op_type, after, _bits_text(layer.weight.bits), _bits_text(layer.input.bits),
-                         kernel, layer.float_weight_bytes, _packed_bytes(node), _binary_ops(layer, out_shape))
-            )
-        else:
-            reason = (report.layer_reason(layer.name) if report is not None else None) or layer.reason
-            note = reason if compiled is not None or not layer.target else f"-> {layer.target}"
-            rows.append(
-                LayerRow(layer.name, layer.op_type, layer.op_type, _bits_text(layer.weight.bits),
-                         _bits_text(layer.input.bits), kernel, layer.float_weight_bytes,
-                         layer.float_weight_bytes, None, "stays float: " + note if compiled is not None else note)
-            )
+        rows.append(_layer_row(layer, lowered, shapes, compiled, report))
+        choice = (choices or {}).get(layer.name)
+        rows[-1].impl = layer.impl if choice is None else f"{choice.impl} ({choice.why})"
+        if choice is not None and choice.seconds:
+            rows[-1].time_ms = choice.seconds[choice.impl] * 1e3 if choice.impl in choice.seconds else None
+            rows[-1].float_ms = choice.seconds["float"] * 1e3 if "float" in choice.seconds else None
     return rows
+
+
+def _layer_row(layer: Layer, lowered: dict, shapes: dict, compiled: ir.Model | None,
+               report: CompileReport | None) -> LayerRow:
+    node = lowered.get(layer.name)
+    kernel = "x".join(map(str, layer.kernel)) if layer.kernel else "dense"
+    if node is not None:
+        folded = node.metadata_props.get(FOLDED_KEY, "")
+        after = node.op_type + (f" (+{folded.replace(',', ', +')})" if folded else "")
+        out_shape = shapes.get(layer.node.outputs[0].name)
+        return LayerRow(layer.name, layer.op_type, after, _bits_text(layer.weight.bits),
+                        _bits_text(layer.input.bits), kernel, layer.float_weight_bytes, _packed_bytes(node),
+                        _binary_ops(layer, out_shape))
+    reason = (report.layer_reason(layer.name) if report is not None else None) or layer.reason
+    note = reason if compiled is not None or not layer.target else f"-> {layer.target}"
+    return LayerRow(layer.name, layer.op_type, layer.op_type, _bits_text(layer.weight.bits),
+                    _bits_text(layer.input.bits), kernel, layer.float_weight_bytes,
+                    layer.float_weight_bytes, None, "stays float: " + note if compiled is not None else note)
 
 
 def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
@@ -187,6 +197,27 @@ def _post_training_quantize(proto: onnx.ModelProto, wbits: int, abits: int | Non
     quantized, report = quantize_float_model(proto, wbits, abits, feeds)
     measure_cost(proto, quantized, feeds if feeds is not None else random_inputs(proto), report)
     return quantized, report
+
+
+def _choose(proto: onnx.ModelProto, layers: list[Layer], impl, tune: bool, costs) -> dict:
+    from qcompile import costmodel
+
+    overall, per_layer = costmodel.parse_impl_overrides(tuple(impl))
+    if costs is None:
+        costs = costmodel.MeasuredCosts(measure=tune)
+    shapes = _shape_model(proto)
+    for inp in proto.graph.input:
+        shapes[inp.name] = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    models = {}
+    for layer in layers:
+        if len(layer.options) > 1:
+            m = costmodel.layer_model(proto, layer, shapes)
+            if m is not None:
+                models[layer.name] = m
+    choices = costmodel.choose_impls(layers, models, costs, per_layer, overall)
+    if hasattr(costs, "save"):
+        costs.save()
+    return choices
 
 
 def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -208,11 +239,18 @@ def compile(
     check_parity: bool = True,
     parity_inputs: dict[str, np.ndarray] | str | None = None,
     calib: dict[str, np.ndarray] | str | None = None,
+    impl: tuple[str, ...] | list[str] = (),
+    tune: bool = False,
+    costs=None,
 ) -> CompileResult:
     """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given.
 
     A float model (no quantizers) with `wbits` given is first quantized post-training (qcompile.ptq),
     with activations too when `abits` and calibration inputs (`calib`) are given.
+
+    Each layer's implementation: `impl` ("IMPL" or "LAYER=IMPL" overrides), else the cheapest by
+    `costs` (a costmodel.CostSource; by default the figures cached on this machine, measured
+    where missing when `tune`), else the analysis' default.
     """
     original = model if isinstance(model, onnx.ModelProto) else load_proto(model)
     proto = normalize(original)
@@ -222,9 +260,12 @@ def compile(
         proto, ptq_report = _post_training_quantize(proto, wbits, abits, calib)
         layers = analyze_model(ir.serde.deserialize_model(proto))
     wbits, abits = check_bit_widths(layers, wbits, abits)
-    run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+    choices = _choose(proto, layers, impl, tune, costs)
+    options = CompileOptions(choices={name: (c.impl, f"{c.impl} chosen ({c.why})") for name, c in choices.items()})
+    run = compile_pipeline(ir.serde.deserialize_model(proto), options)
     compiled = ir.serde.serialize_model(run.model)
-    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report), wbits, abits, report=run.report)
+    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
+                           report=run.report)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
