@@ -53,6 +53,15 @@ def evaluate_quantizer(node: ir.Node) -> np.ndarray | None:
     )
 
 
+def constant_value(value: ir.Value | None) -> np.ndarray | None:
+    """A constant, or the output of a quantizer of constants (a Conv/Gemm bias quantizer such as
+    Brevitas's Int32Bias) evaluated now; None when the value depends on the input."""
+    arr = const_array(value)
+    if arr is None and value is not None:
+        arr = evaluate_quantizer(value.producer()) if value.producer() is not None else None
+    return arr
+
+
 @dataclass
 class Pow2Weights:
     """Weights as scale[m] · w_int with w_int ∈ {0, ±2^e}, 0 ≤ e ≤ MAX_EXPONENT."""
@@ -227,7 +236,7 @@ def _structure_refusal(node: ir.Node, weight: WeightInfo) -> str:
         auto_pad = node.attributes.get("auto_pad")
         if auto_pad is not None and auto_pad.as_string() not in ("NOTSET", ""):
             return f"auto_pad={auto_pad.as_string()} is not supported; export with explicit pads"
-        if len(node.inputs) > 2 and node.inputs[2] is not None and const_array(node.inputs[2]) is None:
+        if len(node.inputs) > 2 and node.inputs[2] is not None and constant_value(node.inputs[2]) is None:
             return "Conv bias is not constant"
         return ""
     if node.op_type == "Gemm":
@@ -235,7 +244,7 @@ def _structure_refusal(node: ir.Node, weight: WeightInfo) -> str:
             return "Gemm with transA=1 is not supported"
         c = node.inputs[2] if len(node.inputs) > 2 else None
         if c is not None:
-            cval = const_array(c)
+            cval = constant_value(c)
             if cval is None or cval.size not in (1, weight.values.shape[0]):
                 return "Gemm's C is not a constant per-output vector"
     if node.op_type == "MatMul" and weight.values.ndim != 2:

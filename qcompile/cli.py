@@ -99,7 +99,7 @@ def main() -> None:
     """
 
 
-BITS = click.IntRange(1, 4)
+BITS = click.IntRange(1, 8)  # compiler.SUPPORTED_WBITS / SUPPORTED_ABITS
 
 
 @main.command("compile")

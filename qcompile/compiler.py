@@ -20,8 +20,9 @@ from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_front
 from qcompile.passes.report import CompileReport
 from qcompile.verify import VerifyReport, verify
 
-SUPPORTED_WBITS = (1, 2, 3, 4)
-SUPPORTED_ABITS = (1, 2, 3, 4)
+# every width a lowering exists for (XNOR / SHIFT at 1-3 bits, bit-serial planes up to 8 bits)
+SUPPORTED_WBITS = tuple(range(1, 9))
+SUPPORTED_ABITS = tuple(range(1, 9))
 
 
 @dataclass
@@ -70,9 +71,29 @@ def model_bit_widths(layers: list[Layer]) -> tuple[int | None, int | None]:
     return (next(iter(wset)) if len(wset) == 1 else None, next(iter(aset)) if len(aset) == 1 else None)
 
 
-def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) -> tuple[int | None, int | None]:
-    """Detect the model's weight/activation bit widths; refuse a request the model contradicts."""
+def reads_graph_input(layer: Layer) -> bool:
+    """A first layer: its input (or the quantizer in front of it) reads a graph input."""
+    quant = layer.input.quant_node
+    source = quant.inputs[0] if quant is not None else layer.node.inputs[0]
+    return source is not None and source.producer() is None and source.const_value is None
+
+
+def nominal_layers(layers: list[Layer]) -> list[Layer]:
+    """The layers whose widths are the model's nominal ones: those that are lowered, less a first
+    layer reading the input (often 8 bits in Brevitas models: not a contradiction). Falls back to
+    every lowered, then every quantized layer, when that leaves none."""
     quantized = [layer for layer in layers if layer.quantized]
+    lowered = [layer for layer in quantized if layer.target is not None]
+    body = [layer for layer in lowered if not reads_graph_input(layer)]
+    return body or lowered or quantized
+
+
+def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) -> tuple[int | None, int | None]:
+    """Detect the model's weight/activation bit widths; refuse a request the model contradicts.
+
+    Only the nominal layers (nominal_layers) are compared with a request; the others are lowered,
+    or kept float, at the widths they hold, as the table shows."""
+    quantized = nominal_layers(layers)
     if not quantized:
         raise QCompileError(
             "the model has no quantized Conv/Gemm/MatMul layer (no BipolarQuant or Quant on their weights "
@@ -90,7 +111,8 @@ def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) 
                 what = info.describe() if attr == "weight" else f"{info.bits}-bit ({info.source})"
                 raise BitWidthError(
                     f"{flag} {requested}, but layer {layer.name!r} ({layer.op_type}) has {attr}s that are "
-                    f"{what}; pass {flag} {info.bits} or leave {flag} out to use what the model holds"
+                    f"{what}; " + (f"pass {flag} {info.bits} or " if info.bits in supported else "")
+                    + f"leave {flag} out to use what the model holds"
                 )
         if not any(getattr(layer, attr).bits == requested for layer in quantized):
             found = sorted({getattr(layer, attr).bits for layer in quantized if getattr(layer, attr).bits})
@@ -225,6 +247,43 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
     return ir.serde.serialize_model(run_frontend(ir.serde.deserialize_model(proto)))
 
 
+def check_trunc_nodes(model: ir.Model) -> None:
+    """Refuse, naming the node and the attribute, a QONNX Trunc the op library cannot run exactly
+    (its kernel would only fail at run time)."""
+    from qcompile.base.ir_readers import int_attr, is_qonnx, node_label, str_attr
+    from qcompile.ops.trunc import TRUNC_ROUNDING
+
+    for node in model.graph:
+        if not is_qonnx(node, "Trunc"):
+            continue
+        where = f"Trunc node {node_label(node)!r}"
+        if len(node.inputs) not in (5, 6):
+            raise UnsupportedError(f"{where}: expected 6 inputs (version 2) or 5 (version 1), got {len(node.inputs)}")
+        mode = str_attr(node, "rounding_mode", "FLOOR")
+        if mode.upper() not in TRUNC_ROUNDING:
+            raise UnsupportedError(f"{where}: attribute rounding_mode {mode!r} is not one of "
+                                   f"{', '.join(sorted(TRUNC_ROUNDING))}")
+        for name in ("signed", "narrow"):
+            if int_attr(node, name, 0) not in (0, 1):
+                raise UnsupportedError(f"{where}: attribute {name} must be 0 or 1, got {int_attr(node, name, 0)}")
+
+
+def check_loads(model: onnx.ModelProto) -> None:
+    """Create an onnxruntime session on `model` with the op library: a model that cannot load is
+    never written (--no-verify included). Raises UnsupportedError with onnxruntime's reason."""
+    import onnxruntime as ort
+
+    from qcompile.runtime import session_options
+
+    try:
+        ort.InferenceSession(model.SerializeToString(), session_options(threads=1),
+                             providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types; any of them means "cannot load"
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsupportedError(f"the compiled model does not load in onnxruntime with the qcompile library "
+                               f"({first_line}); it was not written") from None
+
+
 def default_output_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p.with_name(p.stem + ".q.onnx")
@@ -254,6 +313,7 @@ def compile(
     """
     original = model if isinstance(model, onnx.ModelProto) else load_proto(model)
     proto = normalize(original)
+    check_trunc_nodes(ir.serde.deserialize_model(proto))
     layers = analyze_model(ir.serde.deserialize_model(proto))
     ptq_report = None
     if not any(layer.quantized for layer in layers) and wbits is not None:
@@ -272,6 +332,7 @@ def compile(
     if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
         reasons = "; ".join(f"{r.name}: {r.note}" for r in result.rows if r.note)
         raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
+    check_loads(compiled)
     if check_parity:
         # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
         result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,

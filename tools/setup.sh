@@ -23,5 +23,5 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ] && [ -f qcompile/libqcom
   exit 0
 fi
 echo "installing qcompile and its dependencies into .venv (builds the C++ op library)..."
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,test]'
 echo "$inputs" > "$stamp"

@@ -9,6 +9,7 @@
 
 #include "../bitserial/bitserial_ops.h"
 #include "../qonnx/qonnx_ops.h"
+#include "../qonnx/trunc_op.h"
 #include "../shift/shift_ops.h"
 #include "../packed_conv/run_binary.h"
 #include "../xnor/xnor_ops.h"
@@ -51,6 +52,7 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(CreateLiteCustomOp<BipolarQuantOp>("BipolarQuant", kCpu));
     r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kQuantName>>("Quant", kCpu));
     r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kIntQuantName>>("IntQuant", kCpu));
+    r->ops.emplace_back(CreateLiteCustomOp<TruncOp>("Trunc", kCpu));
     for (size_t i = n_qc; i < r->ops.size(); ++i) qonnx.Add(r->ops[i].get());
 
     r->domains.push_back(std::move(qc));

@@ -12,7 +12,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
-from qcompile.ops import bitserial, packing, qonnx, shift, xnor
+from qcompile.ops import bitserial, packing, qonnx, shift, trunc, xnor
 
 _DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
 
@@ -159,8 +159,20 @@ class IntQuant(Quant):
     pass
 
 
+class Trunc(OpRun):
+    op_domain = QONNX_DOMAIN
+
+    def _run(self, x, scale, zeropt, input_bitwidth, *rest, signed=1, narrow=0, rounding_mode="FLOOR"):
+        mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else (rounding_mode or "FLOOR")
+        if len(rest) == 1:  # version 1: (…, output_bit_width)
+            return (trunc.trunc_v1(x, scale, zeropt, input_bitwidth, rest[0], rounding_mode=mode),)
+        return (trunc.trunc(x, scale, zeropt, input_bitwidth, *rest, signed=int(signed), narrow=int(narrow),
+                            rounding_mode=mode),)
+
+
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, Pow2Quant, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant]
+       BitSerialGemm, Pow2Quant, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
+       Trunc]
 
 
 def evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:

@@ -7,9 +7,9 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult
 
-from qcompile.analysis import Layer, analyze_layer
+from qcompile.analysis import Layer, analyze_layer, constant_value
 from qcompile.base.domains import QCOMPILE_DOMAIN
-from qcompile.base.ir_readers import const_array, float_attr
+from qcompile.base.ir_readers import float_attr
 from qcompile.base.metadata import FLOAT_ENCODING, LAYER_KEY, REF_KEY, ref_entry
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import ReportingRule
@@ -83,12 +83,12 @@ class LayerLoweringRule(ReportingRule):
 def output_scale_bias(node: ir.Node, scale: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """The op's per-output scale and bias: a Conv's bias, or a Gemm's alpha and beta·C folded in."""
     if node.op_type == "Conv":
-        bias = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+        bias = constant_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
         return scale, np.zeros(m, np.float32) if bias is None else bias
     bias = np.zeros(m, np.float32)
     if node.op_type == "Gemm":
         scale = (scale * np.float32(float_attr(node, "alpha", 1.0))).astype(np.float32)
         if len(node.inputs) > 2 and node.inputs[2] is not None:
-            c = const_array(node.inputs[2]).reshape(-1) * np.float32(float_attr(node, "beta", 1.0))
+            c = constant_value(node.inputs[2]).reshape(-1) * np.float32(float_attr(node, "beta", 1.0))
             bias = np.broadcast_to(c, (m,))
     return scale, bias

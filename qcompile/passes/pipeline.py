@@ -17,6 +17,7 @@ from qcompile.passes.lower_int8 import LowerInt8LayersPass
 from qcompile.passes.lower_multibit import LowerMultibitLayersPass
 from qcompile.passes.lower_shift import LowerShiftLayersPass
 from qcompile.passes.packed_activations import PackActivationsPass
+from qcompile.passes.propagate_grid import PropagateGridPass
 from qcompile.passes.qcdq import QcdqToQuantPass
 from qcompile.passes.report import CompileReport, PipelineRun
 from qcompile.passes.rewrite import MAX_REWRITE_ROUNDS
@@ -88,6 +89,10 @@ def frontend_pipeline() -> ir.passes.PassManager:
             # QCDQ exports (QuantizeLinear -> Clip -> DequantizeLinear) become QONNX Quant nodes.
             QcdqToQuantPass(),
             CleanupPass(),
+            # A layer behind a MaxPool / Relu / Pad / Concat / reshuffle / Trunc of quantized values
+            # gets that grid's quantizer in front of it, so analysis and lowering see a quantized
+            # input (value-preserving: re-quantizing a value on its grid gives it back).
+            PropagateGridPass(),
         ]
     )
 

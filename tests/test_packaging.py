@@ -1,0 +1,173 @@
+"""Packaging: the declared dependency floors work, and the portable wheel is what it claims."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The compile/verify tests that need no torch or brevitas: passes, lowering, the CLI, packed
+# activations and the bit-exact QONNX kernels against their numpy twins.
+FLOOR_TESTS = [
+    "tests/test_passes.py",
+    "tests/test_multibit.py",
+    "tests/test_packed_activations.py",
+    "tests/test_cli.py",
+    "tests/test_ops_qonnx.py",
+]
+
+
+def declared_floors() -> list[str]:
+    """`name==X` for every core dependency declared as `name>=X` in pyproject.toml."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = []
+    for dep in deps:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)", dep.replace(" ", ""))
+        assert m, f"expected core dependency as 'name>=version', got {dep!r}"
+        pins.append(f"{m[1]}=={m[2]}")
+    return pins
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("QCOMPILE_CACHE_DIR"):
+        return Path(os.environ["QCOMPILE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "qcompile"
+
+
+def _floor_venv(pins: list[str]) -> Path:
+    """A venv with exactly the floors, keyed by the pins and cached outside the checkout (as the
+    onnxruntime headers are), so a fresh clone on the same machine, CI's, does not rebuild it."""
+    key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
+    env_dir = _cache_dir() / "test-floors" / key
+    python = env_dir / "bin" / "python"
+    if (env_dir / ".complete").is_file():
+        return python
+    probe = _run([sys.executable, "-m", "pip", "index", "versions", "onnx"])
+    if probe.returncode != 0:
+        pytest.skip(f"pip cannot reach the package index: {probe.stderr.strip()[-200:]}")
+    venv.create(env_dir, with_pip=True, clear=True)
+    install = _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *pins, "pytest"])
+    assert install.returncode == 0, f"installing the declared floors failed:\n{install.stderr[-3000:]}"
+    (env_dir / ".complete").write_text("\n".join(pins) + "\n")
+    return python
+
+
+def test_declared_floors_compile_and_verify():
+    pins = declared_floors()
+    python = _floor_venv(pins)
+    listed = _run([str(python), "-m", "pip", "list", "--format=freeze"])
+    installed = dict(line.lower().replace("_", "-").split("==") for line in listed.stdout.split())
+    for pin in pins:
+        name, version = pin.lower().split("==")
+        got = installed.get(name)
+        assert got is not None and Version(got) == Version(version), (
+            f"expected {pin} in the floor venv, got {name}=={got}")
+    # The package from this source tree (its op library built in place by tools/setup.sh).
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    run = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *FLOOR_TESTS],
+               cwd=ROOT, env=env, timeout=600)
+    assert run.returncode == 0, f"tests fail with the declared floors {pins}:\n{run.stdout[-4000:]}"
+    assert re.search(r"\d+ passed", run.stdout)
+
+
+# --- the portable wheel (tools/build_wheel.sh) ---------------------------------------------------
+
+PLATFORM_TAG = "manylinux_2_28_x86_64"
+
+
+@pytest.fixture(scope="module")
+def portable_wheel() -> Path:
+    """The wheel built by tools/build_wheel.sh (incremental: build/wheel-zig is kept)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("the portable build takes cpuinfo.o from gcc's libgcc.a; no gcc on PATH")
+    dist = ROOT / "build" / "test-dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    build = _run(["bash", str(ROOT / "tools" / "build_wheel.sh"), str(dist)], cwd=ROOT, timeout=1500)
+    if build.returncode != 0 and "Could not find a version" in build.stderr:
+        pytest.skip(f"pip cannot reach the package index: {build.stderr.strip()[-200:]}")
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    wheels = sorted(dist.glob("qcompile-*.whl"))
+    assert len(wheels) == 1, f"expected one wheel in {dist}, got {wheels}"
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def wheel_library(portable_wheel: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    with zipfile.ZipFile(portable_wheel) as zf:
+        zf.extract("qcompile/libqcompile_ops.so", out)
+    return out / "qcompile" / "libqcompile_ops.so"
+
+
+def test_wheel_is_tagged_and_audited_manylinux_2_28(portable_wheel: Path):
+    python_tag, abi_tag, platforms = portable_wheel.name.removesuffix(".whl").split("-")[-3:]
+    assert (python_tag, abi_tag) == ("py3", "none"), portable_wheel.name
+    # auditwheel adds the older tags the wheel also satisfies (manylinux_2_24_x86_64.manylinux_2_28_x86_64)
+    assert PLATFORM_TAG in platforms.split("."), portable_wheel.name
+    show = _run([str(ROOT / "build" / "wheel-env" / "bin" / "auditwheel"), "show", str(portable_wheel)])
+    assert show.returncode == 0, show.stderr
+    text = " ".join(show.stdout.split())
+    # auditwheel names the oldest manylinux policy the wheel satisfies
+    m = re.search(r'(?:consistent with the following platform tag|constrains the platform tag to): '
+                  r'"manylinux_2_(\d+)_x86_64"', text)
+    assert m and int(m[1]) <= 28, text
+
+
+def test_wheel_metadata_has_license_and_core_dependencies_only(portable_wheel: Path):
+    with zipfile.ZipFile(portable_wheel) as zf:
+        names = zf.namelist()
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    assert "License-Expression: Apache-2.0" in metadata
+    required = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert not [r for r in required if re.search(r"torch|scikit-learn|matplotlib|tqdm", r)], required
+
+
+def test_wheel_library_needs_glibc_2_28_at_most(wheel_library: Path):
+    symbols = _run(["objdump", "-T", str(wheel_library)])
+    assert symbols.returncode == 0, symbols.stderr
+    versions = {tuple(int(p) for p in v.split(".")) for v in re.findall(r"GLIBC_(\d+\.\d+(?:\.\d+)?)", symbols.stdout)}
+    assert versions, "expected GLIBC symbol versions in the library"
+    assert max(versions) <= (2, 28), f"newest GLIBC symbol version {max(versions)}"
+    assert "GLIBCXX" not in symbols.stdout and "CXXABI" not in symbols.stdout  # libc++ is linked in
+    dynamic = _run(["readelf", "-d", str(wheel_library)]).stdout
+    assert "libstdc++" not in dynamic and "libgcc_s" not in dynamic, dynamic
+
+
+def test_wheel_library_runs_a_compiled_model_in_onnxruntime(wheel_library: Path, tmp_path: Path):
+    import numpy as np
+    import onnxruntime as ort
+    from graphs import binary_conv_model
+
+    import qcompile
+
+    result = qcompile.compile(binary_conv_model(cin=70, cout=16, seed=4), tmp_path / "m.q.onnx", wbits=1)
+    x = np.random.default_rng(6).standard_normal((2, 70, 8, 8)).astype(np.float32)
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(wheel_library))
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(tmp_path / "m.q.onnx"), so)
+    assert any(n.op_type == "XnorConv" for n in result.model.graph.node)
+    (got,) = sess.run(None, {"x": x})
+    (want,) = qcompile.InferenceSession(str(tmp_path / "m.q.onnx"), threads=1).run(None, {"x": x})
+    # Same kernels and source, another compiler; -ffp-contract=off in both builds, so the float
+    # scale/bias step rounds the same way and the outputs are identical.
+    np.testing.assert_array_equal(got, want)
