@@ -41,7 +41,7 @@ class LayerRow:
     note: str = ""
     impl: str = ""  # the chosen implementation and why ("int8 (fastest (measured))")
     time_ms: float | None = None  # the chosen implementation's measured time, alone, batch 1
-    float_ms: float | None = None  # the layer's float twin's
+    float_ms: float | None = None  # the layer's float twin's (no quantizers; else compiled to stay float)
 
 
 @dataclass
@@ -182,7 +182,8 @@ def layer_rows(
         rows[-1].impl = layer.impl if choice is None else f"{choice.impl} ({choice.why})"
         if choice is not None and choice.seconds:
             rows[-1].time_ms = choice.seconds[choice.impl] * 1e3 if choice.impl in choice.seconds else None
-            rows[-1].float_ms = choice.seconds["float"] * 1e3 if "float" in choice.seconds else None
+            twin = choice.seconds.get("twin", choice.seconds.get("float"))
+            rows[-1].float_ms = twin * 1e3 if twin is not None else None
     return rows
 
 

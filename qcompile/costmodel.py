@@ -1,9 +1,11 @@
 """The per-layer choice among a layer's exact implementations: user overrides, else the cheapest by a
 cost source (measured on this machine, cached), else the analysis' default.
 
-A cost source answers `cost(layer_model, layer, impl, threads)` in seconds (None: unknown). The
-measured one (`MeasuredCosts`) times the layer alone, on its real input shape, compiled each way
-and as its float twin (quantizers -> Identity, stock onnxruntime), and caches the figure per CPU
+A cost source answers `cost(layer_model, layer, impl, threads)` in seconds (None: unknown), impl
+one of the layer's options or "twin". The measured one (`MeasuredCosts`) times the layer alone, on
+its real input shape, compiled each way ("float": left float, its activation quantizer still
+running) and as its float twin ("twin": quantizers -> Identity, stock onnxruntime, what the table
+compares with), and caches the figure per CPU
 model, qcompile and onnxruntime version in a JSON file. Tests inject their own source: the choice
 logic is tested on given costs, never on timings.
 """
@@ -35,7 +37,7 @@ class CostSource(Protocol):
 class Choice:
     impl: str
     why: str  # "--impl", "fastest (measured)", "default"
-    seconds: dict[str, float] = field(default_factory=dict)  # impl -> cost, where known ("float": the twin)
+    seconds: dict[str, float] = field(default_factory=dict)  # impl (or "twin": the float twin) -> cost
 
 
 def parse_impl_overrides(values: tuple[str, ...] | list[str]) -> tuple[str | None, dict[str, str]]:
@@ -75,10 +77,13 @@ def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] |
                 s = costs.cost(layer_models[layer.name], layer, impl, threads)
                 if s is not None:
                     seconds[impl] = s
+            twin = costs.cost(layer_models[layer.name], layer, "twin", threads) if seconds else None
+            if twin is not None:
+                seconds["twin"] = twin
         wanted = wanted or (overall if overall in layer.options else None)
         if wanted is not None:
             choices[layer.name] = Choice(wanted, "--impl", seconds)
-        elif "float" in seconds and len(seconds) == len(layer.options):
+        elif all(impl in seconds for impl in layer.options):
             # the cheapest; a tie goes to the earlier option (a lowered op over float)
             best = min(layer.options, key=lambda impl: seconds[impl])
             choices[layer.name] = Choice(best, "fastest (measured)", seconds)
@@ -167,7 +172,9 @@ class MeasuredCosts:
     def _time(self, layer_model: onnx.ModelProto, layer: Layer, impl: str, threads: int) -> float:
         from qcompile.runtime import InferenceSession
 
-        model = float_twin(layer_model) if impl == "float" else _compiled_as(layer_model, layer.name, impl)
+        # "float" is the layer compiled to stay float: its activation quantizer still runs; "twin"
+        # is the float twin (no quantizer at all), the table's reference
+        model = float_twin(layer_model) if impl == "twin" else _compiled_as(layer_model, layer.name, impl)
         sess = InferenceSession(model.SerializeToString(), threads=threads)
         inp = sess.get_inputs()[0]
         x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
@@ -205,7 +212,8 @@ def float_twin(proto: onnx.ModelProto) -> onnx.ModelProto:
     twin = onnx.ModelProto()
     twin.CopyFrom(proto)
     for node in twin.graph.node:
-        if node.domain in (QONNX_DOMAIN, "qcompile") and node.op_type in ("BipolarQuant", "Pow2Quant", *QONNX_QUANT_OPS):
+        if node.domain in (QONNX_DOMAIN, "qcompile") and node.op_type in ("BipolarQuant", "Pow2Quant", "Trunc",
+                                                                         *QONNX_QUANT_OPS):
             del node.input[1:]
             del node.attribute[:]
             node.op_type, node.domain = "Identity", ""
