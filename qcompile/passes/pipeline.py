@@ -10,6 +10,7 @@ from qcompile.analysis import LayerAnalyses
 from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET
 from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
+from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import HoistQuantizersPass
 from qcompile.passes.lower_binary import LowerBinaryLayersPass
@@ -73,6 +74,8 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             # 7. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
             #    after lowering, because only then is the op's output transform there to fold into.
             FoldAffineIntoLoweredPass(rounds),
+            #    ...and into the float scale and bias after an int8 layer's integer op.
+            FoldAffineIntoInt8Pass(rounds),
             # 8. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
             CleanupPass(),
         ],
