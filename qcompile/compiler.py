@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from qcompile.analysis import Layer, analyze_model
+from qcompile.analysis import Layer, analyze_model, impl_of
 from qcompile.base.domains import QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
@@ -179,7 +179,9 @@ def layer_rows(
     for layer in layers:
         rows.append(_layer_row(layer, lowered, shapes, compiled, report))
         choice = (choices or {}).get(layer.name)
-        rows[-1].impl = layer.impl if choice is None else f"{choice.impl} ({choice.why})"
+        # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
+        became = impl_of(rows[-1].op_after.split(" ")[0]) if rows[-1].op_after != layer.op_type else "float"
+        rows[-1].impl = became if choice is None or choice.impl != became else f"{choice.impl} ({choice.why})"
         if choice is not None and choice.seconds:
             rows[-1].time_ms = choice.seconds[choice.impl] * 1e3 if choice.impl in choice.seconds else None
             twin = choice.seconds.get("twin", choice.seconds.get("float"))

@@ -84,12 +84,26 @@ def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] |
         if wanted is not None:
             choices[layer.name] = Choice(wanted, "--impl", seconds)
         elif all(impl in seconds for impl in layer.options):
-            # the cheapest; a tie goes to the earlier option (a lowered op over float)
-            best = min(layer.options, key=lambda impl: seconds[impl])
-            choices[layer.name] = Choice(best, "fastest (measured)", seconds)
+            choices[layer.name] = Choice(_fastest(layer.options, seconds), "fastest (measured)", seconds)
         else:
             choices[layer.name] = Choice(layer.impl, "default", seconds)
     return choices
+
+
+# Float must beat the fastest exact option by this factor to be chosen: timings of a layer alone
+# vary by a few percent from run to run, and a layer left float rounds differently from the
+# reference's (onnxruntime fuses its now-constant weights), which a following sign quantizer can
+# turn into flipped bits; an exact integer layer has no such risk.
+FLOAT_MARGIN = 0.9
+
+
+def _fastest(options: list[str], seconds: dict[str, float]) -> str:
+    """The cheapest option; float only when it is clearly cheaper than every exact one."""
+    exact = [impl for impl in options if impl != "float"]
+    if not exact:
+        return "float"
+    best = min(exact, key=lambda impl: seconds[impl])  # a tie goes to the earlier option
+    return "float" if "float" in options and seconds["float"] < FLOAT_MARGIN * seconds[best] else best
 
 
 def layer_model(proto: onnx.ModelProto, layer: Layer, shapes: dict[str, list]) -> onnx.ModelProto | None:

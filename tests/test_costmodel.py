@@ -65,6 +65,14 @@ def test_the_fastest_option_is_chosen_and_float_when_lowering_is_slower():
     assert choices["fc"].why == "fastest (measured)" and choices["fc"].seconds["float"] == 2.0
 
 
+def test_float_must_be_clearly_faster_than_an_exact_option():
+    layers = _layers()
+    near = GivenCosts({("conv", "bitserial"): 3.0, ("conv", "int8"): 1.0, ("conv", "float"): 0.95})
+    assert choose_impls(layers[:1], {"conv": object()}, near)["conv"].impl == "int8"  # within FLOAT_MARGIN
+    clear = GivenCosts({("conv", "bitserial"): 3.0, ("conv", "int8"): 1.0, ("conv", "float"): 0.8})
+    assert choose_impls(layers[:1], {"conv": object()}, clear)["conv"].impl == "float"
+
+
 def test_unknown_costs_keep_the_default_and_overrides_win():
     layers = _layers()
     partial = GivenCosts({("conv", "int8"): 1.0})  # float unknown: no measured choice
