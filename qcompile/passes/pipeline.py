@@ -14,6 +14,7 @@ from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import HoistQuantizersPass
 from qcompile.passes.lower_binary import LowerBinaryLayersPass
+from qcompile.passes.int8_maxpool import Int8CodesThroughMaxPoolPass
 from qcompile.passes.lower_int8 import LowerInt8LayersPass
 from qcompile.passes.lower_multibit import LowerMultibitLayersPass
 from qcompile.passes.lower_shift import LowerShiftLayersPass
@@ -61,6 +62,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             FoldWeightQuantizersPass(),
             #    ...and what was computed from them (a Transpose before MatMul) is folded too.
             CleanupPass(),
+            #    An int8 layer behind MaxPool(Quant(x)) max-pools its own int8 codes instead; after
+            #    a cleanup, so the quantizer the int8 lowering replaced no longer reads the MaxPool.
+            Int8CodesThroughMaxPoolPass(rounds),
             # 5. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             LowerBinaryLayersPass(rounds),

@@ -163,3 +163,35 @@ def test_an_epilogue_that_is_also_a_graph_output_must_not_fold():
     assert "BatchNormalization" in [n.op_type for n in result.model.graph.node] and result.parity.passed
     # (onnxscript's matcher itself refuses a match whose inner value leaves the pattern, before check)
     assert result.rows[0].op_after == "ConvInteger"
+
+
+def _pooled(abits: int, signed: int, pads=(0, 0, 0, 0), other_reader: bool = False):
+    """Quant -> MaxPool -> conv: the grid is carried through the MaxPool (PropagateGridPass)."""
+    g = GraphBuilder(8)
+    q = _act(g, "x", abits, signed)
+    p = g.op("MaxPool", [q], kernel_shape=[3, 3], strides=[2, 2], pads=list(pads))
+    w = g.quant(g.const(g.rng.standard_normal((4, 5, 3, 3)).astype(np.float32)), 0.2, 4)
+    y = g.op("Conv", [p, w], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    return g.model({"x": [2, 5, 9, 9]}, [y, p] if other_reader else [y])
+
+
+@pytest.mark.parametrize("abits,signed,pads", [(4, 0, (0, 0, 0, 0)), (8, 1, (1, 1, 1, 1)), (8, 0, (1, 1, 1, 1))])
+def test_int8_codes_are_max_pooled_and_the_float_quantizer_goes(abits, signed, pads):
+    from qcompile.compiler import compile as compile_model
+
+    ref = _pooled(abits, signed, pads)
+    result = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref))
+    ops = [n.op_type for n in result.model.graph.node]
+    assert "Quant" not in ops and ops[:2] == ["QuantizeLinear", "Clip" if abits < 8 else "MaxPool"]
+    assert ops.index("MaxPool") < ops.index("ConvInteger")
+    assert result.parity.passed  # the codes are exact; only s * D + bias is float (verify.RTOL)
+
+
+def test_a_pooled_value_with_another_reader_keeps_its_quantizer():
+    from qcompile.compiler import compile as compile_model
+
+    ref = _pooled(4, 0, other_reader=True)
+    result = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref))
+    assert "Quant" in [n.op_type for n in result.model.graph.node] and result.parity.passed
+    reasons = {r.reason for r in result.report.by_rule("Int8CodesThroughMaxPoolClipped")}
+    assert reasons <= {"the MaxPool has other readers"}
