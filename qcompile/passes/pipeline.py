@@ -13,8 +13,8 @@ from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import HoistQuantizersPass
-from qcompile.passes.lower_binary import LowerBinaryLayersPass
 from qcompile.passes.int8_maxpool import Int8CodesThroughMaxPoolPass
+from qcompile.passes.lower_binary import LowerBinaryLayersPass
 from qcompile.passes.lower_int8 import LowerInt8LayersPass
 from qcompile.passes.lower_multibit import LowerMultibitLayersPass
 from qcompile.passes.lower_shift import LowerShiftLayersPass
