@@ -411,7 +411,8 @@ def target_of(impl: str, op_type: str) -> str | None:
 
 
 def impl_of(target: str | None) -> str:
-    return next((impl for impl, ops in _TARGETS.items() if target in ops), "float")
+    """The implementation a lowered op is (XnorConvThreshold, a packed-output XnorConv, is xnor)."""
+    return next((impl for impl, ops in _TARGETS.items() if target and target.startswith(ops)), "float")
 
 
 def _add_options(layer: Layer) -> None:
