@@ -180,6 +180,9 @@ def layer_rows(
         rows.append(_layer_row(layer, lowered, shapes, compiled, report))
         choice = (choices or {}).get(layer.name)
         # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
+        if compiled is None:  # inspect: what it would take by default, of what it has
+            rows[-1].impl = f"{layer.impl} (of {', '.join(layer.options)})" if len(layer.options) > 1 else layer.impl
+            continue
         became = impl_of(rows[-1].op_after.split(" ")[0]) if rows[-1].op_after != layer.op_type else "float"
         rows[-1].impl = became if choice is None or choice.impl != became else f"{choice.impl} ({choice.why})"
         if choice is not None and choice.seconds:

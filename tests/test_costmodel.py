@@ -138,3 +138,10 @@ def test_measured_costs_time_each_option_once_and_cache_them(tmp_path):
     assert {impl: cached.cost(single, conv, impl, 1) for impl in conv.options} == first
     (machine,) = json.loads((tmp_path / "costs.json").read_text())
     assert "qcompile" in machine and "onnxruntime" in machine
+
+
+def test_inspect_shows_the_default_and_the_options():
+    from qcompile.compiler import inspect
+
+    rows, _, _ = inspect(_two_layer_model())
+    assert [r.impl for r in rows] == ["bitserial (of bitserial, int8, float)"] * 2
