@@ -8,11 +8,11 @@ bash tools/setup.sh
 RUFF_PATHS=(
   qcompile/base qcompile/passes qcompile/analysis.py qcompile/compiler.py qcompile/verify.py
   qcompile/ptq.py qcompile/cli.py qcompile/onnx_builder.py qcompile/errors.py qcompile/fileio.py
-  qcompile/modelio.py qcompile/bench.py
+  qcompile/modelio.py qcompile/bench.py qcompile/costmodel.py qcompile/int8_plan.py
   tests/passes tests/test_passes.py tests/test_cli.py tests/test_end_to_end.py
   tests/test_end_to_end_multibit.py tests/test_end_to_end_shift.py tests/test_packed_activations.py
   tests/test_multibit.py tests/test_shift.py tests/test_qcdq_ptq.py tests/graphs.py
-  tests/brevitas_models.py
+  tests/brevitas_models.py tests/test_costmodel.py tests/conftest.py
 )
 .venv/bin/ruff check "${RUFF_PATHS[@]}"
 .venv/bin/lint-imports
