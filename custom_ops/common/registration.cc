@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../bitserial/bitserial_ops.h"
@@ -13,6 +14,7 @@
 #include "../shift/shift_ops.h"
 #include "../packed_conv/run_binary.h"
 #include "../xnor/xnor_ops.h"
+#include "io_characteristics.h"
 #include "kernel_select.h"
 #include "ort_api.h"
 
@@ -23,6 +25,65 @@ namespace {
 
 constexpr const char* kCpu = "CPUExecutionProvider";
 
+// An optional input written as '' within a node's inputs (Trunc's 6th, say) is counted by
+// onnxruntime but has no value, and the lite wrapper dereferences that null value before Compute
+// runs. This guard sits in front of the wrapper and refuses such a node with a clean error.
+template <typename Op>
+struct EmptyInputGuard {
+  static inline const char* op_name = "";
+  static inline OrtStatusPtr (*compute_v2)(void*, OrtKernelContext*) = nullptr;
+  static inline void (*compute)(void*, OrtKernelContext*) = nullptr;
+
+  static OrtStatusPtr Check(OrtKernelContext* ctx) {
+    const OrtApi& api = Ort::GetApi();
+    size_t count = 0;
+    if (OrtStatusPtr s = api.KernelContext_GetInputCount(ctx, &count)) return s;
+    for (size_t i = 0; i < count; ++i) {
+      const OrtValue* value = nullptr;
+      if (OrtStatusPtr s = api.KernelContext_GetInput(ctx, i, &value)) return s;
+      if (value == nullptr) {
+        const std::string msg = std::string(op_name) + ": input " + std::to_string(i) +
+                                " is omitted (''); give it a tensor or drop the trailing inputs";
+        return api.CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str());
+      }
+    }
+    return nullptr;
+  }
+  static OrtStatusPtr RunV2(void* kernel, OrtKernelContext* ctx) {
+    if (OrtStatusPtr s = Check(ctx)) return s;
+    return compute_v2(kernel, ctx);
+  }
+  static void Run(void* kernel, OrtKernelContext* ctx) {
+    if (OrtStatusPtr s = Check(ctx)) {
+      std::string msg = Ort::GetApi().GetErrorMessage(s);
+      Ort::GetApi().ReleaseStatus(s);
+      ORT_CXX_API_THROW(std::move(msg), ORT_INVALID_ARGUMENT);
+    }
+    compute(kernel, ctx);
+  }
+  static void Install(OrtCustomOp* op, const char* name) {
+    op_name = name;
+    if (op->KernelComputeV2) {
+      compute_v2 = op->KernelComputeV2;
+      op->KernelComputeV2 = &RunV2;
+    }
+    if (op->KernelCompute) {
+      compute = op->KernelCompute;
+      op->KernelCompute = &Run;
+    }
+  }
+};
+
+// A lite custom op whose required inputs and outputs onnxruntime enforces (io_characteristics.h)
+// and whose omitted optional inputs are refused before the lite wrapper reads them.
+template <typename Op>
+OrtCustomOp* MakeOp(const char* name) {
+  OrtCustomOp* op = Ort::Custom::CreateLiteCustomOp<Op>(name, kCpu);
+  io::DeclareCharacteristics<Op>(op);
+  EmptyInputGuard<Op>::Install(op, name);
+  return op;
+}
+
 struct Registry {
   std::vector<std::unique_ptr<OrtCustomOp>> ops;
   std::vector<Ort::CustomOpDomain> domains;
@@ -32,27 +93,26 @@ struct Registry {
 Registry& BuildRegistry() {
   static Registry* registry = [] {
     auto* r = new Registry;
-    using Ort::Custom::CreateLiteCustomOp;
     Ort::CustomOpDomain qc("qcompile");
-    r->ops.emplace_back(CreateLiteCustomOp<BinarizePackOp>("BinarizePack", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<XnorConvOp>("XnorConv", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<XnorGemmOp>("XnorGemm", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<XnorConvThresholdOp>("XnorConvThreshold", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<PackedMaxPoolOp>("PackedMaxPool", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<QuantizePackOp>("QuantizePack", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<BitSerialConvOp>("BitSerialConv", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<BitSerialGemmOp>("BitSerialGemm", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<Pow2QuantOp>("Pow2Quant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<ShiftConvOp>("ShiftConv", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<ShiftGemmOp>("ShiftGemm", kCpu));
+    r->ops.emplace_back(MakeOp<BinarizePackOp>("BinarizePack"));
+    r->ops.emplace_back(MakeOp<XnorConvOp>("XnorConv"));
+    r->ops.emplace_back(MakeOp<XnorGemmOp>("XnorGemm"));
+    r->ops.emplace_back(MakeOp<XnorConvThresholdOp>("XnorConvThreshold"));
+    r->ops.emplace_back(MakeOp<PackedMaxPoolOp>("PackedMaxPool"));
+    r->ops.emplace_back(MakeOp<QuantizePackOp>("QuantizePack"));
+    r->ops.emplace_back(MakeOp<BitSerialConvOp>("BitSerialConv"));
+    r->ops.emplace_back(MakeOp<BitSerialGemmOp>("BitSerialGemm"));
+    r->ops.emplace_back(MakeOp<Pow2QuantOp>("Pow2Quant"));
+    r->ops.emplace_back(MakeOp<ShiftConvOp>("ShiftConv"));
+    r->ops.emplace_back(MakeOp<ShiftGemmOp>("ShiftGemm"));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 
     Ort::CustomOpDomain qonnx("qonnx.custom_op.general");
-    r->ops.emplace_back(CreateLiteCustomOp<BipolarQuantOp>("BipolarQuant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kQuantName>>("Quant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kIntQuantName>>("IntQuant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<TruncOp>("Trunc", kCpu));
+    r->ops.emplace_back(MakeOp<BipolarQuantOp>("BipolarQuant"));
+    r->ops.emplace_back(MakeOp<QuantOp<kQuantName>>("Quant"));
+    r->ops.emplace_back(MakeOp<QuantOp<kIntQuantName>>("IntQuant"));
+    r->ops.emplace_back(MakeOp<TruncOp>("Trunc"));
     for (size_t i = n_qc; i < r->ops.size(); ++i) qonnx.Add(r->ops[i].get());
 
     r->domains.push_back(std::move(qc));
@@ -178,6 +238,9 @@ QCOMPILE_EXPORT long long qcompile_shift_kernel_runs(const char* name) {
 QCOMPILE_EXPORT uint64_t qcompile_xnor_tap_concat_runs(void) {
   return qcompile::packed::TapConcatRuns();
 }
+
+// Runs of XnorConv / XnorConvThreshold / BitSerialConv that took a table-lookup kernel.
+QCOMPILE_EXPORT uint64_t qcompile_lut_runs(void) { return qcompile::lut::LutRuns(); }
 #endif
 
 // Binary multiply-adds per second on one core for the named variant's inner loop (XOR,
