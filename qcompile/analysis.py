@@ -142,6 +142,11 @@ class Layer:
     target: str | None = None  # the qcompile op it lowers to, or None
     reason: str = ""  # why it stays float, when target is None
     notes: list[str] = field(default_factory=list)
+    # the exact implementations this layer has (IMPLS names, "float" always) and the chosen one
+    options: list[str] = field(default_factory=list)
+    impl: str = "float"
+    int8: object | None = None  # int8_plan.Int8Plan when "int8" is an option
+    int8_refusal: str = ""  # else why not
 
     @property
     def quantized(self) -> bool:
@@ -407,6 +412,59 @@ def uniform_shift_activation(act: Operand) -> dict | str:
                 act_rounding_mode=q["rounding_mode"])
 
 
+# The exact implementations a layer can have, by name (what --impl takes), and their op per layer op.
+IMPLS = ("xnor", "bitserial", "shift", "int8", "float")
+_TARGETS = {
+    "xnor": ("XnorConv", "XnorGemm"),
+    "bitserial": ("BitSerialConv", "BitSerialGemm"),
+    "shift": ("ShiftConv", "ShiftGemm"),
+    "int8": ("ConvInteger", "MatMulInteger"),
+}
+# Without measured costs, int8 arithmetic replaces bit-serial from this many bits of weights or
+# activations up (an 8-bit-input first layer: 8 plane pairs against one int8 multiply-add)
+INT8_DEFAULT_BITS = 5
+
+
+def target_of(impl: str, op_type: str) -> str | None:
+    """The op a layer of `op_type` becomes under `impl` (None: it stays float)."""
+    return None if impl == "float" else _TARGETS[impl][0 if op_type == "Conv" else 1]
+
+
+def impl_of(target: str | None) -> str:
+    """The implementation a lowered op is (XnorConvThreshold, a packed-output XnorConv, is xnor)."""
+    return next((impl for impl, ops in _TARGETS.items() if target and target.startswith(ops)), "float")
+
+
+def _add_options(layer: Layer) -> None:
+    """layer.options and the default choice (the planned target, or int8 at INT8_DEFAULT_BITS+)."""
+    from qcompile.int8_plan import int8_plan
+
+    planned = impl_of(layer.target)
+    layer.options = [planned] if planned != "float" else []
+    if layer.weight.kind != "float" and not _structure_refusal(layer.node, layer.weight):
+        plan = int8_plan(layer.node, layer.weight, layer.input)
+        if isinstance(plan, str):
+            layer.int8_refusal = plan
+        else:
+            layer.int8 = plan
+            layer.options.append("int8")
+    layer.options.append("float")
+    layer.impl = planned
+    bits = max(layer.weight.bits or 0, layer.input.bits or 0)
+    if layer.int8 is not None and (planned == "float" or (planned == "bitserial" and bits >= INT8_DEFAULT_BITS)):
+        choose(layer, "int8")
+
+
+def choose(layer: Layer, impl: str, why: str = "") -> None:
+    """Make `impl` (one of layer.options) the layer's implementation."""
+    if impl not in layer.options:
+        raise ValueError(f"expected one of {layer.options} for layer {layer.name!r}, got {impl!r}")
+    layer.impl = impl
+    layer.target = target_of(impl, layer.op_type)
+    if impl == "float":
+        layer.reason = why or layer.reason or "float chosen"
+
+
 def analyze_layer(node: ir.Node) -> Layer:
     weight = classify_weight(node)
     inp = classify_input(node)
@@ -426,6 +484,7 @@ def analyze_layer(node: ir.Node) -> Layer:
         float_weight_bytes=int(latent_arr.size * 4) if latent_arr is not None else 0,
     )
     layer.target, layer.reason = _plan(node, weight, inp)
+    _add_options(layer)
     return layer
 
 
@@ -466,9 +525,10 @@ class LayerAnalyses:
     """analyze_layer once per node: a cached Layer is reused while what it was computed from (the
     node's inputs, their producers and constants) is the same objects, and recomputed otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, choices: dict[str, tuple[str, str]] | None = None) -> None:
         self._cache: dict[ir.Node, tuple[tuple, Layer]] = {}
         self.computed = 0  # how many analyses ran (a test and the benchmark read it)
+        self.choices = choices or {}  # layer name -> (impl, why) chosen before the run (costmodel)
 
     def get(self, node: ir.Node) -> Layer:
         fingerprint = _inputs_fingerprint(node)
@@ -476,6 +536,9 @@ class LayerAnalyses:
         if hit is not None and len(hit[0]) == len(fingerprint) and all(a is b for a, b in zip(hit[0], fingerprint, strict=False)):
             return hit[1]
         layer = analyze_layer(node)
+        chosen = self.choices.get(layer.name)
+        if chosen is not None and chosen[0] in layer.options:
+            choose(layer, *chosen)
         self.computed += 1
         self._cache[node] = (fingerprint, layer)
         return layer

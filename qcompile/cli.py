@@ -159,7 +159,10 @@ def print_layer_table(rows, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for col in ("layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "note"):
+    timed = any(getattr(r, "float_ms", None) is not None for r in rows)
+    cols = ["layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "impl"]
+    cols += ["ms (chosen / float)"] if timed else []
+    for col in (*cols, "note"):
         table.add_column(col, overflow="fold")
     for r in rows:
         op = r.op_before if r.op_after == r.op_before else f"{r.op_before} -> {r.op_after}"
@@ -167,7 +170,10 @@ def print_layer_table(rows, title: str) -> None:
             f"{_human(r.bytes_before)} -> {_human(r.bytes_after)} ({r.bytes_before / max(r.bytes_after, 1):.1f}x)"
         )
         ops = f"{r.binary_ops:,}" if r.binary_ops else ""
-        table.add_row(r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, r.note)
+        cells = [r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, getattr(r, "impl", "")]
+        if timed:
+            cells.append(f"{r.time_ms:.3f} / {r.float_ms:.3f}" if r.time_ms is not None and r.float_ms is not None else "")
+        table.add_row(*cells, r.note)
     consoles.out.print(table)
 
 
@@ -253,8 +259,14 @@ BITS = click.IntRange(1, 8)  # compiler.SUPPORTED_WBITS / SUPPORTED_ABITS
               help="Float models: .npz of calibration inputs for activation quantization (--abits).")
 @click.option("--strict", is_flag=True,
               help="Float models: refuse (exit 1) when top-1 agreement with the float model is below 90%.")
+@click.option("--impl", "impl", multiple=True, metavar="[LAYER=]IMPL",
+              help="Run every layer that has it (IMPL) or one layer (LAYER=IMPL) as xnor, bitserial, shift, int8 "
+                   "or float, instead of the fastest.")
+@click.option("--tune", is_flag=True,
+              help="Time each layer's implementations on this machine (cached in ~/.cache/qcompile/costs.json, "
+                   "or $QCOMPILE_CACHE_DIR) and take the fastest.")
 @_json_option
-def compile_command(model, wbits, abits, output, inputs, no_verify, calib, strict, json_path) -> None:
+def compile_command(model, wbits, abits, output, inputs, no_verify, calib, strict, impl, tune, json_path) -> None:
     """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
     from qcompile.compiler import PTQ_TOP1_WARN
     from qcompile.compiler import compile as compile_model
@@ -262,7 +274,7 @@ def compile_command(model, wbits, abits, output, inputs, no_verify, calib, stric
     _start_json(json_path)
     result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
                            parity_inputs=inputs, calib=calib,
-                           min_ptq_top1=PTQ_TOP1_WARN if strict else None)
+                           min_ptq_top1=PTQ_TOP1_WARN if strict else None, impl=impl, tune=tune)
     if result.ptq is not None:
         p = result.ptq
         top1 = "" if p.top1_agreement is None else f", top-1 agreement with the float model {p.top1_agreement:.2%}"

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from qcompile.analysis import Layer, analyze_model
-from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
+from qcompile.analysis import Layer, analyze_model, impl_of
+from qcompile.base.domains import QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
 from qcompile.errors import BitWidthError, ModelLoadError, QCompileError, UnsupportedError
@@ -45,6 +45,9 @@ class LayerRow:
     bytes_after: int
     binary_ops: int | None  # low-bit multiply-adds per sample, for lowered layers with known shapes
     note: str = ""
+    impl: str = ""  # the chosen implementation and why ("int8 (fastest (measured))")
+    time_ms: float | None = None  # the chosen implementation's measured time, alone, batch 1
+    float_ms: float | None = None  # the layer's float twin's (no quantizers; else compiled to stay float)
 
 
 @dataclass
@@ -167,39 +170,50 @@ def _binary_ops(layer: Layer, out_shape: list[int | None] | None) -> int | None:
 
 
 def layer_rows(
-    reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None, report: CompileReport | None = None
+    reference: onnx.ModelProto, layers: list[Layer], compiled: ir.Model | None, report: CompileReport | None = None,
+    choices: dict | None = None,
 ) -> list[LayerRow]:
     """The table: one row per conv/dense layer, before -> after; why a layer stays float comes from
     the compile report (what the lowering rules said), else from the layer's analysis."""
     lowered = {}
     if compiled is not None:
-        lowered = {
-            n.metadata_props[LAYER_KEY]: n
-            for n in compiled.graph
-            if n.domain == QCOMPILE_DOMAIN and LAYER_KEY in n.metadata_props
-        }
+        for n in compiled.graph:  # a layer's first tagged node is its op (an int8 layer's epilogue follows it)
+            if LAYER_KEY in n.metadata_props:
+                lowered.setdefault(n.metadata_props[LAYER_KEY], n)
     shapes = _shape_model(reference)
     rows = []
     for layer in layers:
-        node = lowered.get(layer.name)
-        kernel = "x".join(map(str, layer.kernel)) if layer.kernel else "dense"
-        if node is not None:
-            folded = node.metadata_props.get(FOLDED_KEY, "")
-            after = node.op_type + (f" (+{folded.replace(',', ', +')})" if folded else "")
-            out_shape = shapes.get(layer.node.outputs[0].name)
-            rows.append(
-                LayerRow(layer.name, layer.op_type, after, _bits_text(layer.weight.bits), _bits_text(layer.input.bits),
-                         kernel, layer.float_weight_bytes, _packed_bytes(node), _binary_ops(layer, out_shape))
-            )
-        else:
-            reason = (report.layer_reason(layer.name) if report is not None else None) or layer.reason
-            note = reason if compiled is not None or not layer.target else f"-> {layer.target}"
-            rows.append(
-                LayerRow(layer.name, layer.op_type, layer.op_type, _bits_text(layer.weight.bits),
-                         _bits_text(layer.input.bits), kernel, layer.float_weight_bytes,
-                         layer.float_weight_bytes, None, "stays float: " + note if compiled is not None else note)
-            )
+        rows.append(_layer_row(layer, lowered, shapes, compiled, report))
+        choice = (choices or {}).get(layer.name)
+        # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
+        if compiled is None:  # inspect: what it would take by default, of what it has
+            rows[-1].impl = f"{layer.impl} (of {', '.join(layer.options)})" if len(layer.options) > 1 else layer.impl
+            continue
+        became = impl_of(rows[-1].op_after.split(" ")[0]) if rows[-1].op_after != layer.op_type else "float"
+        rows[-1].impl = became if choice is None or choice.impl != became else f"{choice.impl} ({choice.why})"
+        if choice is not None and choice.seconds:
+            rows[-1].time_ms = choice.seconds[choice.impl] * 1e3 if choice.impl in choice.seconds else None
+            twin = choice.seconds.get("twin", choice.seconds.get("float"))
+            rows[-1].float_ms = twin * 1e3 if twin is not None else None
     return rows
+
+
+def _layer_row(layer: Layer, lowered: dict, shapes: dict, compiled: ir.Model | None,
+               report: CompileReport | None) -> LayerRow:
+    node = lowered.get(layer.name)
+    kernel = "x".join(map(str, layer.kernel)) if layer.kernel else "dense"
+    if node is not None:
+        folded = node.metadata_props.get(FOLDED_KEY, "")
+        after = node.op_type + (f" (+{folded.replace(',', ', +')})" if folded else "")
+        out_shape = shapes.get(layer.node.outputs[0].name)
+        return LayerRow(layer.name, layer.op_type, after, _bits_text(layer.weight.bits),
+                        _bits_text(layer.input.bits), kernel, layer.float_weight_bytes, _packed_bytes(node),
+                        _binary_ops(layer, out_shape))
+    reason = (report.layer_reason(layer.name) if report is not None else None) or layer.reason
+    note = reason if compiled is not None or not layer.target else f"-> {layer.target}"
+    return LayerRow(layer.name, layer.op_type, layer.op_type, _bits_text(layer.weight.bits),
+                    _bits_text(layer.input.bits), kernel, layer.float_weight_bytes,
+                    layer.float_weight_bytes, None, "stays float: " + note if compiled is not None else note)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -280,6 +294,27 @@ def check_loads(model: onnx.ModelProto) -> None:
                                f"({first_line}); it was not written") from None
 
 
+def _choose(proto: onnx.ModelProto, layers: list[Layer], impl, tune: bool, costs) -> dict:
+    from qcompile import costmodel
+
+    overall, per_layer = costmodel.parse_impl_overrides(tuple(impl))
+    if costs is None:
+        costs = costmodel.MeasuredCosts(measure=tune)
+    shapes = _shape_model(proto)
+    for inp in proto.graph.input:
+        shapes[inp.name] = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    models = {}
+    for layer in layers:
+        if len(layer.options) > 1:
+            m = costmodel.layer_model(proto, layer, shapes)
+            if m is not None:
+                models[layer.name] = m
+    choices = costmodel.choose_impls(layers, models, costs, per_layer, overall)
+    if hasattr(costs, "save"):
+        costs.save()
+    return choices
+
+
 def default_output_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p.with_name(p.stem + ".q.onnx")
@@ -295,12 +330,19 @@ def compile(
     parity_inputs: dict[str, np.ndarray] | str | None = None,
     calib: dict[str, np.ndarray] | str | None = None,
     min_ptq_top1: float | None = None,
+    impl: tuple[str, ...] | list[str] = (),
+    tune: bool = False,
+    costs=None,
 ) -> CompileResult:
     """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given.
 
     A float model (no quantizers) with `wbits` given is first quantized post-training (qcompile.ptq),
     with activations too when `abits` and calibration inputs (`calib`) are given; with
     `min_ptq_top1`, a quantization whose top-1 agreement with the float model is lower is refused.
+
+    Each layer's implementation: `impl` ("IMPL" or "LAYER=IMPL" overrides), else the cheapest by
+    `costs` (a costmodel.CostSource; by default the figures cached on this machine, measured
+    where missing when `tune`), else the analysis' default.
     """
     if output is None and not isinstance(model, onnx.ModelProto):
         output = default_output_path(model)
@@ -317,8 +359,10 @@ def compile(
             raise QCompileError(f"post-training quantization agrees with the float model on top-1 for only "
                                 f"{agreement:.1%} of the calibration inputs (below {min_ptq_top1:.0%}); nothing written")
     wbits, abits = check_bit_widths(layers, wbits, abits)
+    choices = _choose(proto, layers, impl, tune, costs)
+    options = CompileOptions(choices={name: (c.impl, f"{c.impl} chosen ({c.why})") for name, c in choices.items()})
     try:
-        run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+        run = compile_pipeline(ir.serde.deserialize_model(proto), options)
     except ir.passes.PassError as exc:  # name the pass and its cause in one line
         cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
         raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
@@ -326,11 +370,12 @@ def compile(
     from qcompile import __version__
 
     compiled.producer_name, compiled.producer_version = "qcompile", __version__
-    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report), wbits, abits, report=run.report)
+    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
+                           report=run.report)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
-    if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):
+    if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
         notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
         reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
         hint = ""

@@ -94,4 +94,6 @@ def test_resnet18_lowers_every_4bit_layer(exports):
     result = compile_model(path, None, check_parity=False)
     lowered = {r.name: r.op_after for r in result.rows}
     body = [n for n in lowered if n != "/conv1/Conv"]  # the first conv reads the float input
-    assert all(lowered[n].startswith(("BitSerial", "Xnor", "Shift")) for n in body), lowered
+    # the 8-bit classifier takes int8 arithmetic (MatMulInteger), not 8 bit planes
+    assert all(lowered[n].startswith(("BitSerial", "Xnor", "Shift", "ConvInteger", "MatMulInteger")) for n in body), lowered
+    assert lowered["/linear/Gemm"] == "MatMulInteger"

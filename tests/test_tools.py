@@ -101,3 +101,22 @@ def test_bench_models_ab_smoke(tmp_path):
     data = json.loads(out.read_text())
     assert set(data["models"]["tiny"]) == {"before", "after"}
     assert all(len(v["compiled_over_float"]) == 1 for v in data["models"]["tiny"].values())
+
+
+def test_bench_models_set_smoke(tmp_path):
+    """One trainer ConvNet and Brevitas's TFC through the whole-model benchmark: JSON with ratios
+    and spreads, a PNG; a model the compiler refuses (TFC today) is reported, not a crash."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_models.py"), "--out", str(tmp_path), "--only", "convnet W1A1",
+         "--only", "tfc_2w2a", "--threads", "1", "--rounds", "1", "--budget", "0.002", "--no-tune"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r["model"]: r for r in json.loads((tmp_path / "bench_models.json").read_text())["rows"]}
+    convnet = rows["convnet W1A1"]
+    t = convnet["times"]
+    assert convnet["vs_float"] == t["float"]["median_ms"] / t["qcompile"]["median_ms"]
+    assert t["qcompile"]["p25_ms"] <= t["qcompile"]["median_ms"] <= t["qcompile"]["p75_ms"]
+    assert "vs_int8" in convnet and (tmp_path / "bench_models.png").exists()
+    assert rows["tfc_2w2a"].get("error", "not compilable: ").startswith("not compilable: ")
+    assert "Traceback" not in proc.stdout + proc.stderr

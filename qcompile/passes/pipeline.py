@@ -6,12 +6,16 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
+from qcompile.analysis import LayerAnalyses
 from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET
 from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
+from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import HoistQuantizersPass
+from qcompile.passes.int8_maxpool import Int8CodesThroughMaxPoolPass
 from qcompile.passes.lower_binary import LowerBinaryLayersPass
+from qcompile.passes.lower_int8 import LowerInt8LayersPass
 from qcompile.passes.lower_multibit import LowerMultibitLayersPass
 from qcompile.passes.lower_shift import LowerShiftLayersPass
 from qcompile.passes.packed_activations import PackActivationsPass
@@ -30,6 +34,9 @@ class CompileOptions:
     packed_activations: bool = True
     # the bound on each rule set's fixed point (a rule set still matching after it is an error)
     max_rewrite_rounds: int = MAX_REWRITE_ROUNDS
+    # layer name -> (implementation, why), chosen before the run (qcompile.costmodel); a layer not
+    # named keeps its analysis' default
+    choices: dict[str, tuple[str, str]] | None = None
 
 
 def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManager:
@@ -42,8 +49,10 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             CleanupPass(),
             # 2. Quantizers move after Flatten/Reshape so a dense layer sees the quantizer directly.
             HoistQuantizersPass(rounds),
-            # 3. Multi-bit layers become BitSerialConv / BitSerialGemm. Before weight quantizers are
+            # 3. Layers chosen for int8 arithmetic become ConvInteger / MatMulInteger, and
+            #    multi-bit layers become BitSerialConv / BitSerialGemm. Before weight quantizers are
             #    folded: the weight Quant node carries the integer grid (scale, zero point, bits).
+            LowerInt8LayersPass(rounds),
             LowerMultibitLayersPass(rounds),
             #    Power-of-two weights (and Pow2Quant inputs) become ShiftConv / ShiftGemm; the
             #    rule reads the quantized values, so weight quantizers may be folded or not.
@@ -53,6 +62,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             FoldWeightQuantizersPass(),
             #    ...and what was computed from them (a Transpose before MatMul) is folded too.
             CleanupPass(),
+            #    An int8 layer behind MaxPool(Quant(x)) max-pools its own int8 codes instead; after
+            #    a cleanup, so the quantizer the int8 lowering replaced no longer reads the MaxPool.
+            Int8CodesThroughMaxPoolPass(rounds),
             # 5. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             LowerBinaryLayersPass(rounds),
@@ -66,6 +78,8 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             # 7. BatchNorm / Mul / Add after a binary op fold into its per-channel scale and bias;
             #    after lowering, because only then is the op's output transform there to fold into.
             FoldAffineIntoLoweredPass(rounds),
+            #    ...and into the float scale and bias after an int8 layer's integer op.
+            FoldAffineIntoInt8Pass(rounds),
             # 8. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
             CleanupPass(),
         ],
@@ -104,7 +118,8 @@ class PipelineResult:
 def compile_pipeline(model: ir.Model, options: CompileOptions | None = None) -> PipelineResult:
     """Run the compile pipeline on `model` (in place) and return it with the run's report."""
     model.opset_imports.setdefault(QCOMPILE_DOMAIN, QCOMPILE_OPSET)
-    with PipelineRun().active() as run:
+    choices = (options.choices if options is not None else None) or {}
+    with PipelineRun(analyses=LayerAnalyses(choices)).active() as run:
         out = build_pipeline(options)(model).model
     if not any(n.domain == QCOMPILE_DOMAIN for n in out.graph):
         out.opset_imports.pop(QCOMPILE_DOMAIN, None)

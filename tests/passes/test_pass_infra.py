@@ -32,7 +32,7 @@ def _refusals_model():
 
 def test_every_pipeline_pass_has_a_readable_name():
     names = [str(p) for p in build_pipeline().passes]
-    assert names[:3] == ["CleanupPass", "HoistQuantizersPass", "LowerMultibitLayersPass"]
+    assert names[:4] == ["CleanupPass", "HoistQuantizersPass", "LowerInt8LayersPass", "LowerMultibitLayersPass"]
     assert all(" object at 0x" not in n for n in names)
 
 

@@ -1,0 +1,104 @@
+"""Whether a layer runs exactly on onnxruntime's integer ops (ConvInteger / MatMulInteger), and how.
+
+The reference computes sum (s_a * v_a)(s_w[m] * v_w) = s_a * s_w[m] * D, D = sum v_a * v_w the
+integer dot product of the activation values v_a = q_a - z_a and the weight values v_w. ORT's
+ConvInteger / MatMulInteger compute sum (x - x_zp)(w - w_zp) exactly in int32, so with
+x - x_zp = v_a and w - w_zp = v_w the layer is D times one float scale per output channel.
+
+Operand types follow what ORT 1.32's MLAS runs fast (measured on this machine, 128x28x28 3x3:
+ConvInteger with int8 X and uint8 W 0.47 ms, the other three type pairs 5-28 ms; MatMulInteger
+uint8 A x int8 B 0.16 ms, int8 A 36 ms): ConvInteger takes int8 activations and uint8 weights,
+MatMulInteger uint8 activations and int8 weights. Zero points are per tensor (ConvInteger refuses
+a per-channel W zero point), so the weight offset is one number; ConvInteger pads X with its zero
+point, i.e. v_a = 0 in the border, as the reference's zero padding.
+
+The activation codes come from ORT's QuantizeLinear: round(x / s) (float32 division, ties to even)
+plus its zero point, saturated. That equals QONNX's round(x / s + z) only when z = 0 (x / s + z is
+rounded once more in float32 when z != 0), so a nonzero activation zero point is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from qcompile.analysis import InputInfo, WeightInfo, activation_operand, weight_operand
+
+INT32_MAX = 2**31 - 1
+
+
+@dataclass
+class Int8Plan:
+    """The operands of the integer op: x = round(x/s_a) + x_zp clipped to [x_lo, x_hi]; w = v_w + w_zp."""
+
+    x_dtype: type  # np.int8 or np.uint8
+    x_zero_point: int
+    x_lo: int
+    x_hi: int
+    weights: np.ndarray  # v_w + w_zero_point, output channels first, in w_dtype
+    w_zero_point: int
+    act_scale: np.float32
+    weight_scale: np.ndarray  # float32 [M]
+
+
+def _weight_values(node: ir.Node, weight: WeightInfo) -> tuple[np.ndarray, np.ndarray] | str:
+    """(integer weight values v_w, output channels first; per-channel scale) or why there are none."""
+    if weight.kind == "binary":
+        return np.where(weight.values < 0, -1, 1).astype(np.int64), weight.alpha
+    if weight.pow2 is not None and node.inputs[1].producer() is not None \
+            and node.inputs[1].producer().op_type == "Pow2Quant":
+        return weight.pow2.ints, weight.pow2.scale
+    wop = weight_operand(node, weight)
+    if isinstance(wop, str):
+        return wop
+    return wop.codes.astype(np.int64), wop.scale
+
+
+def _fit(lo: int, hi: int, dtype: type) -> int | None:
+    """An offset o with [lo + o, hi + o] inside dtype's range (0 when none is needed), else None."""
+    info = np.iinfo(dtype)
+    if hi - lo > int(info.max) - int(info.min):
+        return None
+    if lo >= info.min and hi <= info.max:
+        return 0
+    return int(info.min) - lo if lo < info.min else int(info.max) - hi
+
+
+def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | str:
+    """How `node` runs on ConvInteger / MatMulInteger exactly, or why it cannot."""
+    from qcompile.ops.qonnx import int_range
+
+    if inp.kind != "int" or inp.quant_node is None:
+        return f"input is {inp.kind} ({inp.source}), not a uniform integer grid"
+    act = activation_operand(inp.quant_node)
+    if isinstance(act, str):
+        return act
+    q = act.quant
+    if q["zero_point"] != 0:
+        return "activation zero point is not 0 (QuantizeLinear rounds x/s, QONNX rounds x/s + z)"
+    if q["rounding_mode"] != "ROUND":
+        return f"activation rounding_mode {q['rounding_mode']} is not ROUND (QuantizeLinear rounds to nearest even)"
+    if weight.values is None or weight.kind not in ("binary", "multi-level"):
+        return f"weights are {weight.describe()}"
+    values = _weight_values(node, weight)
+    if isinstance(values, str):
+        return values
+    v_w, w_scale = values
+    qmin, qmax = (int(v) for v in int_range(q["bitwidth"], q["signed"], q["narrow"]))
+    conv = node.op_type == "Conv"
+    x_dtype, w_dtype = (np.int8, np.uint8) if conv else (np.uint8, np.int8)
+    x_zp = _fit(qmin, qmax, x_dtype)
+    w_lo, w_hi = int(v_w.min()), int(v_w.max())
+    w_zp = _fit(min(w_lo, 0), max(w_hi, 0), w_dtype)
+    if w_zp is None and not conv:  # a uint8 B runs slower but exactly
+        w_dtype, w_zp = np.uint8, _fit(min(w_lo, 0), max(w_hi, 0), np.uint8)
+    if x_zp is None or w_zp is None:
+        return f"codes do not fit 8 bits (activations [{qmin}, {qmax}], weights [{w_lo}, {w_hi}])"
+    k = int(np.prod(v_w.shape[1:]))
+    # what MLAS may accumulate before removing the zero points: |x| <= 255, |w| <= 255
+    if k * 255 * 255 > INT32_MAX:
+        return f"K = {k} products could overflow int32"
+    return Int8Plan(x_dtype, x_zp, qmin + x_zp, qmax + x_zp, (v_w + w_zp).astype(w_dtype), w_zp,
+                    np.float32(act.scale), np.asarray(w_scale, np.float32))

@@ -1,0 +1,75 @@
+"""An int8 layer behind a MaxPool reads MaxPool on the codes, not the float quantizer before it.
+
+Pattern:  codes = [Clip](QuantizeLinear(MaxPool(Quant(x, s, 0, b)), s, zp))   (an int8 layer's input)
+Rewrite:  codes = MaxPool([Clip](QuantizeLinear(x, s, zp)))                  (MaxPool on int8 codes)
+
+Why it is exact: Quant(x) = s * q(x) with q = clip(round(x / s)) non-decreasing, and multiplying
+by s > 0 keeps order, so MaxPool(Quant(x)) = s * max q; QuantizeLinear of s * q gives q back
+(s * q / s is within an ulp of the integer q), so both sides give the codes max q + zp. MaxPool's
+border never wins (it is -inf for floats and the type's minimum for int8 codes). The float
+quantizer, often the costliest node between two layers, then has no reader left and is removed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnxscript.rewriter import MatchResult, pattern
+
+from qcompile.base.domains import QONNX_DOMAIN
+from qcompile.base.ir_readers import const_array, int_attr, str_attr
+from qcompile.ops.qonnx import int_range
+from qcompile.passes.rewrite import ReportingRule, RuleSetPass
+
+
+def _scalar(value) -> float | None:
+    arr = const_array(value)
+    return float(arr.reshape(-1)[0]) if arr is not None and arr.size == 1 else None
+
+
+class Int8CodesThroughMaxPool(ReportingRule):
+    def __init__(self, clipped: bool):
+        super().__init__(name=f"Int8CodesThroughMaxPool{'Clipped' if clipped else ''}")
+        self.clipped = clipped
+
+    def pattern(self, op, x, s, z, b, s2, zp, lo, hi):
+        pooled = op.MaxPool(op.Quant(x, s, z, b, _domain=QONNX_DOMAIN, _allow_other_attributes=True, _outputs=["q"]),
+                            _allow_other_attributes=True, _outputs=["pooled"])
+        codes = op.QuantizeLinear(pooled, s2, zp, _allow_other_attributes=True)
+        return op.Clip(codes, lo, hi) if self.clipped else codes
+
+    def check_match(self, context, q, pooled, s, z, b, s2, zp, lo=None, hi=None, **_) -> MatchResult:
+        result = MatchResult()
+        quant, scale, bits = q.producer(), _scalar(s), _scalar(b)
+        if scale is None or _scalar(s2) != scale or _scalar(z) != 0 or bits is None:
+            return result.fail("the quantizer before the MaxPool is not the int8 layer's grid (scale, zero point 0)")
+        if str_attr(quant, "rounding_mode", "ROUND") != "ROUND":
+            return result.fail("the quantizer before the MaxPool does not round to nearest")
+        if len(pooled.uses()) != 1 or pooled.is_graph_output():
+            return result.fail("the MaxPool has other readers")
+        qmin, qmax = (int(v) for v in int_range(bits, int_attr(quant, "signed", 1), int_attr(quant, "narrow", 0)))
+        zero = int(np.asarray(const_array(zp)).reshape(-1)[0])
+        if self.clipped:
+            span = (int(np.asarray(const_array(lo)).reshape(-1)[0]), int(np.asarray(const_array(hi)).reshape(-1)[0]))
+        else:
+            info = np.iinfo(const_array(zp).dtype)
+            span = (int(info.min), int(info.max))
+        if span != (qmin + zero, qmax + zero):
+            return result.fail(f"the codes' range {span} is not the quantizer's [{qmin}, {qmax}] + {zero}")
+        return result
+
+    def rewrite(self, op, x, s2, zp, pooled, lo=None, hi=None, **_):
+        codes = op.QuantizeLinear(x, s2, zp)
+        if self.clipped:
+            codes = op.Clip(codes, lo, hi)
+        node = pooled.producer()
+        return op.MaxPool(codes, **{name: attr for name, attr in node.attributes.items()})
+
+
+def int8_maxpool_rules() -> pattern.RewriteRuleSet:
+    return pattern.RewriteRuleSet([Int8CodesThroughMaxPool.rule(clipped) for clipped in (True, False)])
+
+
+class Int8CodesThroughMaxPoolPass(RuleSetPass):
+    """An int8 layer behind MaxPool(Quant(x)) quantizes x itself and max-pools the int8 codes."""
+
+    make_rules = staticmethod(int8_maxpool_rules)
