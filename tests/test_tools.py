@@ -138,3 +138,19 @@ def test_bench_models_ab_smoke(tmp_path):
     data = json.loads(out.read_text())
     assert set(data["models"]["tiny"]) == {"before", "after"}
     assert all(len(v["compiled_over_float"]) == 1 for v in data["models"]["tiny"].values())
+
+
+def test_bench_lut_smoke_writes_every_shape(tmp_path):
+    out = tmp_path / "lut.json"
+    proc = _run_tool("bench_lut", "--rounds", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    # ResNet-18's 3x3 layer shapes at 224x224, then the same shapes as 1x1 convolutions
+    resnet = [(64, 56), (128, 28), (256, 14), (512, 7)]
+    expected = [(c, 3, hw) for c, hw in resnet] + [(c, 1, hw) for c, hw in resnet]
+    assert [(r["C"], r["kernel"], r["H"]) for r in rows] == expected
+    for r in rows:
+        assert {"fp32", "int8_qdq"} <= set(r["median_ms"]) and any(k.startswith("xnor_") for k in r["median_ms"])
+        for key, t in r["median_ms"].items():
+            assert r["vs_fp32"][key] == r["median_ms"]["fp32"] / t
+    assert proc.stdout.splitlines()[-1] == f"wrote {out}"
