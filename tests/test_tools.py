@@ -7,15 +7,48 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m tools.<name> ARGS` from the repository root, as the README runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", f"tools.{name}", *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["bench", "bench_ops", "bench_lut", "bench_models_ab", "profile_model", "demo"]
+)
+def test_tool_runs_as_module_with_help(name):
+    proc = _run_tool(name, "--help")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("Usage: python -m tools." + name)
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [(["--variants", "nope"], "--variants"), (["--layers", "7"], "--layers"),
+     (["--threads", "one"], "--threads"), (["--rounds", "0"], "--rounds")],
+)
+def test_bench_ops_bad_option_is_one_line_error(tmp_path, args, hint):
+    proc = _run_tool("bench_ops", *args, "--out", str(tmp_path / "x.json"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr and last.startswith("Error: Invalid value for") and hint in last
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_bench_quick_writes_json(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.bench", "--quick", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "bench.json").read_text())
@@ -33,7 +66,8 @@ def test_bench_ops_smoke_covers_every_op(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tools" / "bench_ops.py"),
+            "-m",
+            "tools.bench_ops",
             "--threads",
             "1",
             "--layers",
@@ -48,6 +82,7 @@ def test_bench_ops_smoke_covers_every_op(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
@@ -79,7 +114,8 @@ def test_bench_models_ab_smoke(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tools" / "bench_models_ab.py"),
+            "-m",
+            "tools.bench_models_ab",
             "--old-lib",
             get_library_path(),
             "--float",
@@ -96,6 +132,7 @@ def test_bench_models_ab_smoke(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
@@ -106,11 +143,8 @@ def test_bench_models_ab_smoke(tmp_path):
 def test_bench_models_set_smoke(tmp_path):
     """One trainer ConvNet and Brevitas's TFC through the whole-model benchmark: JSON with ratios
     and spreads, a PNG; a model the compiler refuses (TFC today) is reported, not a crash."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench_models.py"), "--out", str(tmp_path), "--only", "convnet W1A1",
-         "--only", "tfc_2w2a", "--threads", "1", "--rounds", "1", "--budget", "0.002", "--no-tune"],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = _run_tool("bench_models", "--out", str(tmp_path), "--only", "convnet W1A1", "--only", "tfc_2w2a",
+                     "--threads", "1", "--rounds", "1", "--budget", "0.002", "--no-tune")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {r["model"]: r for r in json.loads((tmp_path / "bench_models.json").read_text())["rows"]}
     convnet = rows["convnet W1A1"]
@@ -120,3 +154,19 @@ def test_bench_models_set_smoke(tmp_path):
     assert "vs_int8" in convnet and (tmp_path / "bench_models.png").exists()
     assert rows["tfc_2w2a"].get("error", "not compilable: ").startswith("not compilable: ")
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_bench_lut_smoke_writes_every_shape(tmp_path):
+    out = tmp_path / "lut.json"
+    proc = _run_tool("bench_lut", "--rounds", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    # ResNet-18's 3x3 layer shapes at 224x224, then the same shapes as 1x1 convolutions
+    resnet = [(64, 56), (128, 28), (256, 14), (512, 7)]
+    expected = [(c, 3, hw) for c, hw in resnet] + [(c, 1, hw) for c, hw in resnet]
+    assert [(r["C"], r["kernel"], r["H"]) for r in rows] == expected
+    for r in rows:
+        assert {"fp32", "int8_qdq"} <= set(r["median_ms"]) and any(k.startswith("xnor_") for k in r["median_ms"])
+        for key, t in r["median_ms"].items():
+            assert r["vs_fp32"][key] == r["median_ms"]["fp32"] / t
+    assert proc.stdout.splitlines()[-1] == f"wrote {out}"

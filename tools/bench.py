@@ -9,7 +9,8 @@ Runs alternate between the contenders in rounds; each figure is the median per-r
 The machine's popcount ceiling (binary multiply-adds per second per core, per kernel variant) is
 measured by the library's own microbenchmark, and each layer's achieved fraction of it reported.
 Whole models: binary ResNet-18 and the AQE ConvNet compiled vs their float twins vs int8 twins.
-Writes JSON and a PNG chart. Usage: python tools/bench.py [--out runs/bench] [--quick]
+Writes JSON and a PNG chart. Usage, from the repository root:
+    python -m tools.bench [--out runs/bench] [--quick]
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import ctypes
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +28,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_models
-from machine_info import cpu_model
-
 from qcompile import runtime
 from qcompile.compiler import compile as compile_model
 from qcompile.ops.packing import pack_activations, pack_conv_weights
+from tools import bench_models
+from tools.machine_info import cpu_model
 
 RESNET_LAYERS = [("resnet18 conv2_x", 64, 56), ("resnet18 conv3_x", 128, 28), ("resnet18 conv4_x", 256, 14),
                  ("resnet18 conv5_x", 512, 7)]

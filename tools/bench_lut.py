@@ -7,24 +7,24 @@ avx2_lut and avx512vpopcnt (when the CPU runs them), and BitSerialConv 2/2 under
 avx2_lut; prints medians and ratios, and writes them as JSON. The kernel-level figures and each
 kernel's ceiling come from `bash tools/lut_check.sh bench` / `variants`.
 
-    python tools/bench_lut.py --out runs/bench_lut.json --rounds 11
+    python -m tools.bench_lut --out runs/bench_lut.json --rounds 11
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 from pathlib import Path
 
+import click
 import numpy as np
 import onnx
-from bench_ops import _model, _session, _time_once  # tools/ is on sys.path as a script
 from onnx import TensorProto, helper
 
 from qcompile import runtime
 from qcompile.ops import bitserial, packing
+from tools.bench_ops import _model, _session, _time_once
 
 SHAPES = [(64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
           (64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7)]  # channels, kernel, size
@@ -106,26 +106,26 @@ def bench_shape(c, k, hw, rounds, threads, variants) -> dict:
             "loadavg_1min_after": os.getloadavg()[0]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench_lut.json")
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+@click.command(help=__doc__.splitlines()[0])
+@click.option("--out", default="runs/bench_lut.json", show_default=True, help="JSON output path")
+@click.option("--rounds", type=click.IntRange(1), default=11, show_default=True,
+              help="alternating timing rounds (median kept)")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="intra-op thread count")
+def main(out: str, rounds: int, threads: int) -> None:
     have = set(runtime.kernel_variants("XnorConv"))
     variants = [v for v in ("avx2", "avx2_lut", "avx512vpopcnt") if v in have]
     rows = []
     for c, k, hw in SHAPES:
-        r = bench_shape(c, k, hw, args.rounds, args.threads, variants)
+        r = bench_shape(c, k, hw, rounds, threads, variants)
         rows.append(r)
         ratio = " ".join(f"{key} {r['median_ms'][key]:.3f}ms ({r['vs_fp32'][key]:.1f}x fp32, "
                          f"{r['vs_int8_qdq'][key]:.2f}x int8)" for key in r["median_ms"])
-        print(f"{c}x{hw}x{hw} k{k}: {ratio}", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "loadavg": os.getloadavg()}, indent=1))
-    print(f"wrote {args.out}")
-    return 0
+        click.echo(f"{c}x{hw}x{hw} k{k}: {ratio}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"rows": rows, "loadavg": os.getloadavg()}, indent=1))
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -187,15 +187,10 @@ def race(contenders: dict, rounds: int, budget_s: float) -> dict[str, dict[str, 
 
 
 def bench_one(name: str, build, threads_list, rounds: int, budget_s: float, tune: bool) -> list[dict]:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench import int8_model
-
     from qcompile import runtime
     from qcompile.compiler import compile as compile_model
     from qcompile.costmodel import float_twin
+    from tools.bench import int8_model  # here, not at the top: tools.bench imports this module
 
     try:
         ref = _prepare(build())
@@ -254,13 +249,11 @@ def plot(rows: list[dict], path) -> None:
 def _main():
     import json
     import os
-    import sys
     from pathlib import Path
 
     import click
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from machine_info import cpu_model
+    from tools.machine_info import cpu_model
 
     @click.command()
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/models"),

@@ -4,7 +4,7 @@ For each compiled model: `qcompile.bench.bench_models(compiled, float twin)` (ba
 with the old library and with this checkout's, alternating, --rounds times; writes the
 compiled/float ratios (and the raw timings) to --out. Before/after evidence for a kernel change.
 
-    python tools/bench_models_ab.py --old-lib /tmp/old/libqcompile_ops.so \
+    python -m tools.bench_models_ab --old-lib /tmp/old/libqcompile_ops.so \
         --float RUN/float_reference.onnx --model w1a1=RUN/ste-w1a1/seed0/model.q.onnx --out ab.json
 """
 

@@ -15,29 +15,28 @@ ShiftConv 3/3 (AQE's power-of-two activations and weights, quantized inside the 
 float input) on the same 128->128 28x28 layer (--shift, on by default), each shift kernel this
 CPU runs (portable shift-and-add, avx2 int8 multiply-add; the `kernel` attribute again).
 
-    python tools/bench_ops.py --out runs/bench_ops.json
-    python tools/bench_ops.py --threads 1 --baseline-lib /tmp/base/libqcompile_ops.so
+    python -m tools.bench_ops --out runs/bench_ops.json
+    python -m tools.bench_ops --threads 1 --baseline-lib /tmp/base/libqcompile_ops.so
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import click
 import numpy as np
 import onnx
 import onnxruntime as ort
-from machine_info import cpu_model  # tools/ is on sys.path when run as a script
 from onnx import TensorProto, helper
 
 from qcompile import runtime
 from qcompile.ops import bitserial, packing, shift
+from tools.machine_info import cpu_model
 
 # name, channels, spatial size (ResNet-18 3x3 convolutions at 224x224 input)
 LAYERS = [
@@ -199,49 +198,60 @@ def popcount_ceiling(variants: list[str], seconds: float = 0.5) -> dict[str, flo
     return {v: float(lib.qcompile_popcount_ceiling(v.encode(), seconds)) for v in variants}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench_ops.json", help="JSON output path")
-    ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
-    ap.add_argument("--rounds", type=int, default=9, help="alternating timing rounds (median kept)")
-    ap.add_argument("--min-ms", type=float, default=30.0, help="time per sample, at least")
-    ap.add_argument(
-        "--variants", default=None, help="comma-separated variants (default: supported, not reference)"
-    )
-    ap.add_argument("--layers", default=None, help="comma-separated layer indices 0-3 (default: all)")
-    ap.add_argument(
-        "--bitserial", default=True, action=argparse.BooleanOptionalAction,
-        help="also time BitSerialConv 2/2 on 3x3 128->128 28x28 (default: on)",
-    )
-    ap.add_argument(
-        "--shift", default=True, action=argparse.BooleanOptionalAction,
-        help="also time ShiftConv 3/3 (AQE power-of-two) on 3x3 128->128 28x28 (default: on)",
-    )
-    ap.add_argument(
-        "--baseline-lib", default=None,
-        help="another libqcompile_ops.so: its variants race too, as '<variant>@baseline'",
-    )
-    args = ap.parse_args(argv)
+def _int_list(ctx, param, value: str | None) -> list[int] | None:
+    """A comma-separated list of integers, e.g. "1,2"; None stays None."""
+    if value is None:
+        return None
+    try:
+        return [int(t) for t in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
+
+@click.command(help=__doc__.splitlines()[0])
+@click.option("--out", default="runs/bench_ops.json", show_default=True, help="JSON output path")
+@click.option("--threads", default="1,2", show_default=True, callback=_int_list,
+              help="comma-separated intra-op thread counts")
+@click.option("--rounds", type=click.IntRange(1), default=9, show_default=True,
+              help="alternating timing rounds (median kept)")
+@click.option("--min-ms", type=float, default=30.0, show_default=True, help="time per sample, at least")
+@click.option("--variants", default=None,
+              help="comma-separated variants (default: supported, not reference)")
+@click.option("--layers", default=None, callback=_int_list,
+              help="comma-separated layer indices 0-3 (default: all)")
+@click.option("--bitserial/--no-bitserial", "with_bitserial", default=True,
+              help="also time BitSerialConv 2/2 on 3x3 128->128 28x28 (default: on)")
+@click.option("--shift/--no-shift", "with_shift", default=True,
+              help="also time ShiftConv 3/3 (AQE power-of-two) on 3x3 128->128 28x28 (default: on)")
+@click.option("--baseline-lib", default=None,
+              help="another libqcompile_ops.so: its variants race too, as '<variant>@baseline'")
+def main(
+    out: str, threads: list[int], rounds: int, min_ms: float, variants: str | None,
+    layers: list[int] | None, with_bitserial: bool, with_shift: bool, baseline_lib: str | None,
+) -> None:
     table = runtime.kernel_table("XnorConv")
     runnable = runtime.kernel_variants("XnorConv")
-    if args.variants:
-        variants = args.variants.split(",")
+    if variants:
+        variants = variants.split(",")
         for v in variants:
             if v not in runnable:
-                ap.error(f"expected a supported variant ({', '.join(runnable)}), got {v!r}")
+                raise click.BadParameter(
+                    f"expected a supported variant ({', '.join(runnable)}), got {v!r}",
+                    param_hint="--variants",
+                )
     else:
         variants = [v for v in runnable if v != "reference"]
-    layers = [LAYERS[int(i)] for i in args.layers.split(",")] if args.layers else LAYERS
-    threads = [int(t) for t in args.threads.split(",")]
+    if layers and not all(0 <= i < len(LAYERS) for i in layers):
+        raise click.BadParameter(f"expected layer indices 0-{len(LAYERS) - 1}", param_hint="--layers")
+    layers = [LAYERS[i] for i in layers] if layers else LAYERS
 
     contenders = list(variants)
-    if args.baseline_lib:
+    if baseline_lib:
         contenders += [v + BASELINE for v in variants]
     jobs = [(name, c, hw, "XnorConv") for name, c, hw in layers]
-    if args.bitserial:
+    if with_bitserial:
         jobs.append(("bitserial 2/2 28x28x128", 128, 28, "BitSerialConv"))
-    if args.shift:
+    if with_shift:
         jobs.append(("shift 3/3 28x28x128", 128, 28, "ShiftConv"))
     shift_kernels = runtime.kernel_variants("ShiftConv")[::-1]  # portable first, as before
     # Each XnorConv variant's measured microkernel ceiling (binary MAC/s of its inner loop on
@@ -258,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 v for v in contenders if v.split("@")[0] in runtime.kernel_variants(op)
             ]
             r = bench_layer(
-                name, c, hw, t, variants_shown, args.rounds, args.min_ms, args.baseline_lib, op
+                name, c, hw, t, variants_shown, rounds, min_ms, baseline_lib, op
             )
             if op == "XnorConv":
                 macs = c * c * 9 * hw * hw
@@ -279,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                 line += "  of ceiling: " + " ".join(
                     f"{v} {f:.0%}" for v, f in r["fraction_of_ceiling"].items()
                 )
-            print(line, flush=True)
+            click.echo(line)
 
-    out = Path(args.out)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "tool": "tools/bench_ops.py",
@@ -294,17 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         "variants": [{"name": v.name, "isa": v.isa, "supported": v.supported} for v in table],
         "default_variant": runtime.selected_kernel("XnorConv"),
         "ratio": "float Conv time / op time (same shape and threads); > 1: the op is faster",
-        "baseline_lib": args.baseline_lib,
+        "baseline_lib": baseline_lib,
         "loadavg_1min_before": load_before,
         "ceiling_binary_macs_per_s": ceilings,
         "results": results,
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
-
-
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

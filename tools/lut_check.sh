@@ -3,7 +3,7 @@
 # (custom_ops/lut/testing/lut_check.cc) without onnxruntime:
 #   bash tools/lut_check.sh            bit-exactness against the reference kernels
 #   bash tools/lut_check.sh bench [R]  LUT vs avx2 XOR-popcount, W2A2 LUT vs bit-serial, ceilings
-# Every variant at the op level, vs onnxruntime fp32 and int8 QDQ: python tools/bench_lut.py.
+# Every variant at the op level, vs onnxruntime fp32 and int8 QDQ: python -m tools.bench_lut.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${LUT_CHECK_DIR:-$(mktemp -d)}

@@ -11,8 +11,8 @@ the ratio compiled / float of those is what the table's header reports.
 With --baseline-lib OLD.so every compiled model is profiled a second time with that build of
 the op library ("<name>@baseline"), in the same rounds: before/after side by side.
 
-    python tools/profile_model.py --float float.onnx --model w2a2=model.q.onnx --out prof.json
-    python tools/profile_model.py --float f.onnx --model a=a.q.onnx --model b=b.q.onnx \\
+    python -m tools.profile_model --float float.onnx --model w2a2=model.q.onnx --out prof.json
+    python -m tools.profile_model --float f.onnx --model a=a.q.onnx --model b=b.q.onnx \\
         --baseline-lib /tmp/base/libqcompile_ops.so --markdown docs/perf/profile.md
 """
 
