@@ -75,6 +75,11 @@ def print_parity(report) -> None:
             f"{d.compiled_node!r}), max |error| {d.max_abs_error:.3g}",
             highlight=False,
         )
+    if report.ties:
+        console.print(f"  {report.tie_codes} codes differ at rounding ties (in {len(report.ties)} quantizers); "
+                      "compared from the compiled codes there", highlight=False)
+    if report.tie_mismatch:
+        console.print(f"  not a rounding tie: {report.tie_mismatch}", highlight=False)
     verdict = "[bold green]PARITY OK[/]" if report.passed else "[bold red]PARITY FAILED[/]"
     console.print(f"{verdict} on inputs {report.inputs}", highlight=False)
 
