@@ -24,8 +24,19 @@ _BUILD_HINT = (
 )
 
 
+# Points every session at another build of the library, e.g. the AddressSanitizer build that
+# tools/sanitize.sh makes (its directory also holds that build's test-hooks library).
+LIBRARY_ENV = "QCOMPILE_OPS_LIBRARY"
+
+
 def get_library_path() -> str:
-    """Absolute path of libqcompile_ops.so inside the installed qcompile package."""
+    """Absolute path of libqcompile_ops.so inside the installed qcompile package, or of the
+    library QCOMPILE_OPS_LIBRARY names."""
+    override = os.environ.get(LIBRARY_ENV)
+    if override:
+        if not os.path.isfile(override):
+            raise FileNotFoundError(f"expected the op library {LIBRARY_ENV} names, got no file at {override}")
+        return os.path.abspath(override)
     path = resources.files("qcompile").joinpath(LIBRARY_NAME)
     if not path.is_file():
         raise FileNotFoundError(
@@ -57,7 +68,7 @@ def session_options(threads: int | None = None, options: Any | None = None) -> A
     return so
 
 
-def InferenceSession(  # noqa: N802 - mirrors onnxruntime.InferenceSession
+def InferenceSession(
     path_or_bytes: str | bytes | os.PathLike[str],
     threads: int | None = None,
     sess_options: Any | None = None,

@@ -54,6 +54,7 @@ def _hooks() -> ctypes.CDLL:
     lib.qcompile_shift_kernel_runs.restype = ctypes.c_longlong
     lib.qcompile_shift_kernel_runs.argtypes = [ctypes.c_char_p]
     lib.qcompile_xnor_tap_concat_runs.restype = ctypes.c_uint64
+    lib.qcompile_lut_runs.restype = ctypes.c_uint64
     return lib
 
 
@@ -83,3 +84,15 @@ def shift_kernel_runs(name: str) -> int:
 def tap_concat_runs() -> int:
     """XnorConv/XnorConvThreshold runs (in hooks sessions) that took the tap-concatenated path."""
     return int(_hooks().qcompile_xnor_tap_concat_runs())
+
+
+def lut_runs() -> int:
+    """XnorConv/XnorConvThreshold/BitSerialConv runs (in hooks sessions) that took a
+    table-lookup kernel."""
+    return int(_hooks().qcompile_lut_runs())
+
+
+def lut_always(name: str) -> bool:
+    """Variants named *_lut run the table-lookup kernel on every convolution it can run
+    (custom_ops/xnor/xnor_variants.cc), instead of their row kernels and tap concatenation."""
+    return name.endswith("_lut")

@@ -30,9 +30,16 @@ pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build th
             0,
             "avx512_emulation",
         ),
+        (
+            "xnor_conv__avx512vpopcnt_csa.cc",
+            "xnor_conv2d_u64__avx512vpopcnt_csa",
+            "kWeightsBlocked",
+            0,
+            "avx512_emulation",
+        ),
         ("xnor_conv__portable.cc", "xnor_conv2d_u64__portable", "kWeightsBlocked", 0, None),
     ],
-    ids=["avx512vpopcnt-emulated", "portable"],
+    ids=["avx512vpopcnt-emulated", "avx512vpopcnt_csa-emulated", "portable"],
 )
 def test_kernel_matches_reference(tmp_path: Path, source, kernel, layout, split_x, include):
     exe = tmp_path / "kernel_check"

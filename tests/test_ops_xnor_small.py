@@ -16,7 +16,14 @@ from contextlib import contextmanager
 import numpy as np
 import onnx
 import pytest
-from kernel_variants import VARIANT_PARAMS, hooks_session, tap_concat_runs, with_kernel
+from kernel_variants import (
+    VARIANT_PARAMS,
+    hooks_session,
+    lut_always,
+    lut_runs,
+    tap_concat_runs,
+    with_kernel,
+)
 from onnx import TensorProto, helper
 from test_ops_xnor import CONV_INPUTS, THRESHOLD_INPUTS, _model, bits_equal
 
@@ -193,10 +200,13 @@ def test_tap_concat_auto_mode(variant: str):
         scale, bias = np.ones(m, np.float32), np.zeros(m, np.float32)
         with concat_mode(None):
             plain, _ = _conv_sessions(attrs, wp, variant)
-        before = tap_concat_runs()
+        before, lut_before = tap_concat_runs(), lut_runs()
         (y,) = plain.run(None, {"X": xp, "W": wp, "scale": scale, "bias": bias})
         assert np.array_equal(y, xnor.xnor_conv_int(xp, wp, **_ref_attrs(attrs)).astype(np.float32))
-        _expect_path(variant, before, 1 if taken else 0)
+        if lut_always(variant):  # the table-lookup kernel instead, on every geometry
+            assert tap_concat_runs() == before and lut_runs() == lut_before + 1
+        else:
+            _expect_path(variant, before, 1 if taken else 0)
         with concat_mode("0"):
             off, _ = _conv_sessions(attrs, wp, variant)
         before = tap_concat_runs()

@@ -50,8 +50,15 @@ def test_bench_ops_smoke_covers_every_op(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = json.loads(out.read_text())["results"]
+    data = json.loads(out.read_text())
+    rows = data["results"]
     assert [r["op"] for r in rows] == ["XnorConv", "BitSerialConv", "ShiftConv"]
+    # every XnorConv variant's microkernel ceiling, and the fraction of it the layer reached
+    ceilings = data["ceiling_binary_macs_per_s"]
+    assert set(ceilings) == set(rows[0]["speedup_vs_float_conv"])
+    assert all(c > 0 for c in ceilings.values())
+    assert set(rows[0]["fraction_of_ceiling"]) == set(ceilings)
+    assert all(f > 0 for f in rows[0]["fraction_of_ceiling"].values())
     for r in rows:
         for v, ratio in r["speedup_vs_float_conv"].items():
             assert ratio == r["median_ms"]["float_conv"] / r["median_ms"][v]

@@ -3,7 +3,9 @@
 Shapes are ResNet-18's 3x3 layers at 224x224, batch 1. Each (layer, threads) pair builds one
 session per variant (the node attribute `kernel`) and one float Conv session,
 then times them in alternating rounds so drift hits all alike; the median of the rounds is kept.
-Writes JSON (times in ms and float-Conv / XnorConv speed ratios) to --out.
+Writes JSON (times in ms and float-Conv / XnorConv speed ratios) to --out, with each XnorConv
+variant's measured microkernel ceiling (qcompile_popcount_ceiling: the inner loop on L1- or
+register-resident data) and the fraction of it each 1-thread XnorConv layer reaches.
 
 Also times BitSerialConv 2/2 (2 unsigned activation planes, 2 two's-complement weight planes) on
 a 3x3 128->128 28x28 layer against float Conv the same way (--bitserial, on by default), and with
@@ -187,6 +189,16 @@ def bench_layer(
     }
 
 
+def popcount_ceiling(variants: list[str], seconds: float = 0.5) -> dict[str, float]:
+    """Binary MAC/s of each XnorConv variant's microkernel ceiling (qcompile_popcount_ceiling)."""
+    import ctypes
+
+    lib = ctypes.CDLL(runtime.get_library_path())
+    lib.qcompile_popcount_ceiling.restype = ctypes.c_double
+    lib.qcompile_popcount_ceiling.argtypes = [ctypes.c_char_p, ctypes.c_double]
+    return {v: float(lib.qcompile_popcount_ceiling(v.encode(), seconds)) for v in variants}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench_ops.json", help="JSON output path")
@@ -232,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.shift:
         jobs.append(("shift 3/3 28x28x128", 128, 28, "ShiftConv"))
     shift_kernels = runtime.kernel_variants("ShiftConv")[::-1]  # portable first, as before
+    # Each XnorConv variant's measured microkernel ceiling (binary MAC/s of its inner loop on
+    # one core, L1- or register-resident; avx2_lut: the vpshufb table lookup's), and below the
+    # fraction of it each 1-thread XnorConv layer reaches (avx2 / avx512vpopcnt switch to the LUT
+    # kernel on some layers, where the fraction is still of their own row kernel's ceiling).
+    ceilings = popcount_ceiling([v for v in variants if v in runtime.kernel_variants("XnorConv")])
     load_before = os.getloadavg()[0]
     results = []
     for name, c, hw, op in jobs:
@@ -243,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_layer(
                 name, c, hw, t, variants_shown, args.rounds, args.min_ms, args.baseline_lib, op
             )
+            if op == "XnorConv":
+                macs = c * c * 9 * hw * hw
+                r["G_binary_mac_per_s"] = {v: macs / r["median_ms"][v] / 1e6 for v in variants_shown}
+                r["fraction_of_ceiling"] = {
+                    v: macs / (r["median_ms"][v] * 1e-3) / ceilings[v]
+                    for v in variants_shown if ceilings.get(v) and t == 1
+                }
             results.append(r)
             med, ratio = r["median_ms"], r["speedup_vs_float_conv"]
             ratio_min = r["speedup_vs_float_conv_min"]
@@ -251,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                 for v in variants_shown
             )
             line = f"{name:20s} threads={t}  float_conv {med['float_conv']:.3f} ms  {ratios}"
+            if r.get("fraction_of_ceiling"):
+                line += "  of ceiling: " + " ".join(
+                    f"{v} {f:.0%}" for v, f in r["fraction_of_ceiling"].items()
+                )
             print(line, flush=True)
 
     out = Path(args.out)
@@ -268,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": "float Conv time / op time (same shape and threads); > 1: the op is faster",
         "baseline_lib": args.baseline_lib,
         "loadavg_1min_before": load_before,
+        "ceiling_binary_macs_per_s": ceilings,
         "results": results,
     }
     out.write_text(json.dumps(report, indent=2) + "\n")

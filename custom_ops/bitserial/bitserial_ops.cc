@@ -144,6 +144,7 @@ BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) n
     const int64_t Q = static_cast<int64_t>(planes_.weight_coeffs.size());
     packed::PreparePlaneWeights(info, variant_->kernel, attrs_.group, Q, &const_w_);
     packed::PreparePlaneConcatWeights(info, variant_->kernel, attrs_, Q, &const_w_concat_);
+    lut_.use = lut::EffectiveUse(variant_->kernel.lut_use);
   });
 }
 
@@ -173,7 +174,7 @@ Ort::Status BitSerialConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     a.bias = bias.Data();
     a.y = out;
     packed::RunPlaneConv(ctx, variant_->kernel, a, const_w_.Get(w.Data(), ws),
-                         const_w_concat_.Get(w.Data(), ws));
+                         const_w_concat_.Get(w.Data(), ws), &lut_);
   });
 }
 

@@ -46,6 +46,7 @@ struct BitSerialConvOp {
   PlaneAttrs planes_;
   const bitserial::BitSerialVariant* variant_ = nullptr;
   packed::PreparedWeights const_w_;
+  lut::LutState lut_;
   packed::PreparedWeights const_w_concat_;  // W with the taps of a kernel row concatenated
 };
 

@@ -13,6 +13,7 @@
 #include "../shift/shift_ops.h"
 #include "../packed_conv/run_binary.h"
 #include "../xnor/xnor_ops.h"
+#include "io_characteristics.h"
 #include "kernel_select.h"
 #include "ort_api.h"
 
@@ -23,6 +24,14 @@ namespace {
 
 constexpr const char* kCpu = "CPUExecutionProvider";
 
+// A lite custom op whose required inputs and outputs onnxruntime enforces (io_characteristics.h).
+template <typename Op>
+OrtCustomOp* MakeOp(const char* name) {
+  OrtCustomOp* op = Ort::Custom::CreateLiteCustomOp<Op>(name, kCpu);
+  io::DeclareCharacteristics<Op>(op);
+  return op;
+}
+
 struct Registry {
   std::vector<std::unique_ptr<OrtCustomOp>> ops;
   std::vector<Ort::CustomOpDomain> domains;
@@ -32,27 +41,26 @@ struct Registry {
 Registry& BuildRegistry() {
   static Registry* registry = [] {
     auto* r = new Registry;
-    using Ort::Custom::CreateLiteCustomOp;
     Ort::CustomOpDomain qc("qcompile");
-    r->ops.emplace_back(CreateLiteCustomOp<BinarizePackOp>("BinarizePack", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<XnorConvOp>("XnorConv", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<XnorGemmOp>("XnorGemm", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<XnorConvThresholdOp>("XnorConvThreshold", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<PackedMaxPoolOp>("PackedMaxPool", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<QuantizePackOp>("QuantizePack", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<BitSerialConvOp>("BitSerialConv", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<BitSerialGemmOp>("BitSerialGemm", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<Pow2QuantOp>("Pow2Quant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<ShiftConvOp>("ShiftConv", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<ShiftGemmOp>("ShiftGemm", kCpu));
+    r->ops.emplace_back(MakeOp<BinarizePackOp>("BinarizePack"));
+    r->ops.emplace_back(MakeOp<XnorConvOp>("XnorConv"));
+    r->ops.emplace_back(MakeOp<XnorGemmOp>("XnorGemm"));
+    r->ops.emplace_back(MakeOp<XnorConvThresholdOp>("XnorConvThreshold"));
+    r->ops.emplace_back(MakeOp<PackedMaxPoolOp>("PackedMaxPool"));
+    r->ops.emplace_back(MakeOp<QuantizePackOp>("QuantizePack"));
+    r->ops.emplace_back(MakeOp<BitSerialConvOp>("BitSerialConv"));
+    r->ops.emplace_back(MakeOp<BitSerialGemmOp>("BitSerialGemm"));
+    r->ops.emplace_back(MakeOp<Pow2QuantOp>("Pow2Quant"));
+    r->ops.emplace_back(MakeOp<ShiftConvOp>("ShiftConv"));
+    r->ops.emplace_back(MakeOp<ShiftGemmOp>("ShiftGemm"));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 
     Ort::CustomOpDomain qonnx("qonnx.custom_op.general");
-    r->ops.emplace_back(CreateLiteCustomOp<BipolarQuantOp>("BipolarQuant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kQuantName>>("Quant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<QuantOp<kIntQuantName>>("IntQuant", kCpu));
-    r->ops.emplace_back(CreateLiteCustomOp<TruncOp>("Trunc", kCpu));
+    r->ops.emplace_back(MakeOp<BipolarQuantOp>("BipolarQuant"));
+    r->ops.emplace_back(MakeOp<QuantOp<kQuantName>>("Quant"));
+    r->ops.emplace_back(MakeOp<QuantOp<kIntQuantName>>("IntQuant"));
+    r->ops.emplace_back(MakeOp<TruncOp>("Trunc"));
     for (size_t i = n_qc; i < r->ops.size(); ++i) qonnx.Add(r->ops[i].get());
 
     r->domains.push_back(std::move(qc));
@@ -178,6 +186,9 @@ QCOMPILE_EXPORT long long qcompile_shift_kernel_runs(const char* name) {
 QCOMPILE_EXPORT uint64_t qcompile_xnor_tap_concat_runs(void) {
   return qcompile::packed::TapConcatRuns();
 }
+
+// Runs of XnorConv / XnorConvThreshold / BitSerialConv that took a table-lookup kernel.
+QCOMPILE_EXPORT uint64_t qcompile_lut_runs(void) { return qcompile::lut::LutRuns(); }
 #endif
 
 // Binary multiply-adds per second on one core for the named variant's inner loop (XOR,

@@ -19,17 +19,20 @@ struct TapRange {
   int64_t lo, hi;  // taps k in [lo, hi) read in-bounds positions start + k*d
 };
 
-// Taps k in [0, K) with 0 <= start + k*d < size.
+// Taps k in [0, K) with 0 <= start + k*d < size, as 0 <= lo <= hi <= K. Both ends are clamped
+// to [0, K]: a window wholly in the leading padding would otherwise give lo > K, and callers
+// index per-kernel-row tables (the tap-concatenation edge corrections, K + 1 entries) with them.
 inline TapRange ValidTaps(int64_t start, int64_t K, int64_t d, int64_t size) {
   int64_t room = size - start;  // need k*d < room
+  int64_t lo, hi;
   if (d == 1) {  // the common case, without two integer divisions per pixel
-    const int64_t lo = start >= 0 ? 0 : -start;
-    int64_t hi = room > 0 ? room : 0;
-    if (hi > K) hi = K;
-    return {lo, hi < lo ? lo : hi};
+    lo = start >= 0 ? 0 : -start;
+    hi = room > 0 ? room : 0;
+  } else {
+    lo = start >= 0 ? 0 : (-start + d - 1) / d;
+    hi = room > 0 ? (room + d - 1) / d : 0;
   }
-  int64_t lo = start >= 0 ? 0 : (-start + d - 1) / d;
-  int64_t hi = room > 0 ? (room + d - 1) / d : 0;
+  if (lo > K) lo = K;
   if (hi > K) hi = K;
   if (hi < lo) hi = lo;
   return {lo, hi};

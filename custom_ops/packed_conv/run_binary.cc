@@ -106,7 +106,18 @@ void PrepareBinaryConcatWeights(const OrtKernelInfo* info, const BinaryKernel& k
 
 void RunBinaryConv(OrtKernelContext* ctx, const BinaryKernel& k, ConvArgs args,
                    const PreparedWeights* prepared, int concat_mode,
-                   const PreparedWeights* concat_prepared) {
+                   const PreparedWeights* concat_prepared, const lut::LutState* lut) {
+  if (concat_mode == tapconcat::kTapConcatForce &&
+      RunTapConcat(ctx, k, args, concat_prepared, concat_mode))
+    return;
+  if (lut && k.lut && lut::LutChosen(lut->use, k.lut_faster, args.geo, 1)) {
+    lut::LutTables scratch;
+    const lut::LutTables* t =
+        lut->cache->Get(args.geo, lut::LutOperands{}, args.w, prepared != nullptr, &scratch);
+    if (t && lut::RunLut(ctx, k.lut, args.geo, 1, *t, args.x, args.scale, args.bias, args.y,
+                         args.d))
+      return;
+  }
   if (RunTapConcat(ctx, k, args, concat_prepared, concat_mode)) return;
   const ConvGeometry& s = args.geo;
   std::vector<uint64_t> blocked;

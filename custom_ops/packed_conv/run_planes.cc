@@ -83,9 +83,16 @@ void PreparePlaneConcatWeights(const OrtKernelInfo* info, const PlaneKernel& k,
 }
 
 void RunPlaneConv(OrtKernelContext* ctx, const PlaneKernel& k, BitSerialArgs a,
-                  const PreparedWeights* prepared, const PreparedWeights* concat) {
+                  const PreparedWeights* prepared, const PreparedWeights* concat,
+                  const lut::LutState* lut) {
   ConvGeometry& s = a.geo;
   s.blocks_per_group = (s.Mg + kBlockM - 1) / kBlockM;
+  if (lut && k.lut && lut::LutChosen(lut->use, k.lut_faster, s, a.P)) {
+    const lut::LutOperands o{a.P, a.Q, a.act_coeffs, a.weight_coeffs, a.weight_offset};
+    lut::LutTables scratch;
+    const lut::LutTables* t = lut->cache->Get(s, o, a.w, prepared != nullptr, &scratch);
+    if (t && lut::RunLut(ctx, k.lut, s, a.P, *t, a.x, a.scale, a.bias, a.y, nullptr)) return;
+  }
   if (!k.split) {
     RunTasks(ctx, k.row, a);
     return;

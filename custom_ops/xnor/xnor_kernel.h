@@ -24,6 +24,9 @@ int64_t xnor_ceiling__avx2(int64_t iters);
 int64_t xnor_ceiling__avx512vpopcnt(int64_t iters);
 
 void xnor_conv2d_u64__avx512vpopcnt(const ConvArgs&, int64_t, int64_t, int64_t, int64_t, int64_t);
+void xnor_conv2d_u64__avx512vpopcnt_csa(const ConvArgs&, int64_t, int64_t, int64_t, int64_t,
+                                        int64_t);
+int64_t xnor_ceiling__avx512vpopcnt_csa(int64_t iters);
 
 }  // namespace xnor
 }  // namespace qcompile

@@ -66,6 +66,8 @@ Ort::Status BinarizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
            ShapeStr(xs));
     const int64_t G = group_, Cg = C / G, Wg = Words(Cg), XW = G * Wg;
     uint64_t* out = y.Allocate({N, H, W, XW});
+    // An empty output has no buffer (null): nothing to write, and no pointer may be formed on it.
+    if (N == 0 || H == 0 || W == 0) return;
     const float* in = x.Data();
     ParallelFor(ctx, static_cast<size_t>(N * H), [&](size_t i) {
       const int64_t n = static_cast<int64_t>(i) / H, h = static_cast<int64_t>(i) % H;
@@ -93,6 +95,7 @@ void XnorConvState::Init(const OrtKernelInfo* info, const Attrs& at, const std::
   packed::PrepareBinaryWeights(info, variant_->kernel, attrs_.group, &const_w_);
   tap_concat_ = tapconcat::TapConcatMode();
   packed::PrepareBinaryConcatWeights(info, variant_->kernel, attrs_, tap_concat_, &concat_w_);
+  lut_.use = lut::EffectiveUse(variant_->kernel.lut_use);
 }
 
 XnorConvOp::XnorConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
@@ -121,7 +124,7 @@ Ort::Status XnorConvOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, const
     }
     packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, scale.Data(), bias.Data(), out};
     packed::RunBinaryConv(ctx, variant_->kernel, args, const_w_.Get(w.Data(), ws), tap_concat_,
-                          concat_w_.Get(w.Data(), ws));
+                          concat_w_.Get(w.Data(), ws), &lut_);
   });
 }
 
@@ -166,7 +169,7 @@ Ort::Status XnorConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Tensor&
       packed::ConvArgs args{s, x.Data(), w.Data(), nullptr, nullptr, nullptr, nullptr, nullptr};
       args.d = d.get();
       packed::RunBinaryConv(ctx, variant_->kernel, args, const_w_.Get(w.Data(), ws), tap_concat_,
-                            concat_w_.Get(w.Data(), ws));
+                            concat_w_.Get(w.Data(), ws), &lut_);
     } else {
       std::fill(d.get(), d.get() + s.N * s.M * s.OH * s.OW, 0);  // every tap is padding
     }

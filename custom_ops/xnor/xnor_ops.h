@@ -30,6 +30,7 @@ struct XnorConvState {
   const xnor::XnorVariant* variant_ = nullptr;
   packed::PreparedWeights const_w_, concat_w_;
   int tap_concat_ = 0;  // tapconcat::TapConcatMode()
+  lut::LutState lut_;
 };
 
 struct XnorConvOp : XnorConvState {

@@ -39,3 +39,18 @@ static inline __m512i _mm512_popcnt_epi64(__m512i a) {
   for (int i = 0; i < 8; ++i) a.v[i] = static_cast<uint64_t>(__builtin_popcountll(a.v[i]));
   return a;
 }
+// Bit i of the result is bit (a_i << 2 | b_i << 1 | c_i) of imm, as vpternlogq defines it:
+// the OR over the minterms that imm selects.
+static inline __m512i _mm512_ternarylogic_epi64(__m512i a, __m512i b, __m512i c, int imm) {
+  __m512i r;
+  for (int i = 0; i < 8; ++i) {
+    uint64_t out = 0;
+    for (int idx = 0; idx < 8; ++idx) {
+      if (!((imm >> idx) & 1)) continue;
+      out |= ((idx & 4) ? a.v[i] : ~a.v[i]) & ((idx & 2) ? b.v[i] : ~b.v[i]) &
+             ((idx & 1) ? c.v[i] : ~c.v[i]);
+    }
+    r.v[i] = out;
+  }
+  return r;
+}
