@@ -244,7 +244,7 @@ def check_trunc_nodes(model: ir.Model) -> None:
     """Refuse, naming the node and the attribute, a QONNX Trunc the op library cannot run exactly
     (its kernel would only fail at run time)."""
     from qcompile.base.ir_readers import int_attr, is_qonnx, node_label, str_attr
-    from qcompile.ops.trunc import TRUNC_ROUNDING
+    from qcompile.ops.trunc import TRUNC_ROUNDING, log2_near_half_integer
 
     for node in model.graph:
         if not is_qonnx(node, "Trunc"):
@@ -259,6 +259,14 @@ def check_trunc_nodes(model: ir.Model) -> None:
         for name in ("signed", "narrow"):
             if int_attr(node, name, 0) not in (0, 1):
                 raise UnsupportedError(f"{where}: attribute {name} must be 0 or 1, got {int_attr(node, name, 0)}")
+        if len(node.inputs) == 6:  # version 2: the trunc scale 2^round(log2(output_scale / scale))
+            scale, out_scale = const_array(node.inputs[1]), const_array(node.inputs[4])
+            if scale is not None and out_scale is not None:
+                ratio = (np.asarray(out_scale, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
+                if np.any(log2_near_half_integer(ratio[np.isfinite(ratio) & (ratio > 0)])):
+                    raise UnsupportedError(
+                        f"{where}: input output_scale / scale is within float rounding of 2^(k+1/2), where "
+                        "qonnx's float32 log2 may round the trunc scale either way; export power-of-two ratios")
 
 
 def check_loads(model: onnx.ModelProto) -> None:
