@@ -221,6 +221,25 @@ def classify_input(node: ir.Node) -> InputInfo:
     return InputInfo("float", None, producer.op_type if producer is not None else "graph input")
 
 
+# The op library's bound on conv attributes (kMaxAttr in custom_ops/common/conv_attrs.h).
+MAX_CONV_ATTR = 1 << 24
+
+
+def conv_geometry_refusal(node: ir.Node, kernel: tuple[int, ...], in_channels: int) -> str:
+    """Why the op library would reject this Conv's geometry ('' if it accepts it): the checks of
+    ConvAttrs::Parse, made here so that such a layer stays float instead of failing at run time."""
+    attrs = conv_attrs(node, kernel)
+    for name, count, lo in (("kernel_shape", 2, 1), ("strides", 2, 1), ("dilations", 2, 1), ("pads", 4, 0)):
+        values = attrs[name]
+        if len(values) != count or any(not lo <= v <= MAX_CONV_ATTR for v in values):
+            return (f"{name}={values} is outside what the op library accepts ({count} values from {lo} to "
+                    f"{MAX_CONV_ATTR})")
+    group = attrs["group"]
+    if group < 1 or in_channels % group:
+        return f"group={group} does not divide the {in_channels} input channels"
+    return ""
+
+
 def _structure_refusal(node: ir.Node, weight: WeightInfo) -> str:
     """Why this Conv/Gemm/MatMul cannot become any qcompile op, whatever its bits ('' if it can)."""
     if weight.values is None:
@@ -233,7 +252,8 @@ def _structure_refusal(node: ir.Node, weight: WeightInfo) -> str:
             return f"auto_pad={auto_pad.as_string()} is not supported; export with explicit pads"
         if len(node.inputs) > 2 and node.inputs[2] is not None and constant_value(node.inputs[2]) is None:
             return "Conv bias is not constant"
-        return ""
+        group = int_attr(node, "group", 1)
+        return conv_geometry_refusal(node, tuple(weight.values.shape[2:]), weight.values.shape[1] * max(group, 1))
     if node.op_type == "Gemm":
         if int_attr(node, "transA", 0):
             return "Gemm with transA=1 is not supported"

@@ -1,33 +1,150 @@
-"""The `qcompile` command: compile (default), inspect, verify, bench, train."""
+"""The `qcompile` command: compile (default), inspect, verify, bench, train.
+
+One error path: every failure ends in `QCompileGroup.main`, which prints one line `error: ...` on
+stderr and exits 1 (refused, or parity failed) or 2 (bad usage); `--debug` adds the traceback.
+Only click and rich are imported here; onnx, onnxruntime and torch load when a command needs them.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from qcompile import __version__
 from qcompile.errors import QCompileError
 
-# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 160)
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
-class DefaultCompileGroup(click.Group):
-    """`qcompile model.onnx ...` means `qcompile compile model.onnx ...`."""
+class _Consoles:
+    """rich consoles made on first use (rich costs import time `--help` need not pay)."""
+
+    def __init__(self) -> None:
+        self._out = self._err = None
+        self.human_to_stderr = False  # with `--json -`, stdout carries the JSON alone
+
+    def _make(self, stderr: bool):
+        from rich.console import Console
+
+        stream = sys.stderr if stderr else sys.stdout
+        # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+        return Console(file=stream, width=None if stream.isatty() else 160, highlight=False)
+
+    @property
+    def out(self):
+        if self.human_to_stderr:
+            return self.err
+        if self._out is None or self._out.file is not sys.stdout:  # CliRunner swaps sys.stdout per run
+            self._out = self._make(False)
+        return self._out
+
+    @property
+    def err(self):
+        if self._err is None or self._err.file is not sys.stderr:
+            self._err = self._make(True)
+        return self._err
+
+
+consoles = _Consoles()
+
+
+def _say(text: str) -> None:
+    consoles.out.print(text, highlight=False)
+
+
+def _error_line(message: str) -> None:
+    one_line = " ".join(str(message).split())
+    click.echo(f"error: {one_line}", err=True)
+
+
+class _LazyCommand(click.Command):
+    """A subcommand whose module loads only when it runs (train needs torch)."""
+
+    def __init__(self, name: str, loader, short_help: str) -> None:
+        super().__init__(name, short_help=short_help, help=short_help)
+        self._loader = loader
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._loader().make_context(info_name, args, parent=parent, **extra)
+
+
+def _load_train() -> click.Command:
+    try:
+        from qcompile.train.cli import train
+    except ImportError as exc:  # torch missing: everything but training still works
+        raise QCompileError(f"training needs PyTorch ({exc}); install it with `pip install qcompile[train]`") from None
+    return train
+
+
+class _Interrupted(Exception):
+    """SIGINT, caught before click turns it into "Aborted!"."""
+
+
+class QCompileGroup(click.Group):
+    """`qcompile model.onnx ...` means `qcompile compile model.onnx ...`; the one error path."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            close = difflib.get_close_matches(args[0], list(self.commands), n=1, cutoff=0.6)
+            if close and not Path(args[0]).exists():
+                raise click.UsageError(f"no such command {args[0]!r}; did you mean {close[0]!r}?")
             args = ["compile", *args]
+        elif args and args[0].startswith("-") and args[0] not in ("--help", "-h", "--version"):
+            args = ["compile", *args]  # `qcompile --wbits 1 model.onnx`
         return super().parse_args(ctx, args)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from qcompile import fileio
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    sys.exit(1)
+        args = list(sys.argv[1:] if args is None else args)
+        writes_before = len(fileio.completed_writes())  # a process (a test) may run main more than once
+        debug = "--debug" in args
+        args = [a for a in args if a != "--debug"]
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except _NO_ARGS_IS_HELP as exc:  # bare `qcompile`: the help, as click prints it
+            click.echo(exc.ctx.get_help())
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            if debug:
+                traceback.print_exc()
+            hint = "" if not isinstance(exc, click.UsageError) or exc.ctx is None else \
+                f" (see `{exc.ctx.command_path} --help`)"
+            _error_line(exc.format_message() + hint)
+            sys.exit(exc.exit_code)
+        except (_Interrupted, click.Abort, KeyboardInterrupt):
+            written = fileio.completed_writes()[writes_before:]
+            done = f"these files were written completely: {', '.join(map(str, written))}" if written else \
+                "nothing was written"
+            _error_line(f"interrupted; {done}")
+            sys.exit(EXIT_REFUSED)
+        except QCompileError as exc:
+            if debug:
+                traceback.print_exc()
+            _error_line(str(exc))
+            sys.exit(EXIT_REFUSED)
+        except Exception as exc:  # a bug: still one line, with the way to see more
+            if debug:
+                traceback.print_exc()
+            where = "".join(traceback.format_tb(exc.__traceback__, limit=-1)).split("\n")[0].strip()
+            _error_line(f"internal error: {type(exc).__name__}: {exc} ({where}); please report this "
+                        "(--debug shows the traceback)")
+            sys.exit(EXIT_REFUSED)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
 def _human(n: int) -> str:
@@ -39,6 +156,8 @@ def _human(n: int) -> str:
 
 
 def print_layer_table(rows, title: str) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "note"):
         table.add_column(col, overflow="fold")
@@ -49,45 +168,70 @@ def print_layer_table(rows, title: str) -> None:
         )
         ops = f"{r.binary_ops:,}" if r.binary_ops else ""
         table.add_row(r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, r.note)
-    console.print(table)
+    consoles.out.print(table)
 
 
 def print_parity(report) -> None:
+    shapes = ", ".join(f"{k} {v} {(report.input_dtypes or {}).get(k, '')}".rstrip() for k, v in report.inputs.items())
+    _say(f"  inputs: {shapes} ({report.input_source})")
     for o in report.outputs:
         top1 = "" if o.top1_agreement is None else f", top-1 agreement {o.top1_agreement:.2%} ({o.differing_top1} differ)"
         mark = "[green]ok[/]" if o.passed else "[red]MISMATCH[/]"
-        console.print(
-            f"  {mark} output {o.name!r} {o.shape}: max |error| {o.max_abs_error:.3g} "
-            f"(relative {o.rel_error:.3g}, bound {report.rtol:g}){top1}",
-            highlight=False,
-        )
+        _say(f"  {mark} output {o.name!r} {o.shape}: max |error| {o.max_abs_error:.3g} "
+             f"(relative {o.rel_error:.3g}, bound {report.rtol:g}){top1}")
     for layer in report.layers or []:
         mark = "[green]ok[/]" if layer.passed else "[red]MISMATCH[/]"
-        error = f"{int(layer.max_abs_error)} bits differ" if layer.encoding == "sign-bits" else \
+        error = f"{layer.max_abs_error:g} bits differ" if layer.encoding == "sign-bits" else \
             f"max |error| {layer.max_abs_error:.3g}"
-        console.print(f"  {mark} layer {layer.layer!r} ({layer.compiled_node} vs {layer.reference_node}, "
-                      f"{layer.encoding}): {error}", highlight=False)
+        _say(f"  {mark} layer {layer.layer!r} ({layer.compiled_node} vs {layer.reference_node}, "
+             f"{layer.encoding}): {error}")
     if report.first_divergence is not None:
         d = report.first_divergence
         where = f"layer {d.layer!r}: " if d.layer else ""
-        console.print(
-            f"  first divergence: {where}tensor {d.tensor!r} (reference node {d.reference_node!r}, compiled node "
-            f"{d.compiled_node!r}), max |error| {d.max_abs_error:.3g}",
-            highlight=False,
-        )
+        _say(f"  first divergence: {where}tensor {d.tensor!r} (reference node {d.reference_node!r}, compiled node "
+             f"{d.compiled_node!r}), max |error| {d.max_abs_error:.3g}")
     if report.ties:
-        console.print(f"  {report.tie_codes} codes differ at rounding ties (in {len(report.ties)} quantizers); "
-                      "compared from the compiled codes there", highlight=False)
+        _say(f"  {report.tie_codes} codes differ at rounding ties (in {len(report.ties)} quantizers); "
+             "compared from the compiled codes there")
     if report.tie_mismatch:
-        console.print(f"  not a rounding tie: {report.tie_mismatch}", highlight=False)
+        _say(f"  not a rounding tie: {report.tie_mismatch}")
     verdict = "[bold green]PARITY OK[/]" if report.passed else "[bold red]PARITY FAILED[/]"
-    console.print(f"{verdict} on inputs {report.inputs}", highlight=False)
+    _say(f"{verdict} on inputs {report.inputs}")
 
 
-@click.group(cls=DefaultCompileGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="qcompile")
-def main() -> None:
-    """Compile 1-3 bit QONNX models into fast onnxruntime custom ops, and verify them.
+def _json_option(f):
+    return click.option("--json", "json_path", metavar="FILE|-",
+                        help="Also write the result as JSON (schema in README); `-` for stdout.")(f)
+
+
+def _start_json(json_path: str | None) -> None:
+    consoles.human_to_stderr = json_path == "-"
+
+
+def _write_json(json_path: str | None, data: dict) -> None:
+    if json_path is None:
+        return
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    if json_path == "-":
+        click.echo(text, nl=False)
+        return
+    from qcompile.fileio import check_writable_output, write_bytes_atomic
+
+    write_bytes_atomic(check_writable_output(json_path), text.encode())
+    _say(f"wrote {json_path}")
+
+
+def _rows_json(rows) -> list[dict]:
+    from dataclasses import asdict
+
+    return [asdict(r) for r in rows]
+
+
+@click.group(cls=QCompileGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qcompile")
+@click.option("--debug", is_flag=True, help="On an error, also print the Python traceback.")
+def main(debug: bool) -> None:
+    """Compile 1-4 bit QONNX models into fast onnxruntime custom ops, and verify them.
 
     \b
     qcompile model.onnx --wbits 1           compile (same as `qcompile compile ...`)
@@ -95,6 +239,8 @@ def main() -> None:
     qcompile verify ref.onnx model.q.onnx   parity check
     qcompile bench model.q.onnx --vs ref.onnx
     qcompile train --model convnet ...      train and export a low-bit model
+
+    Exit status: 0 ok, 1 refused or parity failed, 2 bad usage. Errors go to stderr.
     """
 
 
@@ -102,137 +248,122 @@ BITS = click.IntRange(1, 8)  # compiler.SUPPORTED_WBITS / SUPPORTED_ABITS
 
 
 @main.command("compile")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path))
 @click.option("--wbits", type=BITS, help="Weight bit width (default: what the model holds).")
 @click.option("--abits", type=BITS, help="Activation bit width (default: what the model holds).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.q.onnx")
-@click.option("--inputs", type=click.Path(exists=True, dir_okay=False), help=".npz of inputs for the parity check")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Default: MODEL.q.onnx")
+@click.option("--inputs", type=click.Path(path_type=Path), help=".npz of inputs for the parity check")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check.")
-@click.option("--calib", type=click.Path(exists=True, dir_okay=False),
+@click.option("--calib", type=click.Path(path_type=Path),
               help="Float models: .npz of calibration inputs for activation quantization (--abits).")
-def compile_command(model, wbits, abits, output, inputs, no_verify, calib) -> None:
+@click.option("--strict", is_flag=True,
+              help="Float models: refuse (exit 1) when top-1 agreement with the float model is below 90%.")
+@_json_option
+def compile_command(model, wbits, abits, output, inputs, no_verify, calib, strict, json_path) -> None:
     """Compile MODEL (QONNX) into qcompile ops; print the layer table and the parity verdict."""
-    import onnx_ir as ir
-
+    from qcompile.compiler import PTQ_TOP1_WARN
     from qcompile.compiler import compile as compile_model
 
-    try:
-        result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
-                               parity_inputs=inputs, calib=calib)
-    except QCompileError as exc:
-        _fail(exc)
-    except ir.passes.PassError as exc:  # a pass failed: name it and its cause, no traceback
-        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
-        _fail(QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)"))
+    _start_json(json_path)
+    result = compile_model(model, output, wbits=wbits, abits=abits, check_parity=not no_verify,
+                           parity_inputs=inputs, calib=calib,
+                           min_ptq_top1=PTQ_TOP1_WARN if strict else None)
     if result.ptq is not None:
         p = result.ptq
         top1 = "" if p.top1_agreement is None else f", top-1 agreement with the float model {p.top1_agreement:.2%}"
-        console.print(
-            f"post-training quantization of a float model: {len(p.quantized)} layer(s) quantized, kept float: "
-            f"{', '.join(p.kept_float) or 'none'}; cost vs float: max |error| {p.max_abs_error:.3g} "
-            f"(relative {p.rel_error:.3g}){top1}",
-            highlight=False,
-        )
+        _say(f"post-training quantization of a float model: {len(p.quantized)} layer(s) quantized, kept float: "
+             f"{', '.join(p.kept_float) or 'none'}; cost vs float: max |error| {p.max_abs_error:.3g} "
+             f"(relative {p.rel_error:.3g}){top1}")
+        if p.top1_agreement is not None and p.top1_agreement < PTQ_TOP1_WARN:
+            click.echo(f"warning: top-1 agreement with the float model is {p.top1_agreement:.1%}, below "
+                       f"{PTQ_TOP1_WARN:.0%}: the quantized model predicts differently (--strict refuses this)",
+                       err=True)
     print_layer_table(result.rows, f"{model} (W{result.wbits or '?'}/A{result.abits or '?'})")
-    console.print(
-        f"file size: {_human(result.input_bytes)} -> {_human(result.output_bytes)} "
-        f"({result.input_bytes / max(result.output_bytes, 1):.1f}x smaller)",
-        highlight=False,
-    )
+    _say(f"file size: {_human(result.input_bytes)} -> {_human(result.output_bytes)} "
+         f"({result.input_bytes / max(result.output_bytes, 1):.1f}x smaller)")
     if result.parity is not None:
         print_parity(result.parity)
-    if result.output_path is not None:
-        if result.ptq is not None:  # the quantized reference the compiled model is exact against
-            from qcompile.modelio import save_atomic
+    ref_path = None
+    if result.output_path is not None and result.ptq is not None:  # the quantized reference, exact against
+        from qcompile.modelio import save_atomic
 
-            ref_path = save_atomic(result.reference, result.output_path.with_suffix(".reference.onnx"))
-            console.print(f"wrote {ref_path} (the quantized reference)", highlight=False)
-        console.print(f"wrote {result.output_path}", highlight=False)
-    else:
-        console.print("[red]not written:[/] the compiled model failed the parity check", highlight=False)
-        sys.exit(1)
+        ref_path = save_atomic(result.reference, result.output_path.with_suffix(".reference.onnx"))
+        _say(f"wrote {ref_path} (the quantized reference)")
+    if result.output_path is not None:
+        _say(f"wrote {result.output_path}")
+    _write_json(json_path, {
+        "schema": "qcompile.compile/1", "model": str(model),
+        "output": None if result.output_path is None else str(result.output_path),
+        "reference_output": None if ref_path is None else str(ref_path),
+        "wbits": result.wbits, "abits": result.abits,
+        "input_bytes": result.input_bytes, "output_bytes": result.output_bytes,
+        "layers": _rows_json(result.rows),
+        "parity": None if result.parity is None else result.parity.to_dict(),
+        "ptq": None if result.ptq is None else vars(result.ptq),
+    })
+    if result.output_path is None:
+        raise QCompileError("not written: the compiled model failed the parity check")
 
 
 @main.command("inspect")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-def inspect_command(model) -> None:
+@click.argument("model", type=click.Path(path_type=Path))
+@_json_option
+def inspect_command(model, json_path) -> None:
     """Print what each layer of MODEL holds and what it would compile to."""
     from qcompile.compiler import inspect
 
-    try:
-        rows, wbits, abits = inspect(model)
-    except QCompileError as exc:
-        _fail(exc)
+    _start_json(json_path)
+    rows, wbits, abits = inspect(model)
     print_layer_table(rows, f"{model} (W{wbits or 'mixed/fp32'}/A{abits or 'mixed/fp32'})")
+    _write_json(json_path, {"schema": "qcompile.inspect/1", "model": str(model), "wbits": wbits, "abits": abits,
+                            "layers": _rows_json(rows)})
 
 
 @main.command("verify")
-@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("compiled", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--inputs", type=click.Path(exists=True, dir_okay=False), help=".npz of inputs (default: seeded random)")
-@click.option("--batch", type=click.IntRange(1), default=8, show_default=True, help="Batch of random inputs.")
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("compiled", type=click.Path(path_type=Path))
+@click.option("--inputs", type=click.Path(path_type=Path), help=".npz of inputs (default: seeded random)")
+@click.option("--batch", type=click.IntRange(1),
+              help="Batch of random inputs when the model's batch dim is symbolic (default 8).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@_json_option
 def verify_command(reference, compiled, inputs, batch, seed, json_path) -> None:
     """Run REFERENCE and COMPILED on the same inputs; exit 1 on a mismatch."""
     from qcompile.verify import verify
 
-    try:
-        report = verify(reference, compiled, inputs, batch=batch, seed=seed)
-    except (QCompileError, ValueError) as exc:  # ValueError: the two models' outputs differ
-        _fail(exc)
+    _start_json(json_path)
+    report = verify(reference, compiled, inputs, batch=batch, seed=seed, strict_batch=True)
     print_parity(report)
-    if json_path is not None:
-        json_path.write_text(report.to_json())
-        console.print(f"wrote {json_path}", highlight=False)
-    sys.exit(0 if report.passed else 1)
+    _write_json(json_path, {**report.to_dict(), "reference": str(reference), "compiled": str(compiled)})
+    sys.exit(EXIT_OK if report.passed else EXIT_REFUSED)
 
 
 @main.command("bench")
-@click.argument("compiled", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--vs", "reference", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The model to compare with (the reference or float model).")
+@click.argument("compiled", type=click.Path(path_type=Path))
+@click.option("--vs", "reference", type=click.Path(path_type=Path), required=True,
+              help="The model to compare with: the reference, or the float model it came from.")
 @click.option("--threads", type=click.IntRange(1), multiple=True, default=(1,), show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--repeats", type=click.IntRange(3), default=30, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the numbers here.")
+@_json_option
 def bench_command(compiled, reference, threads, batch, repeats, json_path) -> None:
-    """Time COMPILED against --vs side by side (alternating runs, medians)."""
-    from qcompile.bench import bench_models
+    """Time COMPILED against --vs side by side (alternating runs; median and spread)."""
+    from qcompile.bench import bench
 
-    try:
-        results = bench_models(compiled, reference, threads=threads, batch=batch, repeats=repeats)
-    except QCompileError as exc:
-        _fail(exc)
-    for r in results:
-        console.print(
-            f"{r['threads']} thread(s), batch {r['batch']}: compiled {r['compiled_ms']:.3f} ms, "
-            f"reference {r['reference_ms']:.3f} ms (medians of {r['repeats']}) -> "
-            f"[bold]{r['speedup']:.2f}x[/] faster; file {r['reference_bytes'] / max(r['compiled_bytes'], 1):.1f}x smaller",
-            highlight=False,
-        )
-    if json_path is not None:
-        json_path.write_text(json.dumps(results, indent=2))
-        console.print(f"wrote {json_path}", highlight=False)
+    _start_json(json_path)
+    report = bench(compiled, reference, threads=threads, batch=batch, repeats=repeats)
+    _say(f"CPU: {report['cpu']}; kernel variant {report['kernel_variant']} "
+         f"(this CPU runs: {', '.join(report['kernel_variants_supported'])})")
+    for r in report["runs"]:
+        c, f = r["compiled_ms"], r["reference_ms"]
+        _say(f"{r['threads']} thread(s), batch {r['batch']}, {r['repeats']} runs each: compiled {c['median']:.3f} ms "
+             f"[{c['p10']:.3f}..{c['p90']:.3f}], reference {f['median']:.3f} ms [{f['p10']:.3f}..{f['p90']:.3f}] "
+             f"(median [10th..90th percentile]) -> [bold]{r['speedup']:.2f}x[/] faster; "
+             f"file {report['reference_bytes'] / max(report['compiled_bytes'], 1):.1f}x smaller")
+    _write_json(json_path, report)
 
 
-def _register_train() -> None:
-    try:
-        from qcompile.train.cli import train
-    except ImportError as exc:  # torch missing: everything but training still works
-        missing = str(exc)
-
-        @main.command("train", context_settings={"ignore_unknown_options": True})
-        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-        def train(args) -> None:
-            """Train a low-bit model (needs torch)."""
-            _fail(QCompileError(f"training needs PyTorch: {missing}"))
-
-        return
-    main.add_command(train, "train")
-
-
-_register_train()
+main.add_command(_LazyCommand("train", _load_train, "Train and export a low-bit model (needs torch)."))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from qcompile.analysis import Layer, analyze_model
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN, QONNX_QUANT_OPS
 from qcompile.base.ir_readers import const_array
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
-from qcompile.errors import BitWidthError, QCompileError, UnsupportedError
-from qcompile.modelio import load_proto, save_atomic
+from qcompile.errors import BitWidthError, ModelLoadError, QCompileError, UnsupportedError
+from qcompile.fileio import check_writable_output
+from qcompile.modelio import check_proto, load_proto, save_atomic
 from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_frontend
 from qcompile.passes.report import CompileReport
 from qcompile.verify import VerifyReport, verify
@@ -24,6 +25,11 @@ from qcompile.verify import VerifyReport, verify
 # every width a lowering exists for (XNOR / SHIFT at 1-3 bits, bit-serial planes up to 8 bits)
 SUPPORTED_WBITS = tuple(range(1, 9))
 SUPPORTED_ABITS = tuple(range(1, 9))
+# Below this top-1 agreement between a post-training-quantized model and its float original, the
+# CLI warns (and with --strict refuses): the quantization has changed what the model predicts.
+PTQ_TOP1_WARN = 0.9
+FLOAT_MODEL_HINT = ("for a float model, pass --wbits N --abits N --calib x.npz (calibration inputs) to "
+                    "quantize it post-training")
 
 
 @dataclass
@@ -116,7 +122,7 @@ def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) 
     if not quantized:
         raise QCompileError(
             "the model has no quantized Conv/Gemm/MatMul layer (no BipolarQuant or Quant on their weights "
-            "or inputs); export it with quantizers (qcompile train, or Brevitas export_qonnx)"
+            f"or inputs); export it with quantizers (qcompile train, or Brevitas export_qonnx), or {FLOAT_MODEL_HINT}"
         )
     model_wbits, model_abits = model_bit_widths(quantized)
     for flag, requested, supported, attr, nominal in (
@@ -218,10 +224,34 @@ def layer_rows(
     return rows
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def front_end(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Layer]]:
+    """The normalized model and its layers: what inspect shows and compile starts from."""
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except ir.serde.SerdeError as exc:  # e.g. an element type number that ONNX does not define
+        raise ModelLoadError(f"the model cannot be read into onnx-ir: {_root_cause(exc)}") from None
+    try:
+        model = run_frontend(model)
+        normalized = ir.serde.serialize_model(model)
+    except ir.serde.SerdeError as exc:  # protobuf lets text that is not UTF-8 through; onnx-ir does not
+        cause = _root_cause(exc)
+        if not isinstance(cause, UnicodeError):
+            raise
+        raise ModelLoadError(f"the model holds a name or text that is not UTF-8 ({cause})") from None
+    normalized_ir = ir.serde.deserialize_model(normalized)
+    check_trunc_nodes(normalized_ir)
+    return normalized, analyze_model(normalized_ir)
+
+
 def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
     """The table without compiling: what each layer holds and what it would lower to."""
-    proto = normalize(model if isinstance(model, onnx.ModelProto) else load_proto(model))
-    layers = analyze_model(ir.serde.deserialize_model(proto))
+    proto, layers = front_end(check_proto(model, "the model") if isinstance(model, onnx.ModelProto) else load_proto(model))
     return (layer_rows(proto, layers, None), *model_bit_widths(layers))
 
 
@@ -233,11 +263,6 @@ def _post_training_quantize(proto: onnx.ModelProto, wbits: int, abits: int | Non
     quantized, report = quantize_float_model(proto, wbits, abits, feeds)
     measure_cost(proto, quantized, feeds if feeds is not None else random_inputs(proto), report)
     return quantized, report
-
-
-def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model in plain QONNX form (QCDQ read as Quant, constants as initializers)."""
-    return ir.serde.serialize_model(run_frontend(ir.serde.deserialize_model(proto)))
 
 
 def check_trunc_nodes(model: ir.Model) -> None:
@@ -299,37 +324,54 @@ def compile(
     check_parity: bool = True,
     parity_inputs: dict[str, np.ndarray] | str | None = None,
     calib: dict[str, np.ndarray] | str | None = None,
+    min_ptq_top1: float | None = None,
 ) -> CompileResult:
     """Compile a QONNX model into qcompile ops; write it atomically when `output` (or a path) is given.
 
     A float model (no quantizers) with `wbits` given is first quantized post-training (qcompile.ptq),
-    with activations too when `abits` and calibration inputs (`calib`) are given.
+    with activations too when `abits` and calibration inputs (`calib`) are given; with
+    `min_ptq_top1`, a quantization whose top-1 agreement with the float model is lower is refused.
     """
-    original = model if isinstance(model, onnx.ModelProto) else load_proto(model)
-    proto = normalize(original)
-    check_trunc_nodes(ir.serde.deserialize_model(proto))
-    layers = analyze_model(ir.serde.deserialize_model(proto))
+    if output is None and not isinstance(model, onnx.ModelProto):
+        output = default_output_path(model)
+    if output is not None:  # before any work: -o equal to the input, or in a folder that cannot exist
+        check_writable_output(output, *([] if isinstance(model, onnx.ModelProto) else [model]))
+    original = check_proto(model, "the model") if isinstance(model, onnx.ModelProto) else load_proto(model)
+    proto, layers = front_end(original)
     ptq_report = None
     if not any(layer.quantized for layer in layers) and wbits is not None:
         proto, ptq_report = _post_training_quantize(proto, wbits, abits, calib)
         layers = analyze_model(ir.serde.deserialize_model(proto))
+        agreement = ptq_report.top1_agreement
+        if min_ptq_top1 is not None and agreement is not None and agreement < min_ptq_top1:
+            raise QCompileError(f"post-training quantization agrees with the float model on top-1 for only "
+                                f"{agreement:.1%} of the calibration inputs (below {min_ptq_top1:.0%}); nothing written")
     wbits, abits = check_bit_widths(layers, wbits, abits)
-    run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+    try:
+        run = compile_pipeline(ir.serde.deserialize_model(proto), CompileOptions())
+    except ir.passes.PassError as exc:  # name the pass and its cause in one line
+        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
+        raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
     compiled = ir.serde.serialize_model(run.model)
+    from qcompile import __version__
+
+    compiled.producer_name, compiled.producer_version = "qcompile", __version__
     result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report), wbits, abits, report=run.report)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()
     if not any(n.domain == QCOMPILE_DOMAIN for n in compiled.graph.node):
-        reasons = "; ".join(f"{r.name}: {r.note}" for r in result.rows if r.note)
-        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons})")
+        notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
+        reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
+        hint = ""
+        if ptq_report is not None and abits is None:
+            hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
+        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
     check_loads(compiled)
     if check_parity:
         # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
         result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
                                per_layer=False)
-    if output is None and not isinstance(model, onnx.ModelProto):
-        output = default_output_path(model)
     if output is not None and (result.parity is None or result.parity.passed):
         # a model that fails parity is not written: nothing a user could mistake for a good one
         result.output_path = save_atomic(compiled, output)

@@ -25,18 +25,27 @@ import numpy as np
 import onnx
 
 from qcompile.base.metadata import LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, parse_ref_entry
-from qcompile.errors import QCompileError
-from qcompile.modelio import load_proto
+from qcompile.errors import InputsError, QCompileError, RuntimeRunError
+from qcompile.fileio import check_readable_file
+from qcompile.modelio import check_proto, load_proto
 from qcompile.ops.packing import negative_bits, unpack_activations
 from qcompile.tie_check import TieSite, adjust_for_ties
 
 RTOL = 1e-4
 
+# Random inputs bigger than this are refused (a dim of 2^31 would ask numpy for terabytes).
+MAX_RANDOM_INPUT_BYTES = 1 << 30
+# An .npz of inputs is read whole; bounded like a model.
+MAX_INPUTS_FILE_BYTES = 1 << 31
+
 _NP_TYPES = {
     onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
     onnx.TensorProto.DOUBLE: np.float64,
     onnx.TensorProto.INT64: np.int64,
     onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT16: np.int16,
+    onnx.TensorProto.UINT16: np.uint16,
     onnx.TensorProto.UINT8: np.uint8,
     onnx.TensorProto.INT8: np.int8,
     onnx.TensorProto.BOOL: np.bool_,
@@ -90,35 +99,68 @@ class VerifyReport:
     layers: list[LayerParity] | None = None  # per lowered layer, in the compiled graph's order
     ties: list[TieSite] | None = None  # activation codes that differ at rounding ties (tie_check)
     tie_mismatch: str | None = None  # a code difference that is not a tie, when the outputs differ
+    input_source: str = "given"  # "random (seed S, ...)", "file PATH" or "given"
+    input_dtypes: dict[str, str] | None = None
+
+    def to_dict(self) -> dict:
+        return {"schema": "qcompile.verify/1", **asdict(self)}
 
     @property
     def tie_codes(self) -> int:
         return sum(site.codes for site in self.ties or [])
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
 
 
 def _as_proto(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
-    return model if isinstance(model, onnx.ModelProto) else load_proto(model)
+    return check_proto(model, "the model given") if isinstance(model, onnx.ModelProto) else load_proto(model)
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The inputs a caller feeds (initializers listed as inputs are not among them)."""
+    initializers = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def _dtype_of(inp: onnx.ValueInfoProto):
+    if not inp.type.HasField("tensor_type"):
+        raise InputsError(f"input {inp.name!r} is not a tensor; pass its values with --inputs x.npz")
+    elem = inp.type.tensor_type.elem_type
+    dtype = _NP_TYPES.get(elem)
+    if dtype is None:
+        name = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else str(elem)
+        raise InputsError(f"input {inp.name!r} has element type {name}, for which no random inputs are made; "
+                          "pass its values with --inputs x.npz")
+    return dtype
+
+
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The first dim that every graph input fixes, or None when one of them leaves it symbolic."""
+    batches = set()
+    for inp in graph_inputs(model):
+        dims = inp.type.tensor_type.shape.dim
+        if not dims or not (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+            return None
+        batches.add(dims[0].dim_value)
+    return next(iter(batches)) if len(batches) == 1 else None
 
 
 def random_inputs(model: onnx.ModelProto, batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs with the model's shapes; symbolic or unknown dims become `batch` (first) or 1."""
     rng = np.random.default_rng(seed)
-    initializers = {i.name for i in model.graph.initializer}
     feeds = {}
-    for inp in model.graph.input:
-        if inp.name in initializers:
-            continue
+    for inp in graph_inputs(model):
+        dtype = _dtype_of(inp)
         ttype = inp.type.tensor_type
         dims = [
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if i == 0 else 1)
             for i, d in enumerate(ttype.shape.dim)
         ]
-        dtype = _NP_TYPES.get(ttype.elem_type)
-        if dtype is None:
-            raise ValueError(f"input {inp.name!r}: element type {ttype.elem_type} is not supported")
+        nbytes = int(np.prod(dims, dtype=object)) * np.dtype(dtype).itemsize
+        if nbytes > MAX_RANDOM_INPUT_BYTES:
+            raise InputsError(f"input {inp.name!r} has shape {dims} ({nbytes} bytes): too large for random inputs "
+                              f"(limit {MAX_RANDOM_INPUT_BYTES} bytes); pass smaller ones with --inputs x.npz")
         if np.issubdtype(dtype, np.floating):
             feeds[inp.name] = rng.standard_normal(dims).astype(dtype)
         else:
@@ -127,16 +169,82 @@ def random_inputs(model: onnx.ModelProto, batch: int = 8, seed: int = 0) -> dict
 
 
 def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    """Arrays of an .npz file by name; never unpickles (a pickle in a file is code, not data)."""
+    p = check_readable_file(path, "inputs (.npz)", MAX_INPUTS_FILE_BYTES)
+    with open(p, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise InputsError(f"{p} holds one array (.npy); expected an .npz with one array per model input "
+                          "(numpy.savez(path, name=array, ...))")
+    if head[:1] == b"\x80":
+        raise InputsError(f"{p} is a Python pickle, which is not read (it could run code); expected an .npz of arrays")
+    if not head.startswith(b"PK"):
+        raise InputsError(f"{p} is not an .npz of arrays (no zip header); write one with numpy.savez(path, name=array)")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise InputsError(f"{p} holds arrays of Python objects, which are not read (unpickling could run "
+                              "code); expected numeric arrays") from None
+        raise InputsError(f"{p} is not an .npz of arrays ({exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError...
+        raise InputsError(f"{p} is not an .npz of arrays ({type(exc).__name__}: {exc})") from None
+
+
+def check_feeds(model: onnx.ModelProto, feeds: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """The feeds, if they give every graph input by name with its element type and fixed dims."""
+    inputs = graph_inputs(model)
+    wanted = {i.name for i in inputs}
+    missing, extra = sorted(wanted - set(feeds)), sorted(set(feeds) - wanted)
+    if missing or extra:
+        raise InputsError(f"{source}: expected arrays named {sorted(wanted)}, got {sorted(feeds)}"
+                          + (f" (missing {missing})" if missing else "") + (f" (unknown {extra})" if extra else ""))
+    checked = {}
+    for inp in inputs:
+        value = np.asarray(feeds[inp.name])
+        dtype = _dtype_of(inp)
+        if value.dtype != dtype:
+            raise InputsError(f"{source}: input {inp.name!r} must be {np.dtype(dtype).name}, got {value.dtype.name}")
+        dims = inp.type.tensor_type.shape.dim
+        if inp.type.tensor_type.HasField("shape"):
+            want = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+            fits = value.ndim == len(want) and all(w is None or w == g for w, g in zip(want, value.shape, strict=True))
+            if not fits:
+                shown = ["?" if w is None else w for w in want]
+                raise InputsError(f"{source}: input {inp.name!r} must have shape {shown}, got {list(value.shape)}")
+        checked[inp.name] = value
+    return checked
+
+
+def run_session(sess, feeds: dict[str, np.ndarray], which: str, names: list[str] | None = None) -> list:
+    """sess.run, with onnxruntime's failure turned into one line naming the model and the inputs."""
+    try:
+        return sess.run(names, feeds)
+    except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException...
+        shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+        msg = " ".join(str(exc).split())
+        raise RuntimeRunError(f"onnxruntime failed running {which} model on inputs {shapes}: {msg}") from None
+
+
+def abs_errors(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    """(max |out - ref|, max |ref| over finite values). NaN-aware: a NaN in both, or the same
+    infinity in both, is agreement (error 0); a NaN or infinity in only one is an infinite error."""
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    if not ref.size:
+        return 0.0, 0.0
+    same = (ref64 == out64) | (np.isnan(ref64) & np.isnan(out64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(same, 0.0, np.abs(ref64 - out64))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    finite = np.abs(ref64[np.isfinite(ref64)])
+    return float(np.max(diff)), float(np.max(finite)) if finite.size else 0.0
 
 
 def compare_output(name: str, ref: np.ndarray, out: np.ndarray, rtol: float) -> OutputParity:
     if ref.shape != out.shape:
         return OutputParity(name, list(ref.shape), float("inf"), 0.0, float("inf"), None, None, False)
-    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
-    err = float(np.max(np.abs(ref64 - out64))) if ref.size else 0.0
-    scale = float(np.max(np.abs(ref64))) if ref.size else 0.0
+    err, scale = abs_errors(ref, out)
     rel = err / scale if scale > 0 else err
     agree = differing = None
     if ref.ndim == 2 and ref.shape[1] > 1:
@@ -152,7 +260,8 @@ def open_session(model: onnx.ModelProto, threads: int | None, which: str = "the"
     try:
         return InferenceSession(model.SerializeToString(), threads=threads)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise QCompileError(f"onnxruntime could not load {which} model: {exc}") from exc
+        msg = " ".join(str(exc).split())
+        raise RuntimeRunError(f"onnxruntime could not load {which} model: {msg}") from None
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -184,9 +293,9 @@ def find_divergence(
     shared = [t for t in ref_tensors if t in comp_tensors]
     if not shared:
         return None
-    ref_vals = dict(zip(shared, open_session(with_outputs(ref, shared), threads).run(shared, ref_feeds or feeds),
-                        strict=False))
-    comp_vals = dict(zip(shared, open_session(with_outputs(comp, shared), threads).run(shared, feeds), strict=False))
+    ref_vals = dict(zip(shared, run_session(open_session(with_outputs(ref, shared), threads), ref_feeds or feeds,
+                                            "the reference", shared), strict=False))
+    comp_vals = dict(zip(shared, run_session(open_session(with_outputs(comp, shared), threads), feeds, "the compiled", shared), strict=False))
     for t in shared:
         r, c = np.asarray(ref_vals[t]), np.asarray(comp_vals[t])
         if not np.issubdtype(r.dtype, np.floating) and r.dtype == c.dtype:
@@ -240,15 +349,40 @@ def compare_layers(
         return []
     ref_names = list(dict.fromkeys(e["tensor"] for _, e in points))
     comp_names = [n.output[0] for n, _ in points]
-    ref_vals = dict(zip(ref_names, open_session(with_outputs(ref, ref_names), threads).run(ref_names, ref_feeds or feeds),
-                        strict=True))
-    comp_vals = open_session(with_outputs(comp, comp_names), threads).run(comp_names, feeds)
+    ref_vals = dict(zip(ref_names, run_session(open_session(with_outputs(ref, ref_names), threads), ref_feeds or feeds,
+                                               "the reference", ref_names), strict=True))
+    comp_vals = run_session(open_session(with_outputs(comp, comp_names), threads), feeds, "the compiled", comp_names)
     return [_layer_parity(n, e, ref_tensors, np.asarray(ref_vals[e["tensor"]]), np.asarray(got), rtol)
             for (n, e), got in zip(points, comp_vals, strict=True)]
 
 
 def _run(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray], threads: int | None) -> list:
-    return open_session(with_outputs(model, names), threads).run(names, feeds)
+    return run_session(open_session(with_outputs(model, names), threads), feeds, "the reference", names)
+
+
+def resolve_inputs(
+    model: onnx.ModelProto,
+    inputs: dict[str, np.ndarray] | str | os.PathLike | None,
+    batch: int | None = None,
+    seed: int = 0,
+    strict_batch: bool = False,
+) -> tuple[dict[str, np.ndarray], str]:
+    """(feeds, where they came from). Random inputs use the model's own batch when it fixes one;
+    `batch` is only for a symbolic batch dim (with `strict_batch`, another batch than a fixed one
+    is refused; otherwise the source says it was not used)."""
+    if inputs is None:
+        fixed = fixed_batch(model)
+        if fixed is not None and batch is not None and batch != fixed and strict_batch:
+            raise InputsError(f"--batch {batch}, but the model's inputs fix the batch to {fixed}; leave --batch out "
+                              "or pass inputs of that batch with --inputs")
+        use = fixed if fixed is not None else (batch or 8)
+        how = "the model's fixed batch" if fixed is not None else "batch dim symbolic"
+        if fixed is not None and batch is not None and batch != fixed:
+            how += f"; batch={batch} not used"
+        return random_inputs(model, batch=use, seed=seed), f"random standard normal (seed {seed}, batch {use}: {how})"
+    if isinstance(inputs, dict):
+        return check_feeds(model, inputs, "the inputs given"), "given"
+    return check_feeds(model, load_inputs(inputs), str(inputs)), f"file {inputs}"
 
 
 def verify(
@@ -256,28 +390,26 @@ def verify(
     compiled: onnx.ModelProto | str | os.PathLike,
     inputs: dict[str, np.ndarray] | str | os.PathLike | None = None,
     *,
-    batch: int = 8,
+    batch: int | None = None,
     seed: int = 0,
     rtol: float = RTOL,
     threads: int | None = None,
     per_layer: bool = True,
+    strict_batch: bool = False,
 ) -> VerifyReport:
     """Run both models on the same inputs; report per-output error, top-1 agreement, and (with
-    `per_layer`, or whenever parity fails) each lowered layer and the first that diverges."""
+    `per_layer`, or whenever parity fails) each lowered layer and the first that diverges.
+
+    Random inputs (no `inputs`) take the model's fixed batch, or `batch` (default 8) if it is symbolic."""
     ref, comp = _as_proto(reference), _as_proto(compiled)
-    if inputs is None:
-        feeds = random_inputs(ref, batch=batch, seed=seed)
-    elif isinstance(inputs, dict):
-        feeds = inputs
-    else:
-        feeds = load_inputs(inputs)
+    feeds, source = resolve_inputs(ref, inputs, batch, seed, strict_batch)
     ref_sess, comp_sess = open_session(ref, threads, "the reference"), open_session(comp, threads, "the compiled")
     ref_names = [o.name for o in ref_sess.get_outputs()]
     comp_names = [o.name for o in comp_sess.get_outputs()]
     if ref_names != comp_names:
-        raise ValueError(f"expected the compiled model to have outputs {ref_names}, got {comp_names}")
-    ref_out = ref_sess.run(None, feeds)
-    comp_out = comp_sess.run(None, feeds)
+        raise QCompileError(f"expected the compiled model to have outputs {ref_names}, got {comp_names}")
+    ref_out = run_session(ref_sess, feeds, "the reference")
+    comp_out = run_session(comp_sess, feeds, "the compiled")
     outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out, strict=False)]
     passed = all(o.passed for o in outputs)
     ref_feeds = feeds
@@ -286,13 +418,14 @@ def verify(
         adjusted = adjust_for_ties(ref, comp, feeds, rtol, lambda m, names, f: _run(m, names, f, threads))
         if adjusted is not None and adjusted.mismatch is None:
             ref, ref_feeds, ties = adjusted.reference, adjusted.feeds, adjusted.sites
-            ref_out = open_session(ref, threads, "the reference").run(ref_names, ref_feeds)
+            ref_out = run_session(open_session(ref, threads, "the reference"), ref_feeds, "the reference", ref_names)
             outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol)
                        for n, r, c in zip(ref_names, ref_out, comp_out, strict=True)]
             passed = all(o.passed for o in outputs)
         elif adjusted is not None:
             tie_mismatch = adjusted.mismatch
-    report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol, ties=ties,
+    report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol, input_source=source,
+                          input_dtypes={k: str(np.asarray(v).dtype) for k, v in feeds.items()}, ties=ties,
                           tie_mismatch=tie_mismatch)
     if per_layer or not passed:
         report.layers = compare_layers(ref, comp, feeds, rtol, threads, ref_feeds)

@@ -156,4 +156,9 @@ def test_bench_reports_ratio(binary_model, tmp_path):
     result = run("bench", out, "--vs", binary_model, "--repeats", "3", "--json", js)
     assert result.exit_code == 0, result.output
     data = json.loads(js.read_text())
-    assert data[0]["speedup"] == pytest.approx(data[0]["reference_ms"] / data[0]["compiled_ms"])
+    assert data["schema"] == "qcompile.bench/1" and data["cpu"] and data["kernel_variants_supported"]
+    run0 = data["runs"][0]
+    assert run0["threads"] == 1 and run0["repeats"] == 3
+    assert run0["speedup"] == pytest.approx(run0["reference_ms"]["median"] / run0["compiled_ms"]["median"])
+    assert run0["compiled_ms"]["p10"] <= run0["compiled_ms"]["median"] <= run0["compiled_ms"]["p90"]
+    assert "thread(s)" in result.output and "CPU:" in result.output

@@ -67,6 +67,18 @@ def test_bipolar_quant(xshape, sshape, threads: int):
     assert bits_equal(y, qonnx.bipolar_quant(x, scale))
 
 
+@pytest.mark.parametrize("xshape,sshape", [((7, 9), (1, 1, 7, 1)), ((4,), (1, 4)), ((), (1, 1))])
+def test_bipolar_quant_higher_rank_scale_keeps_x_shape(xshape, sshape):
+    # SPEC: scale broadcasts to X and the output keeps X's shape; leading 1s of scale are dropped
+    x = _x(xshape)
+    scale = np.asarray(np.random.default_rng(1).uniform(0.1, 2, sshape), dtype=np.float32)
+    (y,) = runtime.InferenceSession(_model("BipolarQuant", ["X", "scale"])).run(None, {"X": x, "scale": scale})
+    twin = qonnx.bipolar_quant(x, scale)
+    assert y.shape == twin.shape == xshape and bits_equal(y, twin)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        qonnx.bipolar_quant(x, np.ones((2, *xshape), np.float32))
+
+
 @pytest.mark.parametrize("op", ["Quant", "IntQuant"])
 @pytest.mark.parametrize("rounding_mode", ["ROUND", "CEIL", "FLOOR", "ROUND_TO_ZERO"])
 @pytest.mark.parametrize("signed,narrow", [(1, 0), (1, 1), (0, 0), (0, 1)])

@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from kernel_variants import have_hooks, hooks_session, shift_kernel_runs, variant_params, with_kernel
+from kernel_variants import (
+    have_hooks,
+    hooks_session,
+    shift_kernel_runs,
+    variant_params,
+    with_kernel,
+)
 from onnx import TensorProto, helper
 
 from qcompile import runtime
@@ -437,7 +443,7 @@ CONV_REFUSALS = {
     "act-mode": ({"act_mode": "log2"}, {}, r"attribute 'act_mode': expected 'pow2' or 'uniform', got 'log2'"),
     "act-mode-missing": ({"act_mode": None}, {}, r"attribute 'act_mode'.*missing; it is required"),
     "thresholds-missing": ({"act_thresholds": None}, {}, r"attribute 'act_thresholds'.*missing or empty"),
-    "thresholds-8": ({"act_thresholds": pow2_thresholds(7) + [2.0]}, {}, r"attribute 'act_thresholds'.*too many"),
+    "thresholds-8": ({"act_thresholds": [*pow2_thresholds(7), 2.0]}, {}, r"attribute 'act_thresholds'.*too many"),
     "thresholds-order": ({"act_thresholds": [0.5, 0.25]}, {}, r"attribute 'act_thresholds'.*\[0.5, 0.25\] \(not ascending\)"),
     "thresholds-tie": ({"act_thresholds": [0.5, 0.5]}, {}, r"attribute 'act_thresholds'.*not ascending"),
     "thresholds-zero": ({"act_thresholds": [0.0, 0.5]}, {}, r"attribute 'act_thresholds'.*not finite and > 0"),

@@ -212,7 +212,7 @@ def test_sweep_covers_every_value_and_pair():
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_xnor_conv_sweep(case: dict, variant: str):
-    x, wt, xp, wp, attrs = _conv_setup(case, seed=zlib.crc32(_case_id(case).encode()))
+    _x, _wt, xp, wp, attrs = _conv_setup(case, seed=zlib.crc32(_case_id(case).encode()))
     m = wp.shape[0]
     sess = session(conv_model(attrs), variant, threads=case["threads"])
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()}
@@ -384,7 +384,7 @@ THRESHOLD_INPUTS = [("X", U64), ("W", U64), ("threshold", I32), ("direction", I3
 def test_xnor_conv_threshold(case: dict, variant: str):
     """Bits equal the reference's; thresholds are drawn from D's own values so ties (D equal
     to the threshold) occur, plus the always/never thresholds INT32_MIN / INT32_MAX."""
-    x, wt, xp, wp, attrs = _conv_setup(case, seed=zlib.crc32(_case_id(case).encode()))
+    _x, _wt, xp, wp, attrs = _conv_setup(case, seed=zlib.crc32(_case_id(case).encode()))
     m = wp.shape[0]
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()}
     d = xnor.xnor_conv_int(xp, wp, **kw)

@@ -8,12 +8,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,12 +29,12 @@ import onnx
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_models  # noqa: E402
-from machine_info import cpu_model  # noqa: E402
+import bench_models
+from machine_info import cpu_model
 
-from qcompile import runtime  # noqa: E402
-from qcompile.compiler import compile as compile_model  # noqa: E402
-from qcompile.ops.packing import pack_activations, pack_conv_weights  # noqa: E402
+from qcompile import runtime
+from qcompile.compiler import compile as compile_model
+from qcompile.ops.packing import pack_activations, pack_conv_weights
 
 RESNET_LAYERS = [("resnet18 conv2_x", 64, 56), ("resnet18 conv3_x", 128, 28), ("resnet18 conv4_x", 256, 14),
                  ("resnet18 conv5_x", 512, 7)]

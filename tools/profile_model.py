@@ -141,7 +141,7 @@ def profile(
         result[name] = prof
     os.rmdir(tmp)  # the traces were removed as they were read
     float_us = result[FLOAT]["wall_median_us"]
-    for name, prof in result.items():
+    for prof in result.values():
         prof["wall_vs_float"] = prof["wall_median_us"] / float_us
     return result
 

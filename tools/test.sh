@@ -5,16 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-# The paths ruff checks; it grows to the whole repository as each part is brought to the rules.
-RUFF_PATHS=(
-  qcompile/base qcompile/passes qcompile/analysis.py qcompile/compiler.py qcompile/verify.py
-  qcompile/ptq.py qcompile/cli.py qcompile/onnx_builder.py qcompile/errors.py qcompile/fileio.py
-  qcompile/modelio.py qcompile/bench.py
-  tests/passes tests/test_passes.py tests/test_cli.py tests/test_end_to_end.py
-  tests/test_end_to_end_multibit.py tests/test_end_to_end_shift.py tests/test_packed_activations.py
-  tests/test_multibit.py tests/test_shift.py tests/test_qcdq_ptq.py tests/graphs.py
-  tests/brevitas_models.py
-)
+# The paths ruff checks: all the Python in the repository.
+RUFF_PATHS=(qcompile tests tools fuzz)
 .venv/bin/ruff check "${RUFF_PATHS[@]}"
 .venv/bin/lint-imports
 if [ $# -gt 0 ] || [ "${QCOMPILE_SANITIZE:-1}" = 0 ]; then

@@ -26,9 +26,9 @@ def pack_last_axis(bits: np.ndarray) -> np.ndarray:
     bits = np.asarray(bits, dtype=np.uint64)
     k = bits.shape[-1]
     nwords = words_for(k)
-    padded = np.zeros(bits.shape[:-1] + (nwords * WORD_BITS,), dtype=np.uint64)
+    padded = np.zeros((*bits.shape[:-1], nwords * WORD_BITS), dtype=np.uint64)
     padded[..., :k] = bits
-    padded = padded.reshape(bits.shape[:-1] + (nwords, WORD_BITS))
+    padded = padded.reshape((*bits.shape[:-1], nwords, WORD_BITS))
     shifts = np.arange(WORD_BITS, dtype=np.uint64)
     return np.bitwise_or.reduce(padded << shifts, axis=-1).astype(np.uint64)
 
@@ -38,7 +38,7 @@ def unpack_last_axis(words: np.ndarray, count: int) -> np.ndarray:
     words = np.asarray(words, dtype=np.uint64)
     shifts = np.arange(WORD_BITS, dtype=np.uint64)
     bits = (words[..., None] >> shifts) & np.uint64(1)
-    bits = bits.reshape(words.shape[:-1] + (words.shape[-1] * WORD_BITS,))
+    bits = bits.reshape((*words.shape[:-1], words.shape[-1] * WORD_BITS))
     return bits[..., :count].astype(np.uint8)
 
 

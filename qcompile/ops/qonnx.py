@@ -12,11 +12,26 @@ ROUNDING = {
 }
 
 
+def broadcast_to_x(param: np.ndarray, x_shape: tuple[int, ...], name: str = "scale") -> np.ndarray:
+    """`param` broadcast to X's shape as SPEC says (numpy broadcasting, the output keeps X's shape):
+    extra leading dims must be 1 and are dropped, as the C++ op does."""
+    a = np.asarray(param, dtype=np.float32)
+    extra = a.ndim - len(x_shape)
+    if extra > 0:
+        if any(d != 1 for d in a.shape[:extra]):
+            raise ValueError(f"input {name}: shape {list(a.shape)} does not broadcast to X's shape {list(x_shape)}")
+        a = a.reshape(a.shape[extra:])
+    try:
+        return np.broadcast_to(a, x_shape)
+    except ValueError:
+        raise ValueError(f"input {name}: shape {list(a.shape)} does not broadcast to X's shape {list(x_shape)}") from None
+
+
 def bipolar_quant(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """+scale where x >= 0 (-0.0 included), -scale elsewhere (NaN included)."""
+    """+scale where x >= 0 (-0.0 included), -scale elsewhere (NaN included); X's shape."""
     x = np.asarray(x, dtype=np.float32)
     sign = np.where(x >= 0, np.float32(1), np.float32(-1))
-    return (sign * np.asarray(scale, dtype=np.float32)).astype(np.float32)
+    return (sign * broadcast_to_x(scale, x.shape)).astype(np.float32)
 
 
 def int_range(bitwidth: float, signed: int, narrow: int) -> tuple[float, float]:
