@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
+from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.modelio import load_proto
 from qcompile.verify import check_feeds, random_inputs, run_session
 
@@ -68,7 +69,7 @@ def bench(
     repeats: int = 30,
 ) -> dict:
     """Time a compiled model against its reference or float model; the `qcompile.bench/1` report."""
-    from qcompile.runtime import kernel_variants, selected_kernel
+    from qcompile.runtime import KERNEL_OPS, kernel_variants, selected_kernel
 
     comp, ref = load_proto(compiled), load_proto(reference)
     feeds = check_feeds(comp, random_inputs(ref, batch=batch, seed=0), f"inputs made for {reference}")
@@ -80,8 +81,12 @@ def bench(
                      "speedup": r["median"] / c["median"]})
     return {
         "schema": "qcompile.bench/1", "compiled": str(compiled), "reference": str(reference),
-        "cpu": cpu_name(), "kernel_variant": selected_kernel(),
-        "kernel_variants_supported": [v.name for v in kernel_variants() if v.supported],
+        "cpu": cpu_name(),
+        # per qcompile op of the compiled model that has kernel variants: the one its nodes run
+        # (unless a node's `kernel` attribute names another) and all this CPU runs
+        "kernels": {op: {"selected": selected_kernel(op), "supported": kernel_variants(op)}
+                    for op in sorted({n.op_type for n in comp.graph.node if n.domain == QCOMPILE_DOMAIN})
+                    if op in KERNEL_OPS},
         "compiled_bytes": comp.ByteSize(), "reference_bytes": ref.ByteSize(),
         "inputs": {k: list(v.shape) for k, v in feeds.items()}, "runs": runs,
     }

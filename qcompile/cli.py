@@ -352,8 +352,9 @@ def bench_command(compiled, reference, threads, batch, repeats, json_path) -> No
 
     _start_json(json_path)
     report = bench(compiled, reference, threads=threads, batch=batch, repeats=repeats)
-    _say(f"CPU: {report['cpu']}; kernel variant {report['kernel_variant']} "
-         f"(this CPU runs: {', '.join(report['kernel_variants_supported'])})")
+    kernels = "; ".join(f"{op} {k['selected']} (of {', '.join(k['supported'])})"
+                        for op, k in report["kernels"].items()) or "none with variants"
+    _say(f"CPU: {report['cpu']}; kernels: {kernels}")
     for r in report["runs"]:
         c, f = r["compiled_ms"], r["reference_ms"]
         _say(f"{r['threads']} thread(s), batch {r['batch']}, {r['repeats']} runs each: compiled {c['median']:.3f} ms "

@@ -73,7 +73,7 @@ def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
 
 
 # QONNX quantizers: (min inputs, max inputs); the checker knows no schema for their domain.
-_QONNX_ARITY = {"BipolarQuant": (2, 2), "Quant": (4, 4), "IntQuant": (4, 4), "Trunc": (5, 5)}
+_QONNX_ARITY = {"BipolarQuant": (2, 2), "Quant": (4, 4), "IntQuant": (4, 4), "Trunc": (5, 6)}  # Trunc: version 1 (5 inputs) or 2 (6)
 
 
 def check_qonnx_arity(proto: onnx.ModelProto, where: str) -> None:

@@ -156,7 +156,8 @@ def test_bench_reports_ratio(binary_model, tmp_path):
     result = run("bench", out, "--vs", binary_model, "--repeats", "3", "--json", js)
     assert result.exit_code == 0, result.output
     data = json.loads(js.read_text())
-    assert data["schema"] == "qcompile.bench/1" and data["cpu"] and data["kernel_variants_supported"]
+    assert data["schema"] == "qcompile.bench/1" and data["cpu"] and all(k["selected"] in k["supported"] for k in data["kernels"].values())
+    assert "XnorConv" in data["kernels"]
     run0 = data["runs"][0]
     assert run0["threads"] == 1 and run0["repeats"] == 3
     assert run0["speedup"] == pytest.approx(run0["reference_ms"]["median"] / run0["compiled_ms"]["median"])

