@@ -88,6 +88,9 @@ class WeightQuantizerAfterTranspose(ReportingRule):
             return result.fail(f"{self.quant_op} inputs are not all constant (not a weight quantizer)")
         if any(a.ndim > arrays[0].ndim for a in arrays[1:]):
             return result.fail(f"{self.quant_op} parameters have a higher rank than the weight")
+        perm = ints_attr(out.producer(), "perm", list(range(arrays[0].ndim))[::-1])
+        if sorted(perm) != list(range(arrays[0].ndim)):
+            return result.fail(f"Transpose perm {perm} is not a permutation of the weight's {arrays[0].ndim} axes")
         return result
 
     def rewrite(self, op, w, scale, q, out, **_):

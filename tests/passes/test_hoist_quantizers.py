@@ -67,3 +67,17 @@ def test_weight_quant_of_non_constant_must_not_move_and_says_why():
     assert modified == [False] and "Transpose" in op_types(same)
     (refusal,) = run.report.by_rule("QuantAfterWeightTranspose")
     assert (refusal.node, refusal.reason) == ("wt", "Quant inputs are not all constant (not a weight quantizer)")
+
+
+def test_weight_quant_behind_a_bad_perm_must_not_move_and_says_why():
+    """A Transpose whose perm does not fit the weight (the fuzzer found one): refused, no crash."""
+    from qcompile.passes.hoist_quantizers import WeightQuantizersAfterTransposePass
+
+    ref = _matmul_transposed_weight(())
+    for node in ref.graph.node:
+        if node.name == "wt":
+            node.attribute[0].ints[:] = [0, 2, 1]
+    same, modified, run = apply_alone(ref, WeightQuantizersAfterTransposePass())
+    assert modified == [False] and "Transpose" in op_types(same)
+    (refusal,) = run.report.by_rule("QuantAfterWeightTranspose")
+    assert refusal.reason == "Transpose perm [0, 2, 1] is not a permutation of the weight's 2 axes"
