@@ -477,7 +477,7 @@ def run_corpus(ids: list[str] | None = None, batch: int = 200, case_timeout: flo
             "results": [results[i] for i in all_ids]}
 
 
-FAILURES = ("crash", "hang", "sanitizer", "unclean", "accepted", "mismatch")
+FAILURES = ("crash", "hang", "sanitizer", "unclean", "accepted", "mismatch", "twin_shape_gap")
 
 
 def main() -> int:

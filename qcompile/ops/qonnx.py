@@ -48,7 +48,8 @@ def quant_int(x, scale, zeropt, bitwidth, *, signed: int = 1, narrow: int = 0, r
         raise ValueError(f"expected rounding_mode in {sorted(ROUNDING)}, got {rounding_mode!r}")
     f32 = np.float32
     x = np.asarray(x, dtype=f32)
-    q = ROUNDING[rounding_mode](x / np.asarray(scale, f32) + np.asarray(zeropt, f32)).astype(f32)
+    scale, zeropt = broadcast_to_x(scale, x.shape), broadcast_to_x(zeropt, x.shape, "zeropt")
+    q = ROUNDING[rounding_mode](x / scale + zeropt).astype(f32)
     qmin, qmax = int_range(float(np.asarray(bitwidth).reshape(-1)[0]), signed, narrow)
     return np.clip(q, f32(qmin), f32(qmax)).astype(f32)
 
@@ -56,5 +57,5 @@ def quant_int(x, scale, zeropt, bitwidth, *, signed: int = 1, narrow: int = 0, r
 def quant(x, scale, zeropt, bitwidth, *, signed: int = 1, narrow: int = 0, rounding_mode: str = "ROUND"):
     """QONNX Quant / IntQuant: Y = (q - zeropt) * scale in float32."""
     q = quant_int(x, scale, zeropt, bitwidth, signed=signed, narrow=narrow, rounding_mode=rounding_mode)
-    f32 = np.float32
-    return ((q - np.asarray(zeropt, f32)) * np.asarray(scale, f32)).astype(f32)
+    shape = q.shape
+    return ((q - broadcast_to_x(zeropt, shape, "zeropt")) * broadcast_to_x(scale, shape)).astype(np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompile.ops.qonnx import int_range
+from qcompile.ops.qonnx import broadcast_to_x, int_range
 
 
 def _sign(y: np.ndarray) -> np.ndarray:
@@ -70,7 +70,8 @@ def trunc(x, scale, zeropt, input_bitwidth, output_scale, output_bitwidth, *, si
     del input_bitwidth
     f32 = np.float32
     x = np.asarray(x, f32)
-    s, z, so = (np.asarray(a, f32) for a in (scale, zeropt, output_scale))
+    s, z, so = (broadcast_to_x(a, x.shape, n) for a, n in ((scale, "scale"), (zeropt, "zeropt"),
+                                                           (output_scale, "output_scale")))
     t = trunc_scale(s, so)
     y = (np.round((x / s + z).astype(f32)) / t).astype(f32)
     qmin, qmax = int_range(float(np.asarray(output_bitwidth).reshape(-1)[0]), signed, narrow)
@@ -84,7 +85,7 @@ def trunc_v1(x, scale, zeropt, input_bitwidth, output_bitwidth, *, rounding_mode
     zeropt) / t); Y = (y − zeropt) · scale (no clamp; the *input* scale, as qonnx defines it)."""
     f32 = np.float32
     x = np.asarray(x, f32)
-    s, z = np.asarray(scale, f32), np.asarray(zeropt, f32)
+    s, z = broadcast_to_x(scale, x.shape), broadcast_to_x(zeropt, x.shape, "zeropt")
     bits_in = float(np.asarray(input_bitwidth).reshape(-1)[0])
     bits_out = float(np.asarray(output_bitwidth).reshape(-1)[0])
     t = f32(2.0 ** (bits_in - bits_out))
