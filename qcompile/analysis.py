@@ -282,6 +282,7 @@ class Operand:
     scale: np.ndarray  # float32: per output channel [M] for weights, scalar for activations
     codes: np.ndarray | None = None  # weights: the integer values, output channels first
     quant: dict | None = None  # activations: QuantizePack's attributes
+    divisor: np.ndarray | None = None  # activations: a per-channel scale divided out before QuantizePack
 
 
 def _scalar(value: ir.Value | None) -> float | None:
@@ -289,13 +290,45 @@ def _scalar(value: ir.Value | None) -> float | None:
     return float(arr.reshape(-1)[0]) if arr is not None and arr.size == 1 else None
 
 
-def activation_operand(quant: ir.Node) -> Operand | str:
-    """A QONNX Quant on activations as QuantizePack attributes, or why it cannot be."""
+def _depthwise_channel_scale(quant: ir.Node, layer: ir.Node | None) -> np.ndarray | str:
+    """A per-channel activation scale [1, C, 1, 1] that folds exactly: the layer is a depthwise
+    conv (group == C, one input channel per group), so output channel m reads input channel
+    m // (M / C) only and s_a[c] joins that channel's output scale. Else why it does not fold."""
+    scale = const_array(quant.inputs[1])
+    if scale is None or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        return "activation Quant scale is not a positive constant"
+    if layer is None or layer.op_type != "Conv":
+        return "a per-channel activation scale folds only into a depthwise Conv (this layer is not a Conv)"
+    w = const_array(layer.inputs[1])
+    w = w if w is not None else evaluate_quantizer(layer.inputs[1].producer()) if layer.inputs[1].producer() else None
+    group = int_attr(layer, "group", 1)
+    channels = scale.size
+    if scale.ndim != 4 or scale.shape != (1, channels, 1, 1):
+        return f"activation Quant scale of shape {list(scale.shape)} is not per tensor or per channel [1, C, 1, 1]"
+    if w is None or w.ndim != 4 or group != channels or w.shape[1] != 1 or w.shape[0] % group:
+        return (f"per-channel activation scale ({channels} channels) into a Conv with group={group}: it folds "
+                "exactly only into a depthwise conv (group == channels); the weights cannot absorb it exactly")
+    return np.repeat(scale.reshape(-1).astype(np.float32), w.shape[0] // group)
+
+
+def activation_operand(quant: ir.Node, layer: ir.Node | None = None) -> Operand | str:
+    """A QONNX Quant on activations as QuantizePack attributes, or why it cannot be.
+
+    A per-channel scale into a depthwise `layer` is divided out in front of QuantizePack (the same
+    float32 x / s[c] the Quant computes, then QuantizePack with scale 1: x / 1 is exact) and the
+    Operand's scale is per output channel."""
     from qcompile.ops.bitserial import plane_coeffs, planes_needed
     from qcompile.ops.qonnx import ROUNDING, int_range
 
     scale, zp, bits = (_scalar(v) for v in quant.inputs[1:4])
-    if scale is None or not scale > 0:
+    divisor = None
+    if scale is None:
+        per_channel = _depthwise_channel_scale(quant, layer)
+        if isinstance(per_channel, str):
+            return per_channel
+        divisor = const_array(quant.inputs[1]).astype(np.float32)
+        scale = 1.0
+    if not scale > 0:
         return "activation Quant scale is not a positive scalar constant"
     if zp is None or zp != int(zp):
         return "activation Quant zero point is not an integer scalar constant"
@@ -310,7 +343,8 @@ def activation_operand(quant: ir.Node) -> Operand | str:
     planes, two_c = planes_needed(int(qmin) - int(zp), int(qmax) - int(zp))
     attrs = dict(scale=float(np.float32(scale)), zero_point=float(zp), bitwidth=int(bits), signed=signed,
                  narrow=narrow, rounding_mode=mode, planes=planes)
-    return Operand(planes, plane_coeffs(planes, two_c), 0, np.float32(scale), quant=attrs)
+    out_scale = np.float32(scale) if divisor is None else per_channel
+    return Operand(planes, plane_coeffs(planes, two_c), 0, out_scale, quant=attrs, divisor=divisor)
 
 
 def weight_operand(node: ir.Node, weight: WeightInfo) -> Operand | str:
@@ -371,9 +405,12 @@ def _plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> tuple[str | None
         why = shift_activation(inp)
         return (shift_op, "") if isinstance(why, dict) else (None, why)
     if inp.kind == "int":
-        act = activation_operand(inp.quant_node)
+        act = activation_operand(inp.quant_node, node)
         if isinstance(act, str):
             return None, act
+        if act.divisor is not None:  # a per-channel scale: bit-serial only (SHIFT takes one scale)
+            wop = weight_operand(node, weight)
+            return (None, wop) if isinstance(wop, str) else ("BitSerialConv", "")
         # MINW-Net's rule: the smaller bit width chooses; 1-2 bits run as popcounts, 3+ bits on
         # power-of-two weights as shifts
         if weight.pow2 is not None and min(weight.bits or 0, inp.bits or 0) >= 3 \

@@ -196,6 +196,11 @@ def print_parity(report) -> None:
         where = f"layer {d.layer!r}: " if d.layer else ""
         _say(f"  first divergence: {where}tensor {d.tensor!r} (reference node {d.reference_node!r}, compiled node "
              f"{d.compiled_node!r}), max |error| {d.max_abs_error:.3g}")
+    if report.ties:
+        _say(f"  {report.tie_codes} codes differ at rounding ties (in {len(report.ties)} quantizers); "
+             "compared from the compiled codes there")
+    if report.tie_mismatch:
+        _say(f"  not a rounding tie: {report.tie_mismatch}")
     verdict = "[bold green]PARITY OK[/]" if report.passed else "[bold red]PARITY FAILED[/]"
     _say(f"{verdict} on inputs {report.inputs}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,19 +70,39 @@ def _bits_text(bits: int | None) -> str:
     return "fp32" if bits is None else str(bits)
 
 
+def _mode(widths: list[int]) -> int | None:
+    """The most common width (the lowest among equally common ones: the low-bit body), or None."""
+    if not widths:
+        return None
+    counts = Counter(widths)
+    return min(counts, key=lambda w: (-counts[w], w))
+
+
 def model_bit_widths(layers: list[Layer]) -> tuple[int | None, int | None]:
-    """(weight bits, input bits) that all quantized layers share; None where they are mixed (each
-    layer is then lowered or kept float on its own) or where no layer is quantized."""
-    wset = {layer.weight.bits for layer in layers if layer.weight.bits is not None}
-    aset = {layer.input.bits for layer in layers if layer.input.bits is not None}
-    return (next(iter(wset)) if len(wset) == 1 else None, next(iter(aset)) if len(aset) == 1 else None)
+    """(weight bits, input bits) most common among `layers`: a ResNet's 8-bit classifier next to
+    its 4-bit body does not make the model "mixed"; None where no layer holds a width."""
+    return (_mode([layer.weight.bits for layer in layers if layer.weight.bits is not None]),
+            _mode([layer.input.bits for layer in layers if layer.input.bits is not None]))
+
+
+# ops through which a first layer's input still is the graph input (preprocessing by constants)
+_INPUT_PREPROCESSING = ("Mul", "Div", "Add", "Sub", "Reshape", "Flatten", "Identity", "Transpose")
 
 
 def reads_graph_input(layer: Layer) -> bool:
-    """A first layer: its input (or the quantizer in front of it) reads a graph input."""
+    """A first layer: its input (or the quantizer in front of it) reads a graph input, directly or
+    through a normalisation by constants (Brevitas's CNV/LFC compute 2x-1 before the first Quant)."""
     quant = layer.input.quant_node
     source = quant.inputs[0] if quant is not None else layer.node.inputs[0]
-    return source is not None and source.producer() is None and source.const_value is None
+    while source is not None and source.producer() is not None:
+        node = source.producer()
+        if node.domain != "" or node.op_type not in _INPUT_PREPROCESSING:
+            return False
+        varying = [v for v in node.inputs if v is not None and const_array(v) is None]
+        if len(varying) != 1:
+            return False
+        source = varying[0]
+    return source is not None and source.const_value is None
 
 
 def nominal_layers(layers: list[Layer]) -> list[Layer]:
@@ -97,23 +118,25 @@ def nominal_layers(layers: list[Layer]) -> list[Layer]:
 def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) -> tuple[int | None, int | None]:
     """Detect the model's weight/activation bit widths; refuse a request the model contradicts.
 
-    Only the nominal layers (nominal_layers) are compared with a request; the others are lowered,
-    or kept float, at the widths they hold, as the table shows."""
+    The nominal widths are the most common ones among the nominal layers (nominal_layers); a
+    request must be those. Other layers (an 8-bit classifier) are lowered, or kept float, at the
+    widths they hold, as the table shows."""
     quantized = nominal_layers(layers)
     if not quantized:
         raise QCompileError(
             "the model has no quantized Conv/Gemm/MatMul layer (no BipolarQuant or Quant on their weights "
             f"or inputs); export it with quantizers (qcompile train, or Brevitas export_qonnx), or {FLOAT_MODEL_HINT}"
         )
-    for flag, requested, supported, attr in (
-        ("--wbits", wbits, SUPPORTED_WBITS, "weight"),
-        ("--abits", abits, SUPPORTED_ABITS, "input"),
+    model_wbits, model_abits = model_bit_widths(quantized)
+    for flag, requested, supported, attr, nominal in (
+        ("--wbits", wbits, SUPPORTED_WBITS, "weight", model_wbits),
+        ("--abits", abits, SUPPORTED_ABITS, "input", model_abits),
     ):
         if requested is None:
             continue
         for layer in quantized:
             info = getattr(layer, attr)
-            if info.bits is not None and info.bits != requested:
+            if info.bits is not None and info.bits == nominal and info.bits != requested:
                 what = info.describe() if attr == "weight" else f"{info.bits}-bit ({info.source})"
                 raise BitWidthError(
                     f"{flag} {requested}, but layer {layer.name!r} ({layer.op_type}) has {attr}s that are "
@@ -131,7 +154,6 @@ def check_bit_widths(layers: list[Layer], wbits: int | None, abits: int | None) 
                 f"{flag} {requested}: {requested}-bit {attr}s are not supported by this version "
                 f"(supported: {', '.join(map(str, supported))})"
             )
-    model_wbits, model_abits = model_bit_widths(quantized)
     return wbits or model_wbits, abits or model_abits
 
 
@@ -261,7 +283,7 @@ def check_trunc_nodes(model: ir.Model) -> None:
     """Refuse, naming the node and the attribute, a QONNX Trunc the op library cannot run exactly
     (its kernel would only fail at run time)."""
     from qcompile.base.ir_readers import int_attr, is_qonnx, node_label, str_attr
-    from qcompile.ops.trunc import TRUNC_ROUNDING
+    from qcompile.ops.trunc import TRUNC_ROUNDING, log2_near_half_integer
 
     for node in model.graph:
         if not is_qonnx(node, "Trunc"):
@@ -276,6 +298,14 @@ def check_trunc_nodes(model: ir.Model) -> None:
         for name in ("signed", "narrow"):
             if int_attr(node, name, 0) not in (0, 1):
                 raise UnsupportedError(f"{where}: attribute {name} must be 0 or 1, got {int_attr(node, name, 0)}")
+        if len(node.inputs) == 6:  # version 2: the trunc scale 2^round(log2(output_scale / scale))
+            scale, out_scale = const_array(node.inputs[1]), const_array(node.inputs[4])
+            if scale is not None and out_scale is not None:
+                ratio = (np.asarray(out_scale, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
+                if np.any(log2_near_half_integer(ratio[np.isfinite(ratio) & (ratio > 0)])):
+                    raise UnsupportedError(
+                        f"{where}: input output_scale / scale is within float rounding of 2^(k+1/2), where "
+                        "qonnx's float32 log2 may round the trunc scale either way; export power-of-two ratios")
 
 
 def check_loads(model: onnx.ModelProto) -> None:

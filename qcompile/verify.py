@@ -8,6 +8,11 @@ layer adds a few float32 ulps relative to the layer's output magnitude, and floa
 |compiled - reference| <= RTOL * max|reference| per output, with RTOL = 1e-4: two orders of magnitude
 above what rounding produces (about 1e-6 on the models in tests/), and far below the effect of a
 single flipped binary activation. Classification outputs must also agree on top-1 for every input.
+
+Rounding ties: when outputs differ, activation codes that differ only at a quantizer's rounding
+boundary are found and the reference continues from the compiled codes there (qcompile.tie_check);
+the report counts them, and parity passes only if every differing code is such a tie and the
+outputs then agree within the bound above.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from qcompile.errors import InputsError, QCompileError, RuntimeRunError
 from qcompile.fileio import check_readable_file
 from qcompile.modelio import check_proto, load_proto
 from qcompile.ops.packing import negative_bits, unpack_activations
+from qcompile.tie_check import TieSite, adjust_for_ties
 
 RTOL = 1e-4
 
@@ -91,11 +97,17 @@ class VerifyReport:
     rtol: float
     first_divergence: Divergence | None = None
     layers: list[LayerParity] | None = None  # per lowered layer, in the compiled graph's order
+    ties: list[TieSite] | None = None  # activation codes that differ at rounding ties (tie_check)
+    tie_mismatch: str | None = None  # a code difference that is not a tie, when the outputs differ
     input_source: str = "given"  # "random (seed S, ...)", "file PATH" or "given"
     input_dtypes: dict[str, str] | None = None
 
     def to_dict(self) -> dict:
         return {"schema": "qcompile.verify/1", **asdict(self)}
+
+    @property
+    def tie_codes(self) -> int:
+        return sum(site.codes for site in self.ties or [])
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=True)
@@ -268,7 +280,8 @@ def _tensors_in_order(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def find_divergence(
-    ref: onnx.ModelProto, comp: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, threads: int | None
+    ref: onnx.ModelProto, comp: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, threads: int | None,
+    ref_feeds: dict[str, np.ndarray] | None = None,
 ) -> Divergence | None:
     """The first tensor (in the reference's order) that both graphs compute and that differs.
 
@@ -280,7 +293,8 @@ def find_divergence(
     shared = [t for t in ref_tensors if t in comp_tensors]
     if not shared:
         return None
-    ref_vals = dict(zip(shared, run_session(open_session(with_outputs(ref, shared), threads), feeds, "the reference", shared), strict=False))
+    ref_vals = dict(zip(shared, run_session(open_session(with_outputs(ref, shared), threads), ref_feeds or feeds,
+                                            "the reference", shared), strict=False))
     comp_vals = dict(zip(shared, run_session(open_session(with_outputs(comp, shared), threads), feeds, "the compiled", shared), strict=False))
     for t in shared:
         r, c = np.asarray(ref_vals[t]), np.asarray(comp_vals[t])
@@ -325,7 +339,8 @@ def _layer_parity(node: onnx.NodeProto, entry: dict, producers: dict[str, str], 
 
 
 def compare_layers(
-    ref: onnx.ModelProto, comp: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, threads: int | None
+    ref: onnx.ModelProto, comp: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, threads: int | None,
+    ref_feeds: dict[str, np.ndarray] | None = None,
 ) -> list[LayerParity]:
     """Every lowered layer of `comp` against the reference tensor it records (qcompile.ref)."""
     ref_tensors = _tensors_in_order(ref)
@@ -334,10 +349,15 @@ def compare_layers(
         return []
     ref_names = list(dict.fromkeys(e["tensor"] for _, e in points))
     comp_names = [n.output[0] for n, _ in points]
-    ref_vals = dict(zip(ref_names, run_session(open_session(with_outputs(ref, ref_names), threads), feeds, "the reference", ref_names), strict=True))
+    ref_vals = dict(zip(ref_names, run_session(open_session(with_outputs(ref, ref_names), threads), ref_feeds or feeds,
+                                               "the reference", ref_names), strict=True))
     comp_vals = run_session(open_session(with_outputs(comp, comp_names), threads), feeds, "the compiled", comp_names)
     return [_layer_parity(n, e, ref_tensors, np.asarray(ref_vals[e["tensor"]]), np.asarray(got), rtol)
             for (n, e), got in zip(points, comp_vals, strict=True)]
+
+
+def _run(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray], threads: int | None) -> list:
+    return run_session(open_session(with_outputs(model, names), threads), feeds, "the reference", names)
 
 
 def resolve_inputs(
@@ -392,15 +412,28 @@ def verify(
     comp_out = run_session(comp_sess, feeds, "the compiled")
     outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol) for n, r, c in zip(ref_names, ref_out, comp_out, strict=False)]
     passed = all(o.passed for o in outputs)
+    ref_feeds = feeds
+    ties, tie_mismatch = None, None
+    if not passed:  # are the differences codes at rounding ties? then compare from the same codes
+        adjusted = adjust_for_ties(ref, comp, feeds, rtol, lambda m, names, f: _run(m, names, f, threads))
+        if adjusted is not None and adjusted.mismatch is None:
+            ref, ref_feeds, ties = adjusted.reference, adjusted.feeds, adjusted.sites
+            ref_out = run_session(open_session(ref, threads, "the reference"), ref_feeds, "the reference", ref_names)
+            outputs = [compare_output(n, np.asarray(r), np.asarray(c), rtol)
+                       for n, r, c in zip(ref_names, ref_out, comp_out, strict=True)]
+            passed = all(o.passed for o in outputs)
+        elif adjusted is not None:
+            tie_mismatch = adjusted.mismatch
     report = VerifyReport(passed, outputs, {k: list(v.shape) for k, v in feeds.items()}, rtol, input_source=source,
-                          input_dtypes={k: str(np.asarray(v).dtype) for k, v in feeds.items()})
+                          input_dtypes={k: str(np.asarray(v).dtype) for k, v in feeds.items()}, ties=ties,
+                          tie_mismatch=tie_mismatch)
     if per_layer or not passed:
-        report.layers = compare_layers(ref, comp, feeds, rtol, threads)
+        report.layers = compare_layers(ref, comp, feeds, rtol, threads, ref_feeds)
     if not passed:
         bad = next((layer for layer in report.layers or [] if not layer.passed), None)
         if bad is not None:  # the first lowered layer (in compiled order) whose value differs
             report.first_divergence = Divergence(bad.reference_tensor, bad.reference_node, bad.compiled_node,
                                                  bad.max_abs_error, bad.rel_error, bad.layer)
         else:
-            report.first_divergence = find_divergence(ref, comp, feeds, rtol, threads)
+            report.first_divergence = find_divergence(ref, comp, feeds, rtol, threads, ref_feeds)
     return report

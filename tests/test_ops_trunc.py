@@ -123,3 +123,51 @@ def test_bad_attributes_and_inputs_are_named_errors(attrs, feed_change, expect):
     with pytest.raises(Exception, match="pool_trunc") as err:
         _session(_model(V2_INPUTS, 2, **attrs)).run(None, feeds)
     assert expect in str(err.value)
+
+
+def _ratios_around_half_powers() -> np.ndarray:
+    """float32 ratios just below and above 2^(k+1/2): float32's log2 says exactly k+1/2 for some."""
+    f = np.float32
+    mids = np.float32(2.0) ** (np.arange(-12, 13) + f(0.5))
+    return np.concatenate([np.nextafter(mids, f(0)), mids, np.nextafter(mids, f(np.inf))]).astype(f)
+
+
+def test_trunc_scale_rounds_log2_exactly_near_half_powers():
+    ratios = _ratios_around_half_powers()
+    exact = np.exp2(np.round(np.log2(ratios.astype(np.longdouble)))).astype(np.float32)  # float80 log2
+    assert bits_equal(trunc.trunc_scale(np.float32(1), ratios), exact)
+    assert bits_equal(trunc.trunc_scale(np.float32(1), np.float32([0.25, 1, 8])), np.float32([0.25, 1, 8]))
+
+
+def test_kernel_trunc_scale_matches_twin_near_half_powers():
+    """Codes x = 2048 (scale 1) divided by t: t is 2^k or 2^(k+1) exactly as the twin says."""
+    ratios = _ratios_around_half_powers().reshape(1, -1, 1, 1)
+    x = np.full(ratios.shape, 2048, np.float32)
+    feeds = _v2_feeds(x, scale=np.ones_like(ratios), out_scale=ratios, out_bits=24)
+    (got,) = _session(_model(V2_INPUTS, 2, signed=0)).run(None, feeds)
+    assert bits_equal(got, trunc.trunc(*feeds.values(), signed=0))
+
+
+def _model_with_scales(scale: float, out_scale: float, **attrs):
+    """A version-2 Trunc whose scale and output_scale are initializers, as in an export."""
+    model = _model(V2_INPUTS, 2, **attrs)
+    model.graph.initializer.extend([helper.make_tensor("scale", F32, [], [scale]),
+                                    helper.make_tensor("out_scale", F32, [], [out_scale])])
+    return model
+
+
+@pytest.mark.parametrize("out_scale,attrs,expect", [
+    (float(np.nextafter(np.float32(2**10.5), np.float32(np.inf))), {}, "within float rounding of 2^(k+1/2)"),
+    (8.0, {"rounding_mode": "SIDEWAYS"}, "attribute rounding_mode 'SIDEWAYS'"),
+    (8.0, {"signed": 2}, "attribute signed must be 0 or 1"),
+])
+def test_compile_refuses_a_trunc_it_cannot_run_exactly_naming_it(out_scale, attrs, expect):
+    import onnx_ir as ir
+
+    from qcompile.compiler import check_trunc_nodes
+    from qcompile.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="Trunc node 'pool_trunc'") as err:
+        check_trunc_nodes(ir.serde.deserialize_model(_model_with_scales(1.0, out_scale, **attrs)))
+    assert expect in str(err.value)
+    check_trunc_nodes(ir.serde.deserialize_model(_model_with_scales(1.0, 8.0)))  # a power of two: accepted

@@ -49,11 +49,17 @@ inline float RoundTrunc(float v) {
   return v;
 }
 
-// 2^round(log2(output_scale / scale)) as float32 (the ratio is a power of two in every Brevitas
-// export, where log2 is exact).
+// 2^round(log2(output_scale / scale)) as float32, computed exactly without a log: with
+// ratio = m * 2^e, m in [0.5, 1), round(log2 ratio) is e when m * m >= 0.5 (exact in double:
+// m has 24 bits), else e - 1; 2^(k + 1/2) is irrational, so there is no tie (SPEC.md, Trunc).
 inline float TruncScale(float scale, float output_scale) {
   const float ratio = output_scale / scale;
-  return static_cast<float>(std::exp2(std::nearbyint(std::log2(static_cast<double>(ratio)))));
+  if (!(ratio > 0.0f) || !std::isfinite(ratio)) {
+    return static_cast<float>(std::exp2(std::nearbyint(std::log2(static_cast<double>(ratio)))));
+  }
+  int e = 0;
+  const double m = std::frexp(static_cast<double>(ratio), &e);
+  return static_cast<float>(std::ldexp(1.0, m * m >= 0.5 ? e : e - 1));
 }
 
 template <TruncRounding R>

@@ -39,10 +39,26 @@ def rounding_fn(mode: str):
 
 
 def trunc_scale(scale, output_scale) -> np.ndarray:
-    """2^round(log2(output_scale / scale)): the power of two the codes are divided by."""
+    """2^round(log2(output_scale / scale)): the power of two the codes are divided by.
+
+    round(log2 r) is computed exactly, without a log: with r = m·2^e, m in [0.5, 1), it is e when
+    log2 m >= -1/2, i.e. m² >= 1/2 (m² is exact in float64: m has 24 bits), else e - 1; the half
+    way point 2^(k+1/2) is irrational, so there is no tie. A float32 log2 (qonnx's) can round a
+    ratio within about 1e-7 of 2^(k+1/2) the other way; compiler.check_trunc_nodes refuses those."""
     f32 = np.float32
     ratio = (np.asarray(output_scale, f32) / np.asarray(scale, f32)).astype(f32)
-    return np.exp2(np.round(np.log2(ratio))).astype(f32)
+    m, e = np.frexp(ratio.astype(np.float64))
+    exact = np.ldexp(np.float64(1), np.where(m * m >= 0.5, e, e - 1)).astype(f32)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0, negative or non-finite ratios
+        other = np.exp2(np.round(np.log2(ratio))).astype(f32)
+    return np.where(np.isfinite(ratio) & (ratio > 0), exact, other).astype(f32)
+
+
+def log2_near_half_integer(ratio: np.ndarray) -> np.ndarray:
+    """Where log2(ratio) is within float32 rounding of k + 1/2 (|m² - 1/2| <= 2^-20, m the
+    mantissa in [0.5, 1)): there qonnx's float32 log2 and the exact rounding may disagree."""
+    m, _ = np.frexp(np.asarray(ratio, np.float64))
+    return np.abs(m * m - 0.5) <= 2.0**-20
 
 
 def trunc(x, scale, zeropt, input_bitwidth, output_scale, output_bitwidth, *, signed: int = 1,

@@ -12,6 +12,7 @@ Runs before weight quantizers are folded: the weight Quant node carries the inte
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from qcompile.analysis import activation_operand, conv_attrs, weight_operand
@@ -28,20 +29,23 @@ class MultiBitToBitSerial(LayerLoweringRule):
     def rewrite(self, op, x, w, out, **_):
         node = out.producer()
         layer = self.layer(node)
-        act = activation_operand(layer.input.quant_node)
+        act = activation_operand(layer.input.quant_node, node)
         wop = weight_operand(node, layer.weight)
         m = wop.codes.shape[0]
         signed_planes = wop.offset == 0 and wop.coeffs[-1] < 0
         packed_w = pack_weight_planes(wop.codes, wop.planes, signed_planes)
-        scale, bias = output_scale_bias(node, (wop.scale * np.float32(act.scale)).astype(np.float32), m)
+        scale, bias = output_scale_bias(node, (wop.scale * np.asarray(act.scale, np.float32)).astype(np.float32), m)
+        x = layer.input.quant_node.inputs[0]
+        if act.divisor is not None:  # the Quant's own x / s[c], then QuantizePack with scale 1
+            x = op.Div(x, op.initializer(ir.tensor(act.divisor), f"{layer.name}/act_scale"))
         plane_attrs = dict(act_coeffs=act.coeffs, weight_coeffs=wop.coeffs, weight_offset=int(wop.offset))
         if self.op_type == "Conv":
             attrs = conv_attrs(node, layer.kernel)
-            packed = op.QuantizePack(layer.input.quant_node.inputs[0], group=attrs["group"], _domain=QCOMPILE_DOMAIN,
+            packed = op.QuantizePack(x, group=attrs["group"], _domain=QCOMPILE_DOMAIN,
                                      **act.quant)
             extra = dict(in_channels=int(wop.codes.shape[1] * attrs["group"]), **attrs)
         else:
-            packed = op.QuantizePack(layer.input.quant_node.inputs[0], _domain=QCOMPILE_DOMAIN, **act.quant)
+            packed = op.QuantizePack(x, _domain=QCOMPILE_DOMAIN, **act.quant)
             extra = dict(in_features=int(wop.codes.shape[1]))
         packed.producer().name = f"{layer.name}/pack"
         return self.emit(op, packed, packed_w, scale, bias, layer.name, node.outputs[0].name, **plane_attrs, **extra)

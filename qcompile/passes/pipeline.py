@@ -12,7 +12,7 @@ from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
-from qcompile.passes.hoist_quantizers import HoistQuantizersPass
+from qcompile.passes.hoist_quantizers import HoistQuantizersPass, WeightQuantizersAfterTransposePass
 from qcompile.passes.int8_maxpool import Int8CodesThroughMaxPoolPass
 from qcompile.passes.lower_binary import LowerBinaryLayersPass
 from qcompile.passes.lower_int8 import LowerInt8LayersPass
@@ -96,6 +96,9 @@ def frontend_pipeline() -> ir.passes.PassManager:
             # QCDQ exports (QuantizeLinear -> Clip -> DequantizeLinear) become QONNX Quant nodes.
             QcdqToQuantPass(),
             CleanupPass(),
+            # A Linear exported as MatMul(x, Transpose(Quant(W))) gets Quant(W^T): its weight grid
+            # is then read off the quantizer by analysis and by the multi-bit lowering alike.
+            WeightQuantizersAfterTransposePass(),
             # A layer behind a MaxPool / Relu / Pad / Concat / reshuffle / Trunc of quantized values
             # gets that grid's quantizer in front of it, so analysis and lowering see a quantized
             # input (value-preserving: re-quantizing a value on its grid gives it back).

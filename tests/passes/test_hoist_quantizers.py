@@ -33,3 +33,51 @@ def test_per_channel_quant_must_not_move_and_says_why():
     assert modified == [False] and op_types(same) == ["Quant", "Flatten", "Gemm"]
     (refusal,) = run.report.by_rule("QuantAfterFlatten")
     assert (refusal.node, refusal.reason) == ("flatten", "Quant parameters are not scalar constants")
+
+
+def _matmul_transposed_weight(scale_shape, *, weight_const: bool = True) -> object:
+    """MatMul(Quant(x), Transpose(Quant(W))), as Brevitas exports a QuantLinear (W is [out, in])."""
+    g = GraphBuilder(5)
+    scale = g.rng.uniform(0.05, 0.2, scale_shape).astype(np.float32)
+    w = g.const(g.rng.standard_normal((6, 12)).astype(np.float32), "w") if weight_const else "w_in"
+    wq = g.quant(w, scale, 2, narrow=1)
+    wt = g.op("Transpose", [wq], name="wt", perm=[1, 0])
+    y = g.op("MatMul", [g.quant("x", 0.25, 2), wt], name="fc")
+    inputs = {"x": [3, 12]} if weight_const else {"x": [3, 12], "w_in": [6, 12]}
+    return g.model(inputs, [y])
+
+
+def test_weight_quant_moves_after_transpose_with_parity():
+    from qcompile.passes.hoist_quantizers import WeightQuantizersAfterTransposePass
+
+    for scale_shape in [(), (6, 1)]:  # per tensor and per output channel ([out, 1], Brevitas's)
+        ref = _matmul_transposed_weight(scale_shape)
+        moved, modified, _ = apply_alone(ref, WeightQuantizersAfterTransposePass())
+        assert modified == [True]
+        assert op_types(moved) == ["Quant", "Quant", "MatMul"]  # the Transpose went into the constants
+        result = verify(ref, moved)
+        assert result.passed and all(o.max_abs_error == 0 for o in result.outputs)  # same elementwise ops
+
+
+def test_weight_quant_of_non_constant_must_not_move_and_says_why():
+    from qcompile.passes.hoist_quantizers import WeightQuantizersAfterTransposePass
+
+    ref = _matmul_transposed_weight((6, 1), weight_const=False)
+    same, modified, run = apply_alone(ref, WeightQuantizersAfterTransposePass())
+    assert modified == [False] and "Transpose" in op_types(same)
+    (refusal,) = run.report.by_rule("QuantAfterWeightTranspose")
+    assert (refusal.node, refusal.reason) == ("wt", "Quant inputs are not all constant (not a weight quantizer)")
+
+
+def test_weight_quant_behind_a_bad_perm_must_not_move_and_says_why():
+    """A Transpose whose perm does not fit the weight (the fuzzer found one): refused, no crash."""
+    from qcompile.passes.hoist_quantizers import WeightQuantizersAfterTransposePass
+
+    ref = _matmul_transposed_weight(())
+    for node in ref.graph.node:
+        if node.name == "wt":
+            node.attribute[0].ints[:] = [0, 2, 1]
+    same, modified, run = apply_alone(ref, WeightQuantizersAfterTransposePass())
+    assert modified == [False] and "Transpose" in op_types(same)
+    (refusal,) = run.report.by_rule("QuantAfterWeightTranspose")
+    assert refusal.reason == "Transpose perm [0, 2, 1] is not a permutation of the weight's 2 axes"

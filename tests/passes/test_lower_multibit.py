@@ -37,3 +37,30 @@ def test_fractional_zero_point_must_not_fire_and_says_why():
     (refusal,) = run.report.by_rule("MultiBitConvToBitSerial")
     assert refusal.node == "conv" and refusal.layer_reason
     assert refusal.reason == "activation Quant zero point is not an integer scalar constant"
+
+
+def _per_channel_act_conv(group: int):
+    """Quant(x, per-channel scale [1, 4, 1, 1]) -> Conv(group): MobileNet's QuantReLU -> depthwise."""
+    g = GraphBuilder(8)
+    scale = g.rng.uniform(0.05, 0.4, (1, 4, 1, 1)).astype(np.float32)
+    ins = ["x", g.const(scale, "s"), g.const(np.float32(0), "z"), g.const(np.float32(4), "b")]
+    xq = g.op("Quant", ins, domain="qonnx.custom_op.general", signed=0, narrow=0, rounding_mode="ROUND")
+    w = g.quant(g.const(g.rng.standard_normal((8, 4 // group, 3, 3)).astype(np.float32)), 0.25, 4, narrow=1)
+    y = g.op("Conv", [xq, w], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group)
+    return g.model({"x": [2, 4, 6, 6]}, [y])
+
+
+def test_per_channel_activation_scale_folds_into_a_depthwise_conv_with_parity():
+    ref = _per_channel_act_conv(group=4)  # depth multiplier 2: output m reads channel m // 2
+    lowered, modified, _ = apply_alone(ref, LowerMultibitLayersPass())
+    assert modified == [True]
+    assert op_types(lowered)[-3:] == ["Div", "QuantizePack", "BitSerialConv"]
+    # codes from the Quant's own x / s[c]; the integer dot product is exact; scale * D rounds (verify.RTOL)
+    assert verify(ref, lowered).passed
+
+
+def test_per_channel_activation_scale_into_a_dense_conv_must_not_fire_and_says_why():
+    lowered, modified, run = apply_alone(_per_channel_act_conv(group=1), LowerMultibitLayersPass())
+    assert modified == [False] and "BitSerialConv" not in op_types(lowered)
+    (refusal,) = run.report.by_rule("MultiBitConvToBitSerial")
+    assert "group=1" in refusal.reason and "depthwise" in refusal.reason
