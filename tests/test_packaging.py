@@ -152,21 +152,44 @@ def test_wheel_library_needs_glibc_2_28_at_most(wheel_library: Path):
     assert "libstdc++" not in dynamic and "libgcc_s" not in dynamic, dynamic
 
 
+_RUN_WITH_LIBRARY = (
+    "import os, sys, numpy as np, onnxruntime as ort; so = ort.SessionOptions(); "
+    "so.register_custom_ops_library(sys.argv[1]); so.intra_op_num_threads = 1; "
+    "s = ort.InferenceSession(sys.argv[2], so); "
+    "np.save(sys.argv[4], s.run(None, {'x': np.load(sys.argv[3])})[0])")
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: a process that loaded the zig-built wheel library "
+                   "segfaults at exit (after its results are right); not yet found")
+def test_wheel_library_process_exits_cleanly(wheel_library: Path, tmp_path: Path):
+    import numpy as np
+    from graphs import binary_conv_model
+
+    import qcompile
+
+    qcompile.compile(binary_conv_model(cin=70, cout=16, seed=4), tmp_path / "m.q.onnx", wbits=1)
+    np.save(tmp_path / "x.npy", np.zeros((2, 70, 8, 8), np.float32))
+    run = _run([sys.executable, "-c", _RUN_WITH_LIBRARY, str(wheel_library), str(tmp_path / "m.q.onnx"),
+                str(tmp_path / "x.npy"), str(tmp_path / "got.npy")])
+    assert run.returncode == 0, f"exit status {run.returncode}"
+
+
 def test_wheel_library_runs_a_compiled_model_in_onnxruntime(wheel_library: Path, tmp_path: Path):
     import numpy as np
-    import onnxruntime as ort
     from graphs import binary_conv_model
 
     import qcompile
 
     result = qcompile.compile(binary_conv_model(cin=70, cout=16, seed=4), tmp_path / "m.q.onnx", wbits=1)
-    x = np.random.default_rng(6).standard_normal((2, 70, 8, 8)).astype(np.float32)
-    so = ort.SessionOptions()
-    so.register_custom_ops_library(str(wheel_library))
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(tmp_path / "m.q.onnx"), so)
     assert any(n.op_type == "XnorConv" for n in result.model.graph.node)
-    (got,) = sess.run(None, {"x": x})
+    x = np.random.default_rng(6).standard_normal((2, 70, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    # The wheel's library runs in a process of its own, which leaves with os._exit: a process that
+    # loaded it segfaults at exit (test_wheel_library_process_exits_cleanly, a known bug).
+    run = _run([sys.executable, "-c", _RUN_WITH_LIBRARY + "; os._exit(0)", str(wheel_library),
+                str(tmp_path / "m.q.onnx"), str(tmp_path / "x.npy"), str(tmp_path / "got.npy")])
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = np.load(tmp_path / "got.npy")
     (want,) = qcompile.InferenceSession(str(tmp_path / "m.q.onnx"), threads=1).run(None, {"x": x})
     # Same kernels and source, another compiler; -ffp-contract=off in both builds, so the float
     # scale/bias step rounds the same way and the outputs are identical.
