@@ -392,7 +392,7 @@ def run_case(c: Case, ort_errors: tuple[type, ...]) -> dict:
     return {"id": c.id, "outcome": "ok", "detail": "equals the numpy twin"}
 
 
-# Ids the worker treats as a crash and a hang (the runner's self-test, tests/test_ops_hostile_corpus.py).
+# Ids the worker treats as a crash and a hang (the runner's self-test, tests/ops/test_ops_hostile_corpus.py).
 SELFTEST_CRASH, SELFTEST_HANG = "selftest/abort", "selftest/sleep"
 
 

@@ -25,8 +25,8 @@ done
 # The op tests: the hostile-input corpus, the padding sweep, the concurrency test and the op
 # suites whose cases run in seconds; the long multi-variant sweeps of test_ops_xnor.py /
 # test_ops_bitserial.py / test_ops_shift.py run only their edge selections (-k below).
-tests=(tests/test_ops_hostile_corpus.py tests/test_ops_hostile_pads.py tests/test_ops_hostile_threads.py
-       tests/test_ops_xnor_small.py tests/test_ops_qonnx.py tests/test_ops_shift.py)
+tests=(tests/ops/test_ops_hostile_corpus.py tests/ops/test_ops_hostile_pads.py tests/ops/test_ops_hostile_threads.py
+       tests/ops/test_ops_xnor_small.py tests/ops/test_ops_qonnx.py tests/ops/test_ops_shift.py)
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=("${tests[@]}")
 

@@ -16,16 +16,16 @@ import pytest
 import tomllib
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The compile/verify tests that need no torch or brevitas: passes, lowering, the CLI, packed
 # activations and the bit-exact QONNX kernels against their numpy twins.
 FLOOR_TESTS = [
-    "tests/test_passes.py",
-    "tests/test_multibit.py",
-    "tests/test_packed_activations.py",
-    "tests/test_cli.py",
-    "tests/test_ops_qonnx.py",
+    "tests/passes/test_passes.py",
+    "tests/passes/test_multibit.py",
+    "tests/passes/test_packed_activations.py",
+    "tests/e2e/test_cli.py",
+    "tests/ops/test_ops_qonnx.py",
 ]
 
 
@@ -51,11 +51,16 @@ def _cache_dir() -> Path:
     return Path(base) / "qcompile"
 
 
+# Read when the module is imported: tests/conftest.py points QCOMPILE_CACHE_DIR at a fresh
+# directory for every test (the cost cache), which would rebuild the floors venv each run.
+_FLOORS_CACHE = _cache_dir()
+
+
 def _floor_venv(pins: list[str]) -> Path:
     """A venv with exactly the floors, keyed by the pins and cached outside the checkout (as the
     onnxruntime headers are), so a fresh clone on the same machine, CI's, does not rebuild it."""
     key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
-    env_dir = _cache_dir() / "test-floors" / key
+    env_dir = _FLOORS_CACHE / "test-floors" / key
     python = env_dir / "bin" / "python"
     if (env_dir / ".complete").is_file():
         return python

@@ -14,7 +14,7 @@ from graphs import binary_conv_model
 
 import qcompile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

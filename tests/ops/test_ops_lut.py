@@ -27,7 +27,7 @@ from test_ops_xnor import conv_model, session
 from qcompile import runtime
 from qcompile.ops import bitserial, packing, xnor
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 F32 = onnx.TensorProto.FLOAT
 BITSERIAL_TABLE = runtime.kernel_table("BitSerialConv")
 HAVE_AVX2 = any(v.name == "avx2_lut" and v.supported for v in XNOR_TABLE)

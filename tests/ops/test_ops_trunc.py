@@ -7,10 +7,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
+from tests.test_ops_qonnx import bits_equal
 
 from qcompile import runtime
 from qcompile.ops import evaluator, trunc
-from tests.test_ops_qonnx import bits_equal
 
 F32 = TensorProto.FLOAT
 DOMAIN = "qonnx.custom_op.general"

@@ -35,7 +35,7 @@ def test_torchrun_two_processes(tmp_path: Path):
     script.write_text(SCRIPT)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2",
                            str(script), str(out)], env=env, capture_output=True, text=True,
                           timeout=240)
