@@ -23,8 +23,8 @@ for lib in "$asan" "$stdcxx"; do
 done
 
 # The op tests: the hostile-input corpus, the padding sweep, the concurrency test and the op
-# suites whose cases run in seconds; the long multi-variant sweeps of test_ops_xnor.py /
-# test_ops_bitserial.py / test_ops_shift.py run only their edge selections (-k below).
+# suites whose cases run in seconds; the long multi-variant sweeps (test_ops_xnor.py,
+# test_ops_bitserial.py, test_ops_lut.py, test_ops_kernels_emulated.py) are not in the list.
 tests=(tests/ops/test_ops_hostile_corpus.py tests/ops/test_ops_hostile_pads.py tests/ops/test_ops_hostile_threads.py
        tests/ops/test_ops_xnor_small.py tests/ops/test_ops_qonnx.py tests/ops/test_ops_shift.py)
 args=("$@")
