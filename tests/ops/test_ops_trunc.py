@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from tests.test_ops_qonnx import bits_equal
+from test_ops_qonnx import bits_equal  # tests/ops is on the path of its own tests
 
 from qcompile import runtime
 from qcompile.ops import evaluator, trunc
