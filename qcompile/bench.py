@@ -43,15 +43,20 @@ def spread(samples: list[float]) -> dict[str, float]:
             "min": float(a.min()), "max": float(a.max())}
 
 
-def cpu_name() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), as benchmarks and the cost cache record it."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
+    return platform.processor() or platform.machine()
+
+
+def cpu_name() -> str:
+    return f"{cpu_model()} ({os.cpu_count()} logical CPUs)"
 
 
 def _sessions(comp: onnx.ModelProto, ref: onnx.ModelProto, threads: int) -> dict[str, object]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import onnx
 
 from qcompile.analysis import IMPLS, SHAPE_OPS, Layer
 from qcompile.base.domains import QONNX_DOMAIN, QONNX_QUANT_OPS
+from qcompile.bench import cpu_model
 from qcompile.errors import QCompileError
 
 
@@ -139,16 +139,6 @@ def layer_model(proto: onnx.ModelProto, layer: Layer, shapes: dict[str, list]) -
     return model
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def default_cache_path() -> Path:
     base = os.environ.get("QCOMPILE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qcompile")
     return Path(base) / "costs.json"
@@ -165,7 +155,7 @@ class MeasuredCosts:
         self.path = cache_path or default_cache_path()
         self.repeats = repeats
         self.measure = measure  # False: cached figures only (a plain compile); True: --tune
-        self.machine = f"{_cpu_model()} | qcompile {qcompile.__version__} | onnxruntime {ort.__version__}"
+        self.machine = f"{cpu_model()} | qcompile {qcompile.__version__} | onnxruntime {ort.__version__}"
         try:
             self.cache = json.loads(self.path.read_text())
         except (OSError, ValueError):

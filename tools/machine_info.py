@@ -1,16 +1,5 @@
 """What machine a benchmark ran on, for the JSON it writes."""
 
-from __future__ import annotations
+from qcompile.bench import cpu_model
 
-import platform
-from pathlib import Path
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+__all__ = ["cpu_model"]
