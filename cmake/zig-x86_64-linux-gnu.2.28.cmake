@@ -60,12 +60,19 @@ if(NOT _qc_rc EQUAL 0 OR NOT EXISTS "${_qc_wrappers}/cpuinfo.o")
   message(FATAL_ERROR "expected cpuinfo.o in ${_qc_libgcc}, got none")
 endif()
 set(CMAKE_CXX_STANDARD_LIBRARIES_INIT "${_qc_wrappers}/cpuinfo.o")
-# Export only onnxruntime's entry point, so the statically linked libc++ (its operator new and
-# delete included) stays private; and ship no debug info (zig keeps it: 8 MB instead of ~1 MB).
-file(WRITE "${_qc_wrappers}/exports.map" "{\n  global: RegisterCustomOps;\n  local: *;\n};\n")
+# Export only the library's C entry points (onnxruntime's RegisterCustomOps, the qcompile_* C ABI
+# that qcompile.runtime reads with ctypes), so the statically linked libc++ and libunwind (operator
+# new and delete, _Unwind_*) stay private; and ship no debug info (zig keeps it: 8 MB, not ~1 MB).
+file(WRITE "${_qc_wrappers}/exports.map"
+  "{\n  global: RegisterCustomOps; qcompile_*;\n  local: *;\n};\n")
 set(CMAKE_SHARED_LINKER_FLAGS_INIT "-s -Wl,--version-script=${_qc_wrappers}/exports.map")
 
 # zig's clang does not let -mavx512f imply 512-bit vectors (evex512) as gcc and clang do, so the
 # AVX-512 variant would not compile. -mevex512 alone enables no instruction: files built without
 # AVX-512 flags stay baseline x86-64 (zig targets the baseline CPU, never the build machine's).
 set(CMAKE_CXX_FLAGS_INIT "-mevex512")
+
+# zig links shared libraries without gcc's crtbeginS.o, whose unload step runs the library's static
+# destructors (__cxa_finalize); without it a process that dlclosed the library segfaults in exit().
+# CMakeLists.txt links cmake/zig/dso_finalize.cc, which does that step, when this is set.
+set(QCOMPILE_LINK_DSO_FINALIZE ON)

@@ -6,12 +6,14 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import venv
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 from packaging.version import Version
@@ -157,45 +159,110 @@ def test_wheel_library_needs_glibc_2_28_at_most(wheel_library: Path):
     assert "libstdc++" not in dynamic and "libgcc_s" not in dynamic, dynamic
 
 
-_RUN_WITH_LIBRARY = (
-    "import os, sys, numpy as np, onnxruntime as ort; so = ort.SessionOptions(); "
-    "so.register_custom_ops_library(sys.argv[1]); so.intra_op_num_threads = 1; "
-    "s = ort.InferenceSession(sys.argv[2], so); "
-    "np.save(sys.argv[4], s.run(None, {'x': np.load(sys.argv[3])})[0])")
+def test_wheel_library_exports_only_its_c_entry_points(wheel_library: Path):
+    """RegisterCustomOps and the qcompile_* C ABI that qcompile.runtime reads with ctypes, and
+    nothing of the libc++ / libunwind linked into it: exported, those would interpose on (or be
+    interposed by) the libstdc++ and libgcc_s of onnxruntime and Python in the same process."""
+    import qcompile
+
+    def exported(lib: Path | str) -> set[str]:
+        nm = _run(["nm", "-D", "--defined-only", "--format=posix", str(lib)])
+        assert nm.returncode == 0, nm.stderr
+        return {line.split()[0] for line in nm.stdout.splitlines() if line.strip()}
+
+    dev_c_abi = {name for name in exported(qcompile.get_library_path()) if name.startswith("qcompile_")}
+    assert dev_c_abi, "expected qcompile_* functions in the development library"
+    assert exported(wheel_library) == {"RegisterCustomOps"} | dev_c_abi
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a process that loaded the zig-built wheel library "
-                   "segfaults at exit (after its results are right); not yet found")
-def test_wheel_library_process_exits_cleanly(wheel_library: Path, tmp_path: Path):
-    import numpy as np
+# Plain onnxruntime, as a user's host does: register each library in its own session options
+# (argv: model, input .npy, then pairs of library and output .npy), run the model, exit normally.
+_RUN_WITH_LIBRARIES = """
+import sys, numpy as np, onnxruntime as ort
+model, x = sys.argv[1], np.load(sys.argv[2])
+for lib, out in zip(sys.argv[3::2], sys.argv[4::2]):
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(lib)
+    so.intra_op_num_threads = 1
+    np.save(out, ort.InferenceSession(model, so).run(None, {"x": x})[0])
+"""
+
+
+def _exit_status(run: subprocess.CompletedProcess) -> str:
+    if run.returncode < 0:
+        return f"killed by signal {-run.returncode} ({signal.Signals(-run.returncode).name})"
+    return f"exit status {run.returncode}: {run.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def xnor_model(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A compiled XnorConv model, an input, and its output from the development library."""
     from graphs import binary_conv_model
 
     import qcompile
 
-    qcompile.compile(binary_conv_model(cin=70, cout=16, seed=4), tmp_path / "m.q.onnx", wbits=1)
-    np.save(tmp_path / "x.npy", np.zeros((2, 70, 8, 8), np.float32))
-    run = _run([sys.executable, "-c", _RUN_WITH_LIBRARY, str(wheel_library), str(tmp_path / "m.q.onnx"),
-                str(tmp_path / "x.npy"), str(tmp_path / "got.npy")])
-    assert run.returncode == 0, f"exit status {run.returncode}"
-
-
-def test_wheel_library_runs_a_compiled_model_in_onnxruntime(wheel_library: Path, tmp_path: Path):
-    import numpy as np
-    from graphs import binary_conv_model
-
-    import qcompile
-
-    result = qcompile.compile(binary_conv_model(cin=70, cout=16, seed=4), tmp_path / "m.q.onnx", wbits=1)
+    out = tmp_path_factory.mktemp("xnor")
+    with pytest.MonkeyPatch.context() as mp:  # an empty cost cache, as every test has (conftest.py)
+        mp.setenv("QCOMPILE_CACHE_DIR", str(out / "cache"))
+        result = qcompile.compile(binary_conv_model(cin=70, cout=16, seed=4), out / "m.q.onnx", wbits=1)
     assert any(n.op_type == "XnorConv" for n in result.model.graph.node)
     x = np.random.default_rng(6).standard_normal((2, 70, 8, 8)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    # The wheel's library runs in a process of its own, which leaves with os._exit: a process that
-    # loaded it segfaults at exit (test_wheel_library_process_exits_cleanly, a known bug).
-    run = _run([sys.executable, "-c", _RUN_WITH_LIBRARY + "; os._exit(0)", str(wheel_library),
-                str(tmp_path / "m.q.onnx"), str(tmp_path / "x.npy"), str(tmp_path / "got.npy")])
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = np.load(tmp_path / "got.npy")
-    (want,) = qcompile.InferenceSession(str(tmp_path / "m.q.onnx"), threads=1).run(None, {"x": x})
+    np.save(out / "x.npy", x)
+    (want,) = qcompile.InferenceSession(str(out / "m.q.onnx"), threads=1).run(None, {"x": x})
+    return out / "m.q.onnx", out / "x.npy", want
+
+
+def test_wheel_library_runs_a_compiled_model_and_exits_cleanly(wheel_library: Path, xnor_model, tmp_path: Path):
+    model, x, want = xnor_model
+    # onnxruntime dlcloses the library before the process exits; the library's static destructors
+    # must run then (cmake/zig/dso_finalize.cc), not from exit() into unmapped code (a segfault).
+    run = _run([sys.executable, "-c", _RUN_WITH_LIBRARIES, str(model), str(x),
+                str(wheel_library), str(tmp_path / "got.npy")], timeout=300)
+    assert run.returncode == 0, _exit_status(run)
     # Same kernels and source, another compiler; -ffp-contract=off in both builds, so the float
     # scale/bias step rounds the same way and the outputs are identical.
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), want)
+
+
+@pytest.mark.parametrize("first", ["dev", "wheel"])
+def test_wheel_library_beside_the_development_library(wheel_library: Path, xnor_model, tmp_path: Path,
+                                                      first: str):
+    """Both builds in one process (libstdc++ and a private libc++ side by side), each in its own
+    session, in either order: same outputs, and the process exits normally."""
+    import qcompile
+
+    model, x, want = xnor_model
+    libs = {"dev": qcompile.get_library_path(), "wheel": str(wheel_library)}
+    order = [first, "wheel" if first == "dev" else "dev"]
+    args = [arg for name in order for arg in (libs[name], str(tmp_path / f"{name}.npy"))]
+    run = _run([sys.executable, "-c", _RUN_WITH_LIBRARIES, str(model), str(x), *args], timeout=300)
+    assert run.returncode == 0, _exit_status(run)
+    for name in order:
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), want, err_msg=name)
+
+
+_RUNTIME_WITH_LIBRARY = """
+import json, sys, numpy as np, qcompile
+from qcompile import runtime
+(y,) = qcompile.InferenceSession(sys.argv[1], threads=1).run(None, {"x": np.load(sys.argv[2])})
+np.save(sys.argv[3], y)
+print(json.dumps({op: [[v.name, v.isa, v.supported] for v in runtime.kernel_table(op)]
+                  for op in runtime.KERNEL_OPS}))
+"""
+
+
+def test_wheel_library_through_qcompile_runtime(wheel_library: Path, xnor_model, tmp_path: Path):
+    """qcompile.runtime on the wheel's library: the same kernel-variant tables through its C ABI
+    (ctypes) as the development build, a session through qcompile.InferenceSession, a clean exit."""
+    import json
+
+    from qcompile import runtime
+
+    model, x, want = xnor_model
+    env = {**os.environ, runtime.LIBRARY_ENV: str(wheel_library)}
+    run = _run([sys.executable, "-c", _RUNTIME_WITH_LIBRARY, str(model), str(x), str(tmp_path / "got.npy")],
+               env=env, timeout=300)
+    assert run.returncode == 0, _exit_status(run)
+    np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), want)
+    dev = {op: [[v.name, v.isa, v.supported] for v in runtime.kernel_table(op)] for op in runtime.KERNEL_OPS}
+    assert json.loads(run.stdout) == dev
