@@ -95,6 +95,45 @@ def test_declared_floors_compile_and_verify():
     assert re.search(r"\d+ passed", run.stdout)
 
 
+# --- the documents a release carries --------------------------------------------------------------
+
+_USER_DOCS = ["README.md", "CHANGELOG.md", "custom_ops/SPEC.md", *sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", _USER_DOCS)
+def test_doc_links_stay_inside_the_repository(doc: str):
+    """A relative link names a file of this repository (someone who cloned it has nothing else)."""
+    text = (ROOT / doc).read_text()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target) or target.startswith("#"):
+            continue
+        path = ((ROOT / doc).parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{doc} links {target}, outside the repository"
+        assert path.exists(), f"{doc} links {target}, which does not exist"
+
+
+def test_readme_and_help_say_1_to_4_bit():
+    from click.testing import CliRunner
+
+    from qcompile.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    title = readme.splitlines()[0]
+    assert title.startswith("# ") and "1–4 bit" in title, title
+    assert not re.search(r"1[–-]3 bit", readme)
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    assert re.search(r"1[–-]4 bit", help_text), help_text
+
+
+def test_license_and_changelog_entry_for_the_package_version():
+    assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(version)}\]", changelog, re.M), (
+        f"expected a '## [{version}]' entry in CHANGELOG.md")
+
+
 # --- the portable wheel (tools/build_wheel.sh) ---------------------------------------------------
 
 PLATFORM_TAG = "manylinux_2_28_x86_64"
