@@ -18,6 +18,9 @@ import pytest
 import tomllib
 from packaging.version import Version
 
+# host: test_host.py's fixture that builds custom_ops/examples/host.cc, used here as a fixture
+from test_host import host, parse_outputs  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The compile/verify tests that need no torch or brevitas: passes, lowering, the CLI, packed
@@ -305,3 +308,15 @@ def test_wheel_library_through_qcompile_runtime(wheel_library: Path, xnor_model,
     np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), want)
     dev = {op: [[v.name, v.isa, v.supported] for v in runtime.kernel_table(op)] for op in runtime.KERNEL_OPS}
     assert json.loads(run.stdout) == dev
+
+
+def test_wheel_library_in_the_cpp_host(host: Path,  # noqa: F811 (the imported fixture)
+                                        wheel_library: Path, xnor_model, tmp_path: Path):
+    """custom_ops/examples/host.cc serving with the wheel's library: Python's outputs, and a clean
+    exit (the host's session options unload the library before exit, as Python's do)."""
+    model, x, want = xnor_model
+    np.load(x).astype("<f4").tofile(tmp_path / "x.f32")
+    run = _run([str(host), str(model), str(wheel_library), str(tmp_path / "x.f32"), "x".join(map(str, np.load(x).shape))], timeout=300)
+    assert run.returncode == 0, _exit_status(run)
+    (got,) = parse_outputs(run.stdout).values()
+    np.testing.assert_array_equal(got, want)
