@@ -3,48 +3,14 @@ same outputs as Python's onnxruntime for the same compiled model and input."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from graphs import binary_conv_model
+from host_output import parse_outputs
 
 import qcompile
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory) -> Path:
-    if shutil.which("cmake") is None:
-        pytest.skip("cmake is not on PATH")
-    build = tmp_path_factory.mktemp("host-build")
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    configure = subprocess.run(
-        ["cmake", "-S", str(ROOT), "-B", str(build), *generator, "-DQCOMPILE_BUILD_EXAMPLES=ON",
-         f"-DPython3_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
-    assert configure.returncode == 0, configure.stdout[-2000:] + configure.stderr[-2000:]
-    make = subprocess.run(["cmake", "--build", str(build), "--target", "qcompile_host"],
-                          capture_output=True, text=True)
-    assert make.returncode == 0, make.stdout[-3000:] + make.stderr[-2000:]
-    return build / "qcompile_host"
-
-
-def parse_outputs(text: str) -> dict[str, np.ndarray]:
-    """The host's printout -> {name: float32 array of the printed shape}."""
-    outputs: dict[str, np.ndarray] = {}
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        _, name, _, dims = lines[i].split()
-        shape = [int(d) for d in dims.split("x")] if dims else []
-        n = int(np.prod(shape))
-        outputs[name] = np.array([float(v) for v in lines[i + 1:i + 1 + n]], np.float32).reshape(shape)
-        i += 1 + n
-    return outputs
 
 
 def test_host_prints_what_python_onnxruntime_computes(host: Path, tmp_path: Path):

@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
+from host_output import parse_outputs
 from packaging.version import Version
-
-# host: test_host.py's fixture that builds custom_ops/examples/host.cc, used here as a fixture
-from test_host import host, parse_outputs  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -310,8 +308,7 @@ def test_wheel_library_through_qcompile_runtime(wheel_library: Path, xnor_model,
     assert json.loads(run.stdout) == dev
 
 
-def test_wheel_library_in_the_cpp_host(host: Path,  # noqa: F811 (the imported fixture)
-                                        wheel_library: Path, xnor_model, tmp_path: Path):
+def test_wheel_library_in_the_cpp_host(host: Path, wheel_library: Path, xnor_model, tmp_path: Path):
     """custom_ops/examples/host.cc serving with the wheel's library: Python's outputs, and a clean
     exit (the host's session options unload the library before exit, as Python's do)."""
     model, x, want = xnor_model
