@@ -23,6 +23,7 @@ from qcompile.passes.propagate_grid import PropagateGridPass
 from qcompile.passes.qcdq import QcdqToQuantPass
 from qcompile.passes.report import CompileReport, PipelineRun
 from qcompile.passes.rewrite import MAX_REWRITE_ROUNDS
+from qcompile.passes.trunc_avgpool import TruncAvgPoolToIntegerPoolPass
 
 
 @dataclass
@@ -65,6 +66,8 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    An int8 layer behind MaxPool(Quant(x)) max-pools its own int8 codes instead; after
             #    a cleanup, so the quantizer the int8 lowering replaced no longer reads the MaxPool.
             Int8CodesThroughMaxPoolPass(rounds),
+            #    Trunc(AveragePool(Quant(x))) sum-pools the Quant's integer codes (an int8 layer after reads them).
+            TruncAvgPoolToIntegerPoolPass(rounds),
             # 5. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             LowerBinaryLayersPass(rounds),

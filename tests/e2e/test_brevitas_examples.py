@@ -147,8 +147,21 @@ def test_default_dynamo_export_compiles_and_matches_qonnx(tmp_path):
     _assert_matches_qonnx(_ort_run(result.model, x), _qonnx_run(path, x))
 
 
+def _assert_pool_is_integer(model: onnx.ModelProto) -> None:
+    """TruncAvgPool2d (AveragePool -> Trunc) became the integer sum-pool on codes: no float pool, no Trunc."""
+    ops = [n.op_type for n in model.graph.node]
+    assert not {"AveragePool", "GlobalAveragePool", "Trunc"} & set(ops), ops
+    assert "ReduceSum" in ops
+
+
 def test_resnet18_classifier_takes_int8_arithmetic(brevitas):
     _, _, _, result = brevitas("resnet18_4w4a")
+    _assert_pool_is_integer(result.model)
+    # the classifier reads the pool's uint8 codes: MatMulInteger <- Reshape <- Cast <- Clip (int32)
+    producers = {n.output[0]: n for n in result.model.graph.node}
+    mm = next(n for n in result.model.graph.node if n.op_type == "MatMulInteger")
+    reshape = producers[mm.input[0]]
+    assert [reshape.op_type, producers[reshape.input[0]].op_type] == ["Reshape", "Cast"]
     lowered = {r.name: r.op_after for r in result.rows}
     body = [n for n in lowered if n != "/conv1/Conv"]  # the first conv reads the float input
     # the 8-bit classifier takes int8 arithmetic (MatMulInteger), not 8 bit planes
@@ -167,5 +180,6 @@ def test_imagenet_qat_models_lower_depthwise_convs_and_match_reference(tmp_path,
     assert result.parity is not None and result.parity.passed
     assert (result.wbits, result.abits) == IMAGENET[name]
     _assert_float_layers_have_new_reasons(result)
+    _assert_pool_is_integer(result.model)
     nominal = compile_model(path, None, wbits=4, abits=4, check_parity=False)
     np.testing.assert_array_equal(_ort_run(nominal.model, x), _ort_run(result.model, x))
