@@ -8,6 +8,7 @@ import onnx_ir as ir
 
 from qcompile.analysis import LayerAnalyses
 from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET
+from qcompile.passes.absorb_channel_scales import AbsorbChannelScalesPass
 from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
@@ -106,6 +107,9 @@ def frontend_pipeline() -> ir.passes.PassManager:
             # gets that grid's quantizer in front of it, so analysis and lowering see a quantized
             # input (value-preserving: re-quantizing a value on its grid gives it back).
             PropagateGridPass(),
+            # A per-input-channel activation scale with power-of-two ratios goes into a (not
+            # depthwise) conv's integer weights, so analysis sees a per-tensor input.
+            AbsorbChannelScalesPass(),
         ]
     )
 
