@@ -29,7 +29,8 @@ MODELS = BNN_PYNQ + IMAGENET
 
 
 def example_model(name: str):
-    """The Brevitas example `name` with random weights and BatchNorm statistics as after training."""
+    """The Brevitas example `name` with random weights, BatchNorm statistics and per-channel
+    activation scales as after training."""
     import torch
 
     if name in IMAGENET:
@@ -44,6 +45,10 @@ def example_model(name: str):
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
+    with torch.no_grad():  # per-channel activation scales as after training: not all equal
+        for pname, p in model.named_parameters():
+            if "act_quant" in pname and pname.endswith("scaling_impl.value") and p.numel() > 1:
+                p.uniform_(0.5, 2.0)
     return model
 
 

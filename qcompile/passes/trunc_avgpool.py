@@ -22,7 +22,9 @@ dividend non-negative (so Div truncating and flooring agree, and parity is kept)
   DOWN / UP / HALF_DOWN / HALF_UP (symmetric about 0): sign(S) * ((|S| + a) / t), a = 0, t - 1,
                      t/2 - 1, t/2
 Trunc's output (c - 0/t) * s_o is one float32 multiply, the same one the rewrite does (a -0.0
-of the reference comes out +0.0: equal as values, and to every op after).
+of the reference comes out +0.0: equal as values, and to every op after). ±inf saturates to the
+grid's ends in both. A NaN input is where they part: the reference pools NaN into NaN, while
+QuantizeLinear gives NaN the code 0 (as in every layer lowered to int8 arithmetic).
 """
 
 from __future__ import annotations

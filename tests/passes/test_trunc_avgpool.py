@@ -154,3 +154,18 @@ def test_window_too_large_for_float32_is_refused():
     _, modified, run = apply_alone(ref, TruncAvgPoolToIntegerPoolPass())
     assert modified == [False]
     assert any("too large for float32" in r.reason for r in run.report.refusals)
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+def test_infinite_and_huge_inputs_saturate_like_the_reference(signed):
+    """±inf and ±1e30 saturate to the grid's ends in both (QuantizeLinear saturates, then Clip)."""
+    ref = _trunc_model("tiles2x2", "HALF_EVEN", signed, 1, out_bits=8)
+    out, modified, _ = apply_alone(ref, TruncAvgPoolToIntegerPoolPass())
+    assert modified == [True]
+    x = _inputs(ref, seed=7)
+    x[0, 0, :2, :2] = np.inf
+    x[0, 1, :2, :2] = -np.inf
+    x[1, 0] = F32(1e30)
+    x[1, 1] = F32(-1e30)
+    x[1, 2, :2, :2] = [[np.inf, -np.inf], [1e30, -1e30]]
+    np.testing.assert_array_equal(_run(out, x), _run(ref, x))
