@@ -63,6 +63,10 @@ class AbsorbChannelScalesIntoWeights(ReportingRule):
         plan = absorption(scale, conv)
         if isinstance(plan, str):
             return MatchResult().fail(plan)
+        try:
+            evaluate_quantizer(wq.producer())
+        except ValueError as err:  # e.g. a rounding mode the numpy twin does not know
+            return MatchResult().fail(f"the weight quantizer cannot be evaluated: {err}")
         w = const_array(wq.producer().inputs[0])
         group = int_attr(conv, "group", 1)
         if w is None or w.ndim != 4 or group < 1 or w.shape[1] * group != scale.size or w.shape[0] % group:
