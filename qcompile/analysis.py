@@ -306,8 +306,9 @@ def _depthwise_channel_scale(quant: ir.Node, layer: ir.Node | None) -> np.ndarra
     if scale.ndim != 4 or scale.shape != (1, channels, 1, 1):
         return f"activation Quant scale of shape {list(scale.shape)} is not per tensor or per channel [1, C, 1, 1]"
     if w is None or w.ndim != 4 or group != channels or w.shape[1] != 1 or w.shape[0] % group:
-        return (f"per-channel activation scale ({channels} channels) into a Conv with group={group}: it folds "
-                "exactly only into a depthwise conv (group == channels); the weights cannot absorb it exactly")
+        from qcompile.int8_plan import channel_scale_refusal  # why the weights cannot absorb it
+
+        return channel_scale_refusal(scale, layer)
     return np.repeat(scale.reshape(-1).astype(np.float32), w.shape[0] // group)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.analysis import InputInfo, WeightInfo, activation_operand, weight_operand
+from qcompile.base.ir_readers import const_array, int_attr, is_qonnx
 
 INT32_MAX = 2**31 - 1
 
@@ -72,6 +73,13 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
 
     if inp.kind != "int" or inp.quant_node is None:
         return f"input is {inp.kind} ({inp.source}), not a uniform integer grid"
+    scale = const_array(inp.quant_node.inputs[1])
+    if scale is not None and scale.size > 1:  # ConvInteger's input is quantized per tensor
+        if node.op_type == "Conv" and int_attr(node, "group", 1) == scale.size:
+            return "per-channel activation scale into a depthwise conv: it folds into bit-serial output scales only"
+        if node.op_type == "Conv":
+            return channel_scale_refusal(scale, node)
+        return "activation Quant scale is not one number (QuantizeLinear's codes are per tensor here)"
     act = activation_operand(inp.quant_node)
     if isinstance(act, str):
         return act
@@ -102,3 +110,57 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
         return f"K = {k} products could overflow int32"
     return Int8Plan(x_dtype, x_zp, qmin + x_zp, qmax + x_zp, (v_w + w_zp).astype(w_dtype), w_zp,
                     np.float32(act.scale), np.asarray(w_scale, np.float32))
+
+
+# Per-input-channel activation scales into a conv that is not depthwise (MobileNet-style
+# per-channel QuantReLUs before a dense conv). With s[c] = s0 * 2^e[c] exactly, the Quant's codes
+# are those of a per-tensor Quant(x * 2^-e[c], s0) (x / s[c] and (x * 2^-e) / s0 are the same
+# float32 quotient: scaling by a power of two is exact) and the layer sums
+# s0 * sum_c (v_w[m, c] * 2^e[c]) * q[c]: the powers of two go into the integer weights, which
+# then need e_max more bits (qcompile.passes.absorb_channel_scales rewrites it so).
+MAX_ABSORBED_BITS = 8  # the weights must stay within int8 (the int8 path; bit-serial up to 8 planes)
+
+
+def channel_scale_exponents(scale: np.ndarray) -> tuple[np.float32, np.ndarray] | str:
+    """(s0, e): scale[c] = s0 * 2^e[c] exactly in float32, s0 the smallest; else why not."""
+    s = np.asarray(scale, np.float32).reshape(-1)
+    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+        return "activation Quant scale is not a positive constant"
+    s0 = np.float32(s.min())
+    if s0 < np.float32(2.0**-100):  # x * 2^-e must stay a normal float32 wherever it rounds to a code != 0
+        return f"its smallest scale {s0:g} is too small to rescale exactly"
+    e = np.round(np.log2(s.astype(np.float64) / float(s0))).astype(np.int64)
+    exact = np.ldexp(s0, e).astype(np.float32) == s
+    if not np.all(exact):
+        c = int(np.flatnonzero(~exact)[0])
+        return (f"channel {c}'s scale is {float(s[c]) / float(s0):.6g} times the smallest, not a power of two, "
+                "so the integer weights cannot absorb it exactly")
+    return s0, e
+
+
+def channel_scale_refusal(scale: np.ndarray, layer: ir.Node) -> str:
+    """Why a per-input-channel activation scale into `layer` (a Conv that is not depthwise) does not
+    fold into its integer weights: the specific reason absorb_channel_scales found."""
+    why = absorption(scale, layer)
+    why = why if isinstance(why, str) else "its powers of two were not absorbed into the weights"
+    return (f"per-channel activation scale into a Conv with group={int_attr(layer, 'group', 1)} (not depthwise, "
+            f"where it folds into the output scales): {why}")
+
+
+def absorption(scale: np.ndarray, layer: ir.Node) -> tuple[np.float32, np.ndarray, int] | str:
+    """(s0, e, weight bits after absorbing 2^e) for a per-channel scale into `layer`, or why not."""
+    exps = channel_scale_exponents(scale)
+    if isinstance(exps, str):
+        return exps
+    s0, e = exps
+    wq = layer.inputs[1].producer() if len(layer.inputs) > 1 and layer.inputs[1] is not None else None
+    if not is_qonnx(wq, "Quant", "IntQuant") or any(const_array(v) is None for v in wq.inputs[:4]):
+        return "the weights are not a Quant of constants (binary ±α weights times 2^e are not absorbed)"
+    zero, bits = const_array(wq.inputs[2]), const_array(wq.inputs[3])
+    if zero.size != 1 or float(zero.reshape(-1)[0]) != 0 or bits.size != 1:
+        return "the weight Quant's zero point is not one 0 or its bit width not one number"
+    wbits = int(bits.reshape(-1)[0]) + int(e.max())
+    if wbits > MAX_ABSORBED_BITS:
+        return (f"its scale ratios go up to 2^{int(e.max())}: the {int(bits.reshape(-1)[0])}-bit "
+                f"weights times them need {wbits} bits, beyond int8")
+    return s0, e, wbits

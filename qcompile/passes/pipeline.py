@@ -8,6 +8,7 @@ import onnx_ir as ir
 
 from qcompile.analysis import LayerAnalyses
 from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET
+from qcompile.passes.absorb_channel_scales import AbsorbChannelScalesPass
 from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
@@ -23,6 +24,7 @@ from qcompile.passes.propagate_grid import PropagateGridPass
 from qcompile.passes.qcdq import QcdqToQuantPass
 from qcompile.passes.report import CompileReport, PipelineRun
 from qcompile.passes.rewrite import MAX_REWRITE_ROUNDS
+from qcompile.passes.trunc_avgpool import TruncAvgPoolToIntegerPoolPass
 
 
 @dataclass
@@ -65,6 +67,8 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    An int8 layer behind MaxPool(Quant(x)) max-pools its own int8 codes instead; after
             #    a cleanup, so the quantizer the int8 lowering replaced no longer reads the MaxPool.
             Int8CodesThroughMaxPoolPass(rounds),
+            #    Trunc(AveragePool(Quant(x))) sum-pools the Quant's integer codes (an int8 layer after reads them).
+            TruncAvgPoolToIntegerPoolPass(rounds),
             # 5. Binary layers become XnorConv / XnorGemm on packed bits (activation quantizers
             #    stay in place for any float consumer; dead ones go in the final cleanup).
             LowerBinaryLayersPass(rounds),
@@ -103,6 +107,9 @@ def frontend_pipeline() -> ir.passes.PassManager:
             # gets that grid's quantizer in front of it, so analysis and lowering see a quantized
             # input (value-preserving: re-quantizing a value on its grid gives it back).
             PropagateGridPass(),
+            # A per-input-channel activation scale with power-of-two ratios goes into a (not
+            # depthwise) conv's integer weights, so analysis sees a per-tensor input.
+            AbsorbChannelScalesPass(),
         ]
     )
 

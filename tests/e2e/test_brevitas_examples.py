@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
 from qcompile import runtime
 from qcompile.compiler import compile as compile_model
+from tools.brevitas_report import export_example, qonnx_run
 
 pytest.importorskip("brevitas_examples")
 pytest.importorskip("qonnx")
@@ -36,43 +36,9 @@ OLD_REASONS = ("(MaxPool)", "activation Quant scale is not a positive scalar", "
 IMAGENET = {"quant_mobilenet_v1_4b": (4, 4), "quant_proxylessnas_mobile14_4b": (4, 4)}
 
 
-def _brevitas_model(name: str) -> torch.nn.Module:
-    if name in IMAGENET:
-        from brevitas_examples.imagenet_classification import models
-    else:
-        from brevitas_examples.bnn_pynq import models
-
-    torch.manual_seed(0)
-    model = getattr(models, name)(pretrained=False).eval()
-    for m in model.modules():  # non-degenerate BatchNorm statistics, as after training
-        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-    return model
-
-
 def _export(name: str, path, dynamo: bool = False) -> tuple[str, np.ndarray]:
-    from brevitas.export import export_qonnx
-
-    model = _brevitas_model(name)
-    shape = (1, 3, 224, 224) if name in IMAGENET else (1, 3, 32, 32) if name.startswith(("cnv", "resnet")) \
-        else (1, 1, 28, 28)
-    x = torch.rand(shape) * 2 - 1
-    with torch.no_grad():
-        export_qonnx(model, x, export_path=str(path), dynamo=dynamo)
-    return str(path), x.numpy()
-
-
-def _qonnx_run(path: str, x: np.ndarray) -> np.ndarray:
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.util.cleanup import cleanup_model
-
-    wrapper = cleanup_model(ModelWrapper(path))  # qonnx's executor wants every shape inferred
-    out = execute_onnx(wrapper, {wrapper.graph.input[0].name: x})
-    return out[wrapper.graph.output[0].name]
+    # the same models, weights and inputs as the closing table (tools/brevitas_report.py)
+    return export_example(name, path, dynamo=dynamo)
 
 
 def _ort_run(model, x: np.ndarray) -> np.ndarray:
@@ -105,7 +71,7 @@ def brevitas(tmp_path_factory):
     def get(name: str):
         if name not in cache:
             path, x = _export(name, tmp_path_factory.mktemp(name) / f"{name}.onnx")
-            cache[name] = (path, x, _qonnx_run(path, x), compile_model(path, None))
+            cache[name] = (path, x, qonnx_run(path, x), compile_model(path, None))
         return cache[name]
 
     return get
@@ -144,11 +110,24 @@ def test_default_dynamo_export_compiles_and_matches_qonnx(tmp_path):
     assert result.parity is not None and result.parity.passed
     assert (result.wbits, result.abits) == (2, 2)
     assert all(r.op_after.startswith("BitSerialGemm") for r in result.rows), [(r.name, r.op_after, r.note) for r in result.rows]
-    _assert_matches_qonnx(_ort_run(result.model, x), _qonnx_run(path, x))
+    _assert_matches_qonnx(_ort_run(result.model, x), qonnx_run(path, x))
+
+
+def _assert_pool_is_integer(model: onnx.ModelProto) -> None:
+    """TruncAvgPool2d (AveragePool -> Trunc) became the integer sum-pool on codes: no float pool, no Trunc."""
+    ops = [n.op_type for n in model.graph.node]
+    assert not {"AveragePool", "GlobalAveragePool", "Trunc"} & set(ops), ops
+    assert "ReduceSum" in ops
 
 
 def test_resnet18_classifier_takes_int8_arithmetic(brevitas):
     _, _, _, result = brevitas("resnet18_4w4a")
+    _assert_pool_is_integer(result.model)
+    # the classifier reads the pool's uint8 codes: MatMulInteger <- Reshape <- Cast <- Clip (int32)
+    producers = {n.output[0]: n for n in result.model.graph.node}
+    mm = next(n for n in result.model.graph.node if n.op_type == "MatMulInteger")
+    reshape = producers[mm.input[0]]
+    assert [reshape.op_type, producers[reshape.input[0]].op_type] == ["Reshape", "Cast"]
     lowered = {r.name: r.op_after for r in result.rows}
     body = [n for n in lowered if n != "/conv1/Conv"]  # the first conv reads the float input
     # the 8-bit classifier takes int8 arithmetic (MatMulInteger), not 8 bit planes
@@ -167,5 +146,6 @@ def test_imagenet_qat_models_lower_depthwise_convs_and_match_reference(tmp_path,
     assert result.parity is not None and result.parity.passed
     assert (result.wbits, result.abits) == IMAGENET[name]
     _assert_float_layers_have_new_reasons(result)
+    _assert_pool_is_integer(result.model)
     nominal = compile_model(path, None, wbits=4, abits=4, check_parity=False)
     np.testing.assert_array_equal(_ort_run(nominal.model, x), _ort_run(result.model, x))
