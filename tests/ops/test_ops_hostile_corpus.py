@@ -39,7 +39,8 @@ def test_corpus_covers_every_op_and_input_position():
 def test_runner_attributes_a_crash_and_a_hang_to_their_case():
     ids = ["XnorConv/valid", hostile_ops.SELFTEST_CRASH, "XnorConv/omit_input_W",
            hostile_ops.SELFTEST_HANG, "Quant/valid"]
-    report = hostile_ops.run_corpus(ids, case_timeout=3.0)
+    # a generous limit: a case starts a process (about 1.5 s, more under ASan on a loaded machine)
+    report = hostile_ops.run_corpus(ids, case_timeout=12.0)
     got = {r["id"]: r["outcome"] for r in report["results"]}
     assert got == {"XnorConv/valid": "ok", hostile_ops.SELFTEST_CRASH: "crash",
                    "XnorConv/omit_input_W": "error", hostile_ops.SELFTEST_HANG: "hang",
