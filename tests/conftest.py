@@ -9,6 +9,8 @@ import pytest
 @pytest.fixture(autouse=True)
 def _private_cost_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("QCOMPILE_CACHE_DIR", str(tmp_path_factory.mktemp("qcompile-cache")))
+    # the cost model's fixed constants: no test calibrates (seconds) unless it asks to
+    monkeypatch.setenv("QCOMPILE_COSTMODEL", "static")
 
 
 _SLOW_DIRS = ("e2e", "train", "tooling")
