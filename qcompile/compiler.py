@@ -440,6 +440,8 @@ def compile(
         hint = ""
         if ptq_report is not None and abits is None:
             hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
+        elif any(c.impl == "float" and c.why in ("estimated", "measured") for c in choices.values()):
+            hint = "; a layer left float is faster so (--impl LAYER=IMPL lowers it anyway)"
         raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
     check_loads(compiled)
     if check_parity:

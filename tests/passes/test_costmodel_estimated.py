@@ -57,7 +57,7 @@ def test_layer_shape_counts_words_pairs_pixels_and_groups():
     assert shape.work("xnor") == 32 * 25 * 9 * 2  # 100 channels: two 64-bit words per tap
     assert shape.work("bitserial") == 4 * shape.work("xnor")
     f = shape.features("bitserial")
-    assert list(f) == [1.0, shape.work("bitserial"), 0.0, 100 * 100 + 32 * 25, 25.0]
+    assert list(f) == [1.0, 0.0, shape.work("bitserial"), 0.0, 100 * 100 + 32 * 25, 25.0]
     depthwise = layer_shape(_layer(_conv_model(cin=16, cout=16, group=16)), [1, 16, 10, 10])
     assert (depthwise.groups, depthwise.group_channels, depthwise.work("xnor")) == (16, 1, 16 * 100 * 9)
     assert layer_shape(_layer(proto), [None, 100, None, 10]) is None
@@ -69,7 +69,7 @@ def test_layer_shape_of_a_dense_layer():
     y = g.op("Gemm", [g.quant("x", 0.25, 4, signed=0), w], name="fc", transB=1)
     shape = layer_shape(_layer(g.model({"x": [1, 200]}, [y])), [1, 200])
     assert (shape.dense, shape.out_channels, shape.group_channels, shape.pixels, shape.in_elems) == (True, 10, 200, 1, 200)
-    assert list(shape.features("int8")) == [1.0, 0.0, 2000.0, 210.0, 1.0]
+    assert list(shape.features("int8")) == [0.0, 1.0, 0.0, 2000.0, 210.0, 1.0]
 
 
 def _choice_by(constants, proto=None):
@@ -82,7 +82,7 @@ def _choice_by(constants, proto=None):
 
 def _only(impl_costs: dict[str, float]) -> dict[str, tuple[float, ...]]:
     """Constants where each implementation costs a fixed overhead (seconds) and nothing else."""
-    return {impl: (s, 0.0, 0.0, 0.0, 0.0) for impl, s in impl_costs.items()}
+    return {impl: (s, s, 0.0, 0.0, 0.0, 0.0) for impl, s in impl_costs.items()}
 
 
 def test_the_estimated_choice_follows_the_constants():
@@ -94,8 +94,8 @@ def test_the_estimated_choice_follows_the_constants():
 
 def test_plane_pairs_make_bitserial_lose_to_int8_at_4_bits():
     """Per-unit constants: bit-serial pays per word and plane pair, int8 per multiply-add."""
-    constants = {"bitserial": (0.0, 1e-9, 0.0, 0.0, 0.0), "int8": (0.0, 1e-10, 0.0, 0.0, 0.0),
-                 "float": (0.0, 1e-9, 0.0, 0.0, 0.0), "twin": (0.0, 1e-9, 0.0, 0.0, 0.0)}
+    constants = {impl: (0.0, 0.0, per_unit, 0.0, 0.0, 0.0)
+                 for impl, per_unit in (("bitserial", 1e-9), ("int8", 1e-10), ("float", 1e-9), ("twin", 1e-9))}
     # 64 channels: one word per tap; int8 costs 64 MACs x 1e-10 = 6.4e-9 per word, bit-serial 1e-9 per pair
     assert _choice_by(constants, _conv_model(cin=64, wbits=2, abits=2)).impl == "bitserial"  # 4 pairs
     assert _choice_by(constants, _conv_model(cin=64, wbits=4, abits=4)).impl == "int8"  # 16 pairs
@@ -110,16 +110,16 @@ def test_a_layer_of_unknown_shape_keeps_the_default():
 
 
 def test_fit_recovers_the_constants_and_drops_a_negative_term():
-    truth = np.array([1e-5, 2e-10, 3e-10, 4e-9, 5e-9])
+    truth = np.array([1e-5, 8e-6, 2e-10, 3e-10, 4e-9, 5e-9])
     rng = np.random.default_rng(0)
-    feats = [np.array([1.0, *rng.uniform(1e3, 1e7, 4)]) for _ in range(8)]
+    feats = [np.array([1.0 - d, d, *rng.uniform(1e3, 1e7, 4)]) for d in (0, 1) * 5]
     fitted = fit_constants([(f, float(f @ truth)) for f in feats])
     assert np.allclose(fitted, truth, rtol=1e-6)  # noiseless rows: least squares is exact
     # times that fall with the elements column: that term cannot be negative, it is dropped
-    rows = [(np.array([1.0, w, 0.0, e, 0.0]), 1e-5 + 1e-9 * w - 1e-10 * e)
+    rows = [(np.array([1.0, 0.0, w, 0.0, e, 0.0]), 1e-5 + 1e-9 * w - 1e-10 * e)
             for w, e in ((1e4, 1e3), (2e4, 5e3), (4e4, 1e3), (1e5, 2e4), (3e3, 3e3), (6e4, 1e4))]
     fitted = fit_constants(rows)
-    assert fitted[3] == 0.0 and all(c >= 0 for c in fitted)
+    assert fitted[4] == 0.0 and all(c >= 0 for c in fitted)
     assert fit_constants(rows[:3]) is None  # fewer rows than constants
 
 
@@ -137,7 +137,7 @@ def test_static_mode_never_calibrates(monkeypatch):
 
 def test_calibrated_constants_are_cached_per_machine(tmp_path, monkeypatch):
     calls = []
-    fake = {impl: (float(i + 1), 0.0, 0.0, 0.0, 0.0) for i, impl in enumerate(costmodel.ESTIMATED)}
+    fake = {impl: (float(i + 1), 1.0, 0.0, 0.0, 0.0, 0.0) for i, impl in enumerate(costmodel.ESTIMATED)}
     monkeypatch.setattr(costmodel, "calibrate", lambda: calls.append(1) or fake)
     monkeypatch.setenv("QCOMPILE_COSTMODEL", "calibrated")
     path = tmp_path / "costmodel.json"
