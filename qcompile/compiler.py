@@ -373,6 +373,56 @@ def _choose(proto: onnx.ModelProto, layers: list[Layer], impl, tune: bool, costs
     return choices
 
 
+def _float_choices_to_undo(choices: dict) -> dict:
+    """The layers a cost source left float, each with its cheapest exact option instead: what to
+    try when the compiled model fails parity (a float layer is computed by onnxruntime in another
+    order than the reference, e.g. its now-constant weights fused with the BatchNorm after, which
+    a following sign quantizer can turn into flipped bits)."""
+    from qcompile.costmodel import Choice
+
+    undo = {}
+    for name, c in choices.items():
+        exact = [impl for impl in c.seconds if impl not in ("float", "twin")]
+        if c.impl == "float" and c.why in ("estimated", "measured") and exact:
+            best = min(exact, key=lambda impl: c.seconds[impl])
+            undo[name] = Choice(best, f"{c.why}; float failed parity", c.seconds, c.timed_by)
+    return undo
+
+
+def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_parity, parity_inputs) -> CompileResult:
+    """The pipeline with these choices, the table, the load check and parity (not written)."""
+    options = CompileOptions(choices={name: (c.impl, f"{c.impl} chosen ({c.why})") for name, c in choices.items()})
+    try:
+        run = compile_pipeline(ir.serde.deserialize_model(proto), options)
+    except ir.passes.PassError as exc:  # name the pass and its cause in one line
+        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
+        raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
+    compiled = ir.serde.serialize_model(run.model)
+    from qcompile import __version__
+
+    compiled.producer_name, compiled.producer_version = "qcompile", __version__
+    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
+                           report=run.report)
+    result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
+    result.input_bytes = original.ByteSize()
+    result.output_bytes = compiled.ByteSize()
+    if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
+        notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
+        reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
+        hint = ""
+        if ptq_report is not None and abits is None:
+            hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
+        elif any(c.impl == "float" and c.why in ("estimated", "measured") for c in choices.values()):
+            hint = "; a layer left float is faster so (--impl LAYER=IMPL lowers it anyway)"
+        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
+    check_loads(compiled)
+    if check_parity:
+        # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
+        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
+                               per_layer=False)
+    return result
+
+
 def default_output_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p.with_name(p.stem + ".q.onnx")
@@ -419,36 +469,12 @@ def compile(
                                 f"{agreement:.1%} of the calibration inputs (below {min_ptq_top1:.0%}); nothing written")
     wbits, abits = check_bit_widths(layers, wbits, abits)
     choices = _choose(proto, layers, impl, tune, costs)
-    options = CompileOptions(choices={name: (c.impl, f"{c.impl} chosen ({c.why})") for name, c in choices.items()})
-    try:
-        run = compile_pipeline(ir.serde.deserialize_model(proto), options)
-    except ir.passes.PassError as exc:  # name the pass and its cause in one line
-        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
-        raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
-    compiled = ir.serde.serialize_model(run.model)
-    from qcompile import __version__
-
-    compiled.producer_name, compiled.producer_version = "qcompile", __version__
-    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
-                           report=run.report)
-    result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
-    result.input_bytes = original.ByteSize()
-    result.output_bytes = compiled.ByteSize()
-    if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
-        notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
-        reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
-        hint = ""
-        if ptq_report is not None and abits is None:
-            hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
-        elif any(c.impl == "float" and c.why in ("estimated", "measured") for c in choices.values()):
-            hint = "; a layer left float is faster so (--impl LAYER=IMPL lowers it anyway)"
-        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
-    check_loads(compiled)
-    if check_parity:
-        # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
-        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
-                               per_layer=False)
+    result = _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_parity, parity_inputs)
+    undo = _float_choices_to_undo(choices) if result.parity is not None and not result.parity.passed else {}
+    if undo:  # a layer left float rounds differently from the reference: lower it after all
+        choices.update(undo)
+        result = _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_parity, parity_inputs)
     if output is not None and (result.parity is None or result.parity.passed):
         # a model that fails parity is not written: nothing a user could mistake for a good one
-        result.output_path = save_atomic(compiled, output)
+        result.output_path = save_atomic(result.model, output)
     return result
