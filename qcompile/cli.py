@@ -155,14 +155,21 @@ def _human(n: int) -> str:
     return str(n)
 
 
+def _times_cell(r) -> str:
+    """The chosen implementation's time and the float twin's, and whether they are estimated."""
+    if r.time_ms is None or r.float_ms is None:
+        return ""
+    return f"{r.time_ms:.3f} / {r.float_ms:.3f}" + (" est." if r.timed_by == "estimated" else "")
+
+
 def print_layer_table(rows, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     timed = any(getattr(r, "float_ms", None) is not None for r in rows)
-    cols = ["layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "impl"]
+    cols = ["layer", "op", "W/A bits", "kernel", "weight bytes", "MACs/sample", "impl", "variant"]
     cols += ["ms (chosen / float)"] if timed else []
-    for col in (*cols, "note"):
+    for col in (*cols, "why", "note"):
         table.add_column(col, overflow="fold")
     for r in rows:
         op = r.op_before if r.op_after == r.op_before else f"{r.op_before} -> {r.op_after}"
@@ -170,10 +177,10 @@ def print_layer_table(rows, title: str) -> None:
             f"{_human(r.bytes_before)} -> {_human(r.bytes_after)} ({r.bytes_before / max(r.bytes_after, 1):.1f}x)"
         )
         ops = f"{r.binary_ops:,}" if r.binary_ops else ""
-        cells = [r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, getattr(r, "impl", "")]
-        if timed:
-            cells.append(f"{r.time_ms:.3f} / {r.float_ms:.3f}" if r.time_ms is not None and r.float_ms is not None else "")
-        table.add_row(*cells, r.note)
+        impl = r.impl + (f" (of {', '.join(r.options)})" if r.options and len(r.options) > 1 else "")
+        cells = [r.name, op, f"{r.wbits}/{r.abits}", r.kernel, size, ops, impl, r.variant]
+        cells += [_times_cell(r)] if timed else []
+        table.add_row(*cells, r.why, r.note)
     consoles.out.print(table)
 
 

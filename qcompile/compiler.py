@@ -46,9 +46,13 @@ class LayerRow:
     bytes_after: int
     binary_ops: int | None  # low-bit multiply-adds per sample, for lowered layers with known shapes
     note: str = ""
-    impl: str = ""  # the chosen implementation and why ("int8 (fastest (measured))")
-    time_ms: float | None = None  # the chosen implementation's measured time, alone, batch 1
+    impl: str = ""  # the implementation it runs (compile) or would run (inspect): xnor, int8, float...
+    why: str = ""  # how it was chosen: "estimated", "measured", "--impl", "default", "only option"
+    variant: str = ""  # the kernel variant the op library runs it with (avx512vpopcnt, avx2...)
+    options: list[str] | None = None  # every implementation the layer has
+    time_ms: float | None = None  # the chosen implementation's time, alone, batch 1 (timed_by says how)
     float_ms: float | None = None  # the layer's float twin's (no quantizers; else compiled to stay float)
+    timed_by: str = ""  # "estimated" (the cost model) or "measured" (--tune); "" without times
 
 
 @dataclass
@@ -205,19 +209,33 @@ def layer_rows(
     shapes = _shape_model(reference)
     rows = []
     for layer in layers:
-        rows.append(_layer_row(layer, lowered, shapes, compiled, report))
-        choice = (choices or {}).get(layer.name)
-        # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
-        if compiled is None:  # inspect: what it would take by default, of what it has
-            rows[-1].impl = f"{layer.impl} (of {', '.join(layer.options)})" if len(layer.options) > 1 else layer.impl
-            continue
-        became = impl_of(rows[-1].op_after.split(" ")[0]) if rows[-1].op_after != layer.op_type else "float"
-        rows[-1].impl = became if choice is None or choice.impl != became else f"{choice.impl} ({choice.why})"
-        if choice is not None and choice.seconds:
-            rows[-1].time_ms = choice.seconds[choice.impl] * 1e3 if choice.impl in choice.seconds else None
-            twin = choice.seconds.get("twin", choice.seconds.get("float"))
-            rows[-1].float_ms = twin * 1e3 if twin is not None else None
+        row = _layer_row(layer, lowered, shapes, compiled, report)
+        if compiled is None:  # inspect: what compile would take
+            choice = (choices or {}).get(layer.name)
+            row.impl = choice.impl if choice is not None else layer.impl
+        else:  # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
+            row.impl = impl_of(row.op_after.split(" ")[0]) if row.op_after != layer.op_type else "float"
+        _explain_choice(row, layer, (choices or {}).get(layer.name))
+        rows.append(row)
     return rows
+
+
+def _explain_choice(row: LayerRow, layer: Layer, choice) -> None:
+    """The row's why, times and kernel variant for the implementation it shows."""
+    from qcompile.analysis import target_of
+    from qcompile.costmodel import kernel_variant
+
+    row.options = list(layer.options)
+    row.variant = kernel_variant(target_of(row.impl, layer.op_type)) if row.impl in layer.options else ""
+    if choice is None:
+        row.why = "only option" if len(layer.options) < 2 else "default"
+        return
+    row.why = choice.why if choice.impl == row.impl else f"{choice.impl} chosen ({choice.why}), not applied"
+    if row.impl in choice.seconds:
+        row.time_ms = choice.seconds[row.impl] * 1e3
+        twin = choice.seconds.get("twin", choice.seconds.get("float"))
+        row.float_ms = twin * 1e3 if twin is not None else None
+        row.timed_by = choice.timed_by
 
 
 def _layer_row(layer: Layer, lowered: dict, shapes: dict, compiled: ir.Model | None,
@@ -263,10 +281,17 @@ def front_end(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Layer]]:
     return normalized, analyze_model(normalized_ir)
 
 
-def inspect(model: str | os.PathLike | onnx.ModelProto) -> tuple[list[LayerRow], int | None, int | None]:
-    """The table without compiling: what each layer holds and what it would lower to."""
+def inspect(model: str | os.PathLike | onnx.ModelProto, costs=None) -> tuple[list[LayerRow], int | None, int | None]:
+    """The table without compiling: what each layer holds and what compile would choose for it
+    (by `costs` as in compile(); by default the cached measurements, else the estimates)."""
     proto, layers = front_end(check_proto(model, "the model") if isinstance(model, onnx.ModelProto) else load_proto(model))
-    return (layer_rows(proto, layers, None), *model_bit_widths(layers))
+    from qcompile.analysis import choose
+
+    choices = _choose(proto, layers, (), False, costs)
+    for layer in layers:  # the table's "->" column says what the choice lowers each layer to
+        if layer.name in choices:
+            choose(layer, choices[layer.name].impl, f"float chosen ({choices[layer.name].why})")
+    return (layer_rows(proto, layers, None, choices=choices), *model_bit_widths(layers))
 
 
 def _post_training_quantize(proto: onnx.ModelProto, wbits: int, abits: int | None, calib):
@@ -328,8 +353,6 @@ def _choose(proto: onnx.ModelProto, layers: list[Layer], impl, tune: bool, costs
     from qcompile import costmodel
 
     overall, per_layer = costmodel.parse_impl_overrides(tuple(impl))
-    if costs is None:
-        costs = costmodel.MeasuredCosts(measure=tune)
     shapes = _shape_model(proto)
     for inp in proto.graph.input:
         shapes[inp.name] = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
@@ -339,10 +362,65 @@ def _choose(proto: onnx.ModelProto, layers: list[Layer], impl, tune: bool, costs
             m = costmodel.layer_model(proto, layer, shapes)
             if m is not None:
                 models[layer.name] = m
+    if costs is None:  # measured figures (timed now with --tune, else cached ones), then estimates
+        costs = [costmodel.MeasuredCosts(measure=tune)]
+        if models and not tune:
+            costs.append(costmodel.estimated_costs())
     choices = costmodel.choose_impls(layers, models, costs, per_layer, overall)
-    if hasattr(costs, "save"):
-        costs.save()
+    for source in costs if isinstance(costs, (list, tuple)) else [costs]:
+        if hasattr(source, "save"):
+            source.save()
     return choices
+
+
+def _float_choices_to_undo(choices: dict) -> dict:
+    """The layers a cost source left float, each with its cheapest exact option instead: what to
+    try when the compiled model fails parity (a float layer is computed by onnxruntime in another
+    order than the reference, e.g. its now-constant weights fused with the BatchNorm after, which
+    a following sign quantizer can turn into flipped bits)."""
+    from qcompile.costmodel import Choice
+
+    undo = {}
+    for name, c in choices.items():
+        exact = [impl for impl in c.seconds if impl not in ("float", "twin")]
+        if c.impl == "float" and c.why in ("estimated", "measured") and exact:
+            best = min(exact, key=lambda impl: c.seconds[impl])
+            undo[name] = Choice(best, f"{c.why}; float failed parity", c.seconds, c.timed_by)
+    return undo
+
+
+def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_parity, parity_inputs) -> CompileResult:
+    """The pipeline with these choices, the table, the load check and parity (not written)."""
+    options = CompileOptions(choices={name: (c.impl, f"{c.impl} chosen ({c.why})") for name, c in choices.items()})
+    try:
+        run = compile_pipeline(ir.serde.deserialize_model(proto), options)
+    except ir.passes.PassError as exc:  # name the pass and its cause in one line
+        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
+        raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
+    compiled = ir.serde.serialize_model(run.model)
+    from qcompile import __version__
+
+    compiled.producer_name, compiled.producer_version = "qcompile", __version__
+    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
+                           report=run.report)
+    result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
+    result.input_bytes = original.ByteSize()
+    result.output_bytes = compiled.ByteSize()
+    if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
+        notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
+        reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
+        hint = ""
+        if ptq_report is not None and abits is None:
+            hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
+        elif any(c.impl == "float" and c.why in ("estimated", "measured") for c in choices.values()):
+            hint = "; a layer left float is faster so (--impl LAYER=IMPL lowers it anyway)"
+        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
+    check_loads(compiled)
+    if check_parity:
+        # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
+        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
+                               per_layer=False)
+    return result
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
@@ -371,8 +449,9 @@ def compile(
     `min_ptq_top1`, a quantization whose top-1 agreement with the float model is lower is refused.
 
     Each layer's implementation: `impl` ("IMPL" or "LAYER=IMPL" overrides), else the cheapest by
-    `costs` (a costmodel.CostSource; by default the figures cached on this machine, measured
-    where missing when `tune`), else the analysis' default.
+    `costs` (a costmodel.CostSource, or a list tried in order; by default the figures measured on
+    this machine, timed where missing when `tune`, else the cost model's estimates), else the
+    analysis' default.
     """
     if output is None and not isinstance(model, onnx.ModelProto):
         output = default_output_path(model)
@@ -390,34 +469,12 @@ def compile(
                                 f"{agreement:.1%} of the calibration inputs (below {min_ptq_top1:.0%}); nothing written")
     wbits, abits = check_bit_widths(layers, wbits, abits)
     choices = _choose(proto, layers, impl, tune, costs)
-    options = CompileOptions(choices={name: (c.impl, f"{c.impl} chosen ({c.why})") for name, c in choices.items()})
-    try:
-        run = compile_pipeline(ir.serde.deserialize_model(proto), options)
-    except ir.passes.PassError as exc:  # name the pass and its cause in one line
-        cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
-        raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
-    compiled = ir.serde.serialize_model(run.model)
-    from qcompile import __version__
-
-    compiled.producer_name, compiled.producer_version = "qcompile", __version__
-    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
-                           report=run.report)
-    result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
-    result.input_bytes = original.ByteSize()
-    result.output_bytes = compiled.ByteSize()
-    if not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
-        notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
-        reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
-        hint = ""
-        if ptq_report is not None and abits is None:
-            hint = "; the activations stayed float: pass --abits N --calib x.npz to quantize them too"
-        raise UnsupportedError(f"no layer could be lowered to a qcompile op ({reasons}){hint}")
-    check_loads(compiled)
-    if check_parity:
-        # against what the user gave (a QCDQ export included); after PTQ, against the quantized model
-        result.parity = verify(proto if ptq_report is not None else original, compiled, parity_inputs,
-                               per_layer=False)
+    result = _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_parity, parity_inputs)
+    undo = _float_choices_to_undo(choices) if result.parity is not None and not result.parity.passed else {}
+    if undo:  # a layer left float rounds differently from the reference: lower it after all
+        choices.update(undo)
+        result = _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_parity, parity_inputs)
     if output is not None and (result.parity is None or result.parity.passed):
         # a model that fails parity is not written: nothing a user could mistake for a good one
-        result.output_path = save_atomic(compiled, output)
+        result.output_path = save_atomic(result.model, output)
     return result

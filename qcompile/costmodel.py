@@ -1,5 +1,10 @@
 """The per-layer choice among a layer's exact implementations: user overrides, else the cheapest by a
-cost source (measured on this machine, cached), else the analysis' default.
+cost source, else the analysis' default.
+
+Two cost sources: `MeasuredCosts` (--tune: every option of every layer timed alone, cached) and,
+by default where nothing is measured, `EstimatedCosts`, an analytic model of each implementation
+from the layer's shape and a few constants per CPU calibrated once by microbenchmarks (cached;
+QCOMPILE_COSTMODEL=static: a fixed table).
 
 A cost source answers `cost(layer_model, layer, impl, threads)` in seconds (None: unknown), impl
 one of the layer's options or "twin". The measured one (`MeasuredCosts`) times the layer alone, on
@@ -36,8 +41,9 @@ class CostSource(Protocol):
 @dataclass
 class Choice:
     impl: str
-    why: str  # "--impl", "fastest (measured)", "default"
+    why: str  # "--impl", "measured", "estimated", or "default" (no cost known: the analysis' choice)
     seconds: dict[str, float] = field(default_factory=dict)  # impl (or "twin": the float twin) -> cost
+    timed_by: str = ""  # what the seconds are: "measured" or "estimated" ("" when there are none)
 
 
 def parse_impl_overrides(values: tuple[str, ...] | list[str]) -> tuple[str | None, dict[str, str]]:
@@ -54,11 +60,30 @@ def parse_impl_overrides(values: tuple[str, ...] | list[str]) -> tuple[str | Non
     return overall, per_layer
 
 
+def _costs_of(layer: Layer, model: onnx.ModelProto | None, sources: list, threads: int) -> tuple[dict[str, float], str]:
+    """Every option's cost (and the twin's) from the first source that knows all options, and what
+    kind that source is ("measured" / "estimated"); ({}, "") when none does."""
+    if model is None:
+        return {}, ""
+    for source in sources:
+        seconds = {impl: source.cost(model, layer, impl, threads) for impl in layer.options}
+        if any(s is None for s in seconds.values()):
+            continue
+        twin = source.cost(model, layer, "twin", threads)
+        if twin is not None:
+            seconds["twin"] = twin
+        return seconds, getattr(source, "kind", "measured")
+    return {}, ""
+
+
 def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] | None = None,
-                 costs: CostSource | None = None, overrides: dict[str, str] | None = None,
+                 costs: CostSource | list[CostSource] | None = None, overrides: dict[str, str] | None = None,
                  overall: str | None = None, threads: int = 1) -> dict[str, Choice]:
-    """The implementation of every layer with a choice (more than "float")."""
-    overrides = overrides or {}
+    """The implementation of every layer with a choice (more than "float"): an --impl override,
+    else the cheapest by the first of `costs` (sources, in order) that knows every option of the
+    layer, else the analysis' default."""
+    overrides, layer_models = overrides or {}, layer_models or {}
+    sources = [] if costs is None else list(costs) if isinstance(costs, (list, tuple)) else [costs]
     unknown = sorted(set(overrides) - {layer.name for layer in layers})
     if unknown:
         raise QCompileError(f"--impl names no layer {', '.join(map(repr, unknown))}; "
@@ -71,26 +96,38 @@ def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] |
                                 f"{', '.join(layer.options)} only")
         if len(layer.options) < 2:
             continue
-        seconds: dict[str, float] = {}
-        if costs is not None and layer_models is not None and layer.name in layer_models:
-            for impl in layer.options:
-                s = costs.cost(layer_models[layer.name], layer, impl, threads)
-                if s is not None:
-                    seconds[impl] = s
-            twin = costs.cost(layer_models[layer.name], layer, "twin", threads) if seconds else None
-            if twin is not None:
-                seconds["twin"] = twin
+        seconds, kind = _costs_of(layer, layer_models.get(layer.name), sources, threads)
         wanted = wanted or (overall if overall in layer.options else None)
         if wanted is not None:
-            choices[layer.name] = Choice(wanted, "--impl", seconds)
-        elif all(impl in seconds for impl in layer.options):
-            choices[layer.name] = Choice(_fastest(layer.options, seconds), "fastest (measured)", seconds)
+            choices[layer.name] = Choice(wanted, "--impl", seconds, kind)
+        elif kind == "estimated":
+            choices[layer.name] = Choice(_cheapest(layer.options, seconds), kind, seconds, kind)
+        elif kind:
+            choices[layer.name] = Choice(_fastest(layer.options, seconds), kind, seconds, kind)
         else:
-            choices[layer.name] = Choice(layer.impl, "default", seconds)
+            choices[layer.name] = Choice(layer.impl, "default")
     return choices
 
 
-# Float must beat the fastest exact option by this factor (1.5x) to be chosen: timings of a layer
+# Estimates closer than this (20%) are a tie, which goes to the exact option: the model's error
+# on a layer is about that (the calibration fits to 5-20%), a whole-model race found such near
+# ties equal (Brevitas tfc_1w1a: 64-wide binary layers estimated 0.86-0.93x float, the model
+# 0.0558 ms with them float, 0.0564 ms lowered), and a float layer can lose parity (see
+# FLOAT_MARGIN). Past it, float is taken: no layer is lowered to something clearly slower.
+ESTIMATE_TIE = 1 / 1.2
+
+
+def _cheapest(options: list[str], seconds: dict[str, float]) -> str:
+    """By estimates: the cheapest exact option, or float when it is estimated cheaper by more than
+    the model's error (ESTIMATE_TIE); among exact options a tie goes to the earlier one."""
+    exact = [impl for impl in options if impl != "float"]
+    if not exact:
+        return "float"
+    best = min(exact, key=lambda impl: seconds[impl])
+    return "float" if "float" in options and seconds["float"] < ESTIMATE_TIE * seconds[best] else best
+
+
+# With measured costs, float must beat the fastest exact option by this factor (1.5x): timings of a layer
 # alone vary by 10-30% on a loaded machine, and a layer left float rounds differently from the
 # reference's (onnxruntime fuses its now-constant weights with the BatchNorm after), which a
 # following sign quantizer turns into flipped bits (seen on Brevitas CNV's first layer: parity
@@ -105,6 +142,16 @@ def _fastest(options: list[str], seconds: dict[str, float]) -> str:
         return "float"
     best = min(exact, key=lambda impl: seconds[impl])  # a tie goes to the earlier option
     return "float" if "float" in options and seconds["float"] < FLOAT_MARGIN * seconds[best] else best
+
+
+def kernel_variant(op_type: str | None) -> str:
+    """The kernel variant a node of op_type runs here: the op library's pick (qcompile ops with
+    variants), "onnxruntime" for the standard ops of the int8 path and float, "" for none."""
+    from qcompile.runtime import KERNEL_OPS, selected_kernel
+
+    if op_type is None or op_type in ("ConvInteger", "MatMulInteger"):
+        return "onnxruntime"
+    return (selected_kernel(op_type) or "") if op_type in KERNEL_OPS else ""
 
 
 def layer_model(proto: onnx.ModelProto, layer: Layer, shapes: dict[str, list]) -> onnx.ModelProto | None:
@@ -144,18 +191,25 @@ def default_cache_path() -> Path:
     return Path(base) / "costs.json"
 
 
+def machine_key() -> str:
+    """What cached costs are valid for: the CPU model, qcompile's and onnxruntime's versions."""
+    import onnxruntime as ort
+
+    import qcompile
+
+    return f"{cpu_model()} | qcompile {qcompile.__version__} | onnxruntime {ort.__version__}"
+
+
 class MeasuredCosts:
     """Times each implementation of a layer alone (median of `repeats` runs), cached on disk."""
 
+    kind = "measured"
+
     def __init__(self, cache_path: Path | None = None, repeats: int = 15, measure: bool = True):
-        import onnxruntime as ort
-
-        import qcompile
-
         self.path = cache_path or default_cache_path()
         self.repeats = repeats
         self.measure = measure  # False: cached figures only (a plain compile); True: --tune
-        self.machine = f"{cpu_model()} | qcompile {qcompile.__version__} | onnxruntime {ort.__version__}"
+        self.machine = machine_key()
         try:
             self.cache = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -227,3 +281,245 @@ def float_twin(proto: onnx.ModelProto) -> onnx.ModelProto:
     del twin.graph.initializer[:]
     twin.graph.initializer.extend(keep)
     return twin
+
+
+# ---- the default cost source: an analytic model per implementation, no per-model timing ----
+#
+# t(impl, layer) = c0 (conv) or c1 (dense) + c2 * conv work + c3 * dense work + c4 * elements
+#                  + c5 * groups * pixels
+#
+# (onnxruntime's Conv costs ~5 us more to run than its Gemm on a tiny layer, hence two overheads)
+# work is what the implementation's inner loop counts: 64-bit words of XNOR popcounts (times the
+# weight x activation plane pairs for bit-serial), so a depthwise conv (one channel per group) costs
+# a whole word per tap; multiply-adds for SHIFT, int8 and float. elements (input + output values)
+# price the memory passes around the kernel (packing, quantizing, the epilogue); groups * pixels
+# the per-group loops a grouped conv runs. The five constants per implementation come from timing
+# each implementation once on a few layer shapes picked so that each term dominates one of them
+# (CALIBRATION_LAYERS), fitted by least squares on relative error, cached per machine.
+
+FEATURES = ("conv overhead", "dense overhead", "conv work", "dense work", "elements", "groups x pixels")
+ESTIMATED = (*IMPLS, "twin")  # every implementation, and the float twin (quantizers -> Identity)
+WORD_BITS = 64
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What a layer's cost depends on, at batch 1."""
+
+    dense: bool
+    out_channels: int
+    group_channels: int  # input channels per group (K for a dense layer)
+    groups: int
+    taps: int  # KH * KW (1 for a dense layer)
+    pixels: int  # output positions OH * OW (1 for a dense layer)
+    in_elems: int
+    pairs: int = 1  # bit-serial: weight planes x activation planes
+
+    @property
+    def macs(self) -> int:
+        return self.out_channels * self.pixels * self.taps * self.group_channels
+
+    def work(self, impl: str) -> int:
+        if impl not in ("xnor", "bitserial"):
+            return self.macs
+        words = self.out_channels * self.pixels * self.taps * -(-self.group_channels // WORD_BITS)
+        return words * (self.pairs if impl == "bitserial" else 1)
+
+    def features(self, impl: str) -> np.ndarray:
+        work = float(self.work(impl))
+        conv = 0.0 if self.dense else 1.0
+        return np.array([conv, 1.0 - conv, conv * work, (1.0 - conv) * work,
+                         float(self.in_elems + self.out_channels * self.pixels), float(self.groups * self.pixels)])
+
+
+def layer_shape(layer: Layer, input_dims: list[int | None]) -> LayerShape | None:
+    """The layer's shape from its weights, attributes and input dims (batch first); None if unknown."""
+    from qcompile.analysis import activation_operand, conv_attrs, weight_operand
+
+    w = layer.weight.values
+    if w is None or not input_dims or any(not isinstance(d, int) or d < 1 for d in input_dims[1:]):
+        return None
+    in_elems = int(np.prod(input_dims[1:]))
+    pairs = 1
+    if "bitserial" in layer.options and layer.input.quant_node is not None:
+        act, wop = activation_operand(layer.input.quant_node, layer.node), weight_operand(layer.node, layer.weight)
+        if not isinstance(act, str) and not isinstance(wop, str):
+            pairs = act.planes * wop.planes
+    if layer.op_type != "Conv":
+        return LayerShape(True, w.shape[0], int(np.prod(w.shape[1:])), 1, 1, 1, in_elems, pairs)
+    if len(input_dims) != 4 or w.ndim != 4:
+        return None
+    a = conv_attrs(layer.node, tuple(w.shape[2:]))
+    (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["kernel_shape"], a["strides"], a["dilations"], a["pads"]
+    oh = (input_dims[2] + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (input_dims[3] + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        return None
+    return LayerShape(False, w.shape[0], w.shape[1], int(a["group"]), kh * kw, oh * ow, in_elems, pairs)
+
+
+# Seconds per feature unit (FEATURES) for each implementation, used when measuring is off
+# (QCOMPILE_COSTMODEL=static, the tests) or fails: calibrate() on the 2-vCPU Xeon VM (AVX-512
+# VPOPCNTDQ, onnxruntime 1.32, 1 thread), rounded. Another CPU measures its own.
+STATIC_CONSTANTS: dict[str, tuple[float, ...]] = {
+    "xnor": (1.7e-05, 1.6e-05, 1.3e-10, 7.6e-10, 1.1e-09, 1.9e-08),
+    "bitserial": (1.8e-05, 1.5e-05, 3.4e-10, 6.3e-10, 2.8e-09, 9.2e-09),
+    "shift": (1.6e-05, 1.2e-05, 2.0e-11, 2.0e-11, 7.8e-09, 6.1e-09),
+    "int8": (1.6e-05, 1.5e-05, 1.1e-11, 4.8e-11, 4.2e-10, 1.1e-08),
+    "float": (1.4e-05, 1.3e-05, 2.3e-11, 2.1e-10, 9.6e-09, 0.0),  # QONNX Quant's reference kernel: ~9 ns/value
+    "twin": (1.3e-05, 9.7e-06, 2.0e-11, 2.1e-10, 1.7e-10, 1.8e-10),
+}
+
+
+class EstimatedCosts:
+    """The analytic cost model on given constants (seconds per FEATURES unit, per implementation)."""
+
+    kind = "estimated"
+
+    def __init__(self, constants: dict[str, tuple[float, ...]] | None = None, source: str = "static"):
+        self.constants = dict(STATIC_CONSTANTS if constants is None else constants)
+        self.source = source  # "static", "calibrated" or "cached": where the constants came from
+
+    def estimate(self, shape: LayerShape, impl: str) -> float | None:
+        coeffs = self.constants.get(impl)
+        return None if coeffs is None else float(shape.features(impl) @ np.asarray(coeffs, np.float64))
+
+    def cost(self, layer_model: onnx.ModelProto | None, layer: Layer, impl: str, threads: int) -> float | None:
+        if threads != 1 or layer_model is None:  # the constants are one core's
+            return None
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in layer_model.graph.input[0].type.tensor_type.shape.dim]
+        shape = layer_shape(layer, dims)
+        return None if shape is None else self.estimate(shape, impl)
+
+
+def _calibration_layer(family: str, shape: str) -> onnx.ModelProto:
+    """One layer alone for calibrate(): `family` binary (xnor), uniform (2-bit x 2-bit: bit-serial,
+    int8, float, the twin) or pow2 (4-bit x power-of-two weights: SHIFT); `shape` a CALIBRATION_LAYERS key."""
+    from qcompile.onnx_builder import GraphBuilder
+
+    dense, cin, cout, k, size, group = CALIBRATION_LAYERS[shape]
+    g = GraphBuilder(7)
+    wshape = (cout, cin) if dense else (cout, cin // group, k, k)
+    x = "x"
+    if family == "binary":
+        x, w = g.bipolar(x), g.binary_weight(wshape)
+    elif family == "pow2":
+        x, w = g.quant(x, 0.1, 4, signed=0), g.pow2_weight(wshape)
+    else:
+        wv = g.rng.integers(-2, 2, wshape).astype(np.float32) * np.float32(0.1)
+        x, w = g.quant(x, 0.1, 2, signed=0), g.quant(g.const(wv, "w"), 0.1, 2)
+    if dense:
+        y = g.op("Gemm", [x, w], name="layer", transB=1)
+        return g.model({"x": [1, cin]}, [y])
+    p = k // 2
+    y = g.op("Conv", [x, w], name="layer", kernel_shape=[k, k], pads=[p] * 4, group=group)
+    return g.model({"x": [1, cin, size, size]}, [y])
+
+
+# name -> (dense, in channels, out channels, kernel, input size, groups): each prices one term
+CALIBRATION_LAYERS = {
+    "tiny": (False, 8, 8, 1, 4, 1),  # the per-layer overhead
+    "compute": (False, 128, 128, 3, 14, 1),  # conv work
+    "mid": (False, 64, 64, 3, 28, 1),  # conv work at another balance
+    "stream": (False, 16, 16, 1, 56, 1),  # elements
+    "depthwise": (False, 64, 64, 3, 28, 64),  # groups x pixels
+    "dense": (True, 1024, 1024, 1, 1, 1),  # dense work
+    "dense_small": (True, 256, 64, 1, 1, 1),
+}
+_FAMILIES = {"binary": ("xnor",), "uniform": ("bitserial", "int8", "float", "twin"), "pow2": ("shift",)}
+# bump when the features or the layers change: cached constants of another version are re-measured
+CALIBRATION_VERSION = 2
+
+
+def _run_seconds(model: onnx.ModelProto, budget_s: float) -> float:
+    """Seconds per run: the 25th percentile, which other work on a shared machine disturbs least."""
+    from qcompile.runtime import InferenceSession
+
+    sess = InferenceSession(model.SerializeToString(), threads=1)
+    inp = sess.get_inputs()[0]
+    feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
+    sess.run(None, feed)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < budget_s and len(times) < 200):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    return float(np.percentile(times, 25))
+
+
+def fit_constants(rows: list[tuple[np.ndarray, float]]) -> tuple[float, ...] | None:
+    """Non-negative constants c with features @ c ~ seconds, least squares on relative error; a
+    term that would come out negative is dropped (0) and the rest refitted. None: too few rows."""
+    if len(rows) < len(FEATURES):
+        return None
+    a = np.array([f / t for f, t in rows])  # row i divided by its time: relative error
+    b = np.ones(len(rows))
+    active = [j for j in range(len(FEATURES)) if np.any(a[:, j] > 0)]
+    while active:
+        sol, *_ = np.linalg.lstsq(a[:, active], b, rcond=None)
+        if np.all(sol >= 0):
+            coeffs = np.zeros(len(FEATURES))
+            coeffs[active] = sol
+            return tuple(float(c) for c in coeffs)
+        active.pop(int(np.argmin(sol)))
+    return None
+
+
+def calibrate(budget_s: float = 0.01) -> dict[str, tuple[float, ...]]:
+    """Time every implementation on CALIBRATION_LAYERS (a few seconds) and fit its constants; an
+    implementation whose layers could not all run keeps STATIC_CONSTANTS."""
+    import onnx_ir as ir
+
+    from qcompile.analysis import analyze_model
+
+    rows: dict[str, list[tuple[np.ndarray, float]]] = {impl: [] for impl in ESTIMATED}
+    for family, impls in _FAMILIES.items():
+        for shape_name in CALIBRATION_LAYERS:
+            proto = _calibration_layer(family, shape_name)
+            (layer,) = analyze_model(ir.serde.deserialize_model(proto))
+            dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+            shape = layer_shape(layer, dims)
+            for impl in impls:
+                if impl != "twin" and impl not in layer.options:
+                    continue
+                model = float_twin(proto) if impl == "twin" else _compiled_as(proto, layer.name, impl)
+                rows[impl].append((shape.features(impl), _run_seconds(model, budget_s)))
+    fitted = {impl: fit_constants(r) if len(r) == len(CALIBRATION_LAYERS) else None for impl, r in rows.items()}
+    return {impl: c if c is not None else STATIC_CONSTANTS[impl] for impl, c in fitted.items()}
+
+
+COSTMODEL_ENV = "QCOMPILE_COSTMODEL"  # "static": STATIC_CONSTANTS, never measured; "calibrated" (default)
+
+
+def estimated_costs(cache_path: Path | None = None) -> EstimatedCosts:
+    """The default cost source: this machine's constants, calibrated once and cached per CPU
+    model, qcompile and onnxruntime version (like MeasuredCosts); QCOMPILE_COSTMODEL=static uses
+    the fixed table instead."""
+    mode = os.environ.get(COSTMODEL_ENV, "calibrated").strip().lower() or "calibrated"
+    if mode not in ("static", "calibrated"):
+        raise QCompileError(f"{COSTMODEL_ENV}={os.environ[COSTMODEL_ENV]!r}: expected 'static' or 'calibrated'")
+    if mode == "static":
+        return EstimatedCosts()
+    path = cache_path or default_cache_path().with_name("costmodel.json")
+    machine = machine_key()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(machine)
+    if isinstance(entry, dict) and entry.get("version") == CALIBRATION_VERSION and \
+            set(entry.get("constants", {})) == set(ESTIMATED):
+        return EstimatedCosts({k: tuple(v) for k, v in entry["constants"].items()}, "cached")
+    constants = calibrate()
+    cache[machine] = {"version": CALIBRATION_VERSION, "features": list(FEATURES),
+                      "constants": {k: list(v) for k, v in constants.items()}}
+    from qcompile.fileio import write_bytes_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps(cache, indent=1, sort_keys=True).encode())
+    except OSError:  # a read-only cache: the constants still serve this compile
+        pass
+    return EstimatedCosts(constants, "calibrated")

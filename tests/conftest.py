@@ -1,9 +1,15 @@
-"""Every test reads and writes its own (empty) cost cache, never the user's ~/.cache/qcompile;
-the end-to-end, trainer and tool tests are marked `slow` (`pytest -m "not slow"` is the inner loop)."""
+"""Every test reads and writes its own (empty) cost cache, never the user's ~/.cache/qcompile, and
+estimates costs from the cost model's fixed table (QCOMPILE_COSTMODEL=static: nothing calibrates,
+module-scoped fixtures included); the end-to-end, trainer and tool tests are marked `slow`
+(`pytest -m "not slow"` is the inner loop)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ["QCOMPILE_COSTMODEL"] = "static"
 
 
 @pytest.fixture(autouse=True)

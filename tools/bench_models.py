@@ -226,6 +226,43 @@ def bench_one(name: str, build, threads_list, rounds: int, budget_s: float, tune
     return rows
 
 
+def validate_one(name: str, build, rounds: int, budget_s: float) -> dict:
+    """The cost model against measurement on one model: compiled with the estimated choice (the
+    default, no cached measurements) and with --tune's measured one; how many layers with a choice
+    agree, and both against the float twin in one race (1 thread)."""
+    from qcompile import runtime
+    from qcompile.compiler import compile as compile_model
+    from qcompile.costmodel import MeasuredCosts, estimated_costs, float_twin
+
+    try:
+        ref = _prepare(build())
+        estimated = compile_model(ref, None, costs=estimated_costs())
+        measured_costs = MeasuredCosts(measure=True)
+        measured = compile_model(ref, None, costs=measured_costs)
+        measured_costs.save()
+    except Exception as exc:  # a model the compiler cannot take yet is a result, not a crash
+        return {"model": name, "error": f"not compilable: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+    failed = [k for k, r in (("estimated", estimated), ("measured", measured)) if r.parity and not r.parity.passed]
+    if failed:
+        return {"model": name, "error": f"failed parity: {', '.join(failed)}"}
+    layers = []
+    for e, m in zip(estimated.rows, measured.rows, strict=True):
+        if e.options and len(e.options) > 1:
+            layers.append({"layer": e.name, "estimated": e.impl, "measured": m.impl,
+                           "estimated_ms": e.time_ms, "measured_ms": m.time_ms,
+                           "float_ms_estimated": e.float_ms, "float_ms_measured": m.float_ms})
+    twin = float_twin(ref)
+    shape = [d.dim_value or 1 for d in twin.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    models = {"float": twin, "estimated": estimated.model, "measured": measured.model}
+    ms = race({k: (runtime.InferenceSession(m.SerializeToString(), threads=1), {m.graph.input[0].name: x})
+               for k, m in models.items()}, rounds, budget_s)
+    return {"model": name, "times": ms, "layers": layers,
+            "agree": sum(r["estimated"] == r["measured"] for r in layers), "choices": len(layers),
+            "estimated_vs_float": ms["float"]["median_ms"] / ms["estimated"]["median_ms"],
+            "measured_vs_float": ms["float"]["median_ms"] / ms["measured"]["median_ms"]}
+
+
 def plot(rows: list[dict], path) -> None:
     import matplotlib
 
@@ -265,7 +302,10 @@ def _main():
                   help="Seconds each contender runs per round.")
     @click.option("--tune/--no-tune", default=True, show_default=True,
                   help="Choose each layer's implementation by timing it (qcompile --tune; cached).")
-    def main(out: Path, only, threads, rounds, budget, tune) -> None:
+    @click.option("--validate-costs", is_flag=True,
+                  help="Instead: each model compiled with the cost model's estimated choice and with --tune's "
+                       "measured one; layers that agree, both vs the float twin (1 thread).")
+    def main(out: Path, only, threads, rounds, budget, tune, validate_costs) -> None:
         """Whole models compiled by qcompile vs their float twin vs onnxruntime int8 QDQ: JSON, PNG, table."""
         out.mkdir(parents=True, exist_ok=True)
         work = out / "models"
@@ -274,6 +314,9 @@ def _main():
         unknown = [n for n in only if n not in sets]
         if unknown:
             raise click.UsageError(f"--only {', '.join(unknown)}: expected one of {', '.join(sets)}")
+        if validate_costs:
+            _validate(out, {n: b for n, b in sets.items() if not only or n in only}, rounds, budget)
+            return
         result = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                               "onnxruntime": __import__("onnxruntime").__version__,
                               "loadavg_before": os.getloadavg()}, "rows": []}
@@ -299,6 +342,34 @@ def _main():
         click.echo(f"wrote {out / 'bench_models.json'}" + (f" and {out / 'bench_models.png'}" if timed else ""))
 
     main()
+
+
+def _validate(out, sets: dict, rounds: int, budget: float) -> None:
+    import json
+    import os
+
+    import click
+
+    from tools.machine_info import cpu_model
+
+    result = {"machine": {"cpu": cpu_model(), "loadavg_before": os.getloadavg()}, "rows": []}
+    agree = total = 0
+    for name, build in sets.items():
+        row = validate_one(name, build, rounds, budget)
+        result["rows"].append(row)
+        if "error" in row:
+            click.echo(f"{name:24s} {row['error']}")
+            continue
+        agree, total = agree + row["agree"], total + row["choices"]
+        differ = "; ".join(f"{r['layer']} {r['estimated']}/{r['measured']}" for r in row["layers"]
+                           if r["estimated"] != r["measured"])
+        click.echo(f"{name:24s} {row['agree']}/{row['choices']} layers agree; vs float: estimated "
+                   f"{row['estimated_vs_float']:.2f}x, measured {row['measured_vs_float']:.2f}x"
+                   + (f"  (estimated/measured: {differ})" if differ else ""))
+    result["machine"]["loadavg_after"] = os.getloadavg()
+    click.echo(f"all: {agree}/{total} layers agree")
+    (out / "validate_costs.json").write_text(json.dumps(result, indent=2))
+    click.echo(f"wrote {out / 'validate_costs.json'}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def test_brevitas_multibit_compiles_and_verifies(tmp_path, wbits, abits):
 
     ref = export_multibit_cnn(tmp_path / "ref.onnx", wbits, abits)
     out = tmp_path / "ref.q.onnx"
-    result = CliRunner().invoke(main, [str(ref), "--wbits", str(wbits), "--abits", str(abits), "-o", str(out)])
+    # --impl bitserial: this test is about the bit-serial lowering (the cost model may pick int8)
+    result = CliRunner().invoke(main, [str(ref), "--wbits", str(wbits), "--abits", str(abits), "-o", str(out),
+                                       "--impl", "bitserial"])
     assert result.exit_code == 0, result.output
     assert "PARITY OK" in result.output
     ops = [n.op_type for n in onnx.load(out).graph.node]

@@ -64,7 +64,8 @@ def test_brevitas_qcdq_export_compiles(tmp_path):
 
     ref = export_multibit_cnn_qcdq(tmp_path / "qcdq.onnx", 2, 2)
     out = tmp_path / "qcdq.q.onnx"
-    result = CliRunner().invoke(main, [str(ref), "--wbits", "2", "--abits", "2", "-o", str(out)])
+    result = CliRunner().invoke(main, [str(ref), "--wbits", "2", "--abits", "2", "-o", str(out),
+                                       "--impl", "bitserial"])  # the bit-serial lowering (not the cost model's pick)
     assert result.exit_code == 0, result.output
     ops = [n.op_type for n in onnx.load(out).graph.node]
     assert ops.count("BitSerialConv") == 2
@@ -112,7 +113,7 @@ def test_ptq_integer_part_is_exact():
     model = g.model({"x": ["N", 6, 7, 7]}, [y])
     calib = {"x": np.random.default_rng(1).standard_normal((4, 6, 7, 7)).astype(np.float32)}
     quantized, _ = quantize_float_model(model, 3, 3, calib)
-    result = compile_model(quantized, None, check_parity=False)
+    result = compile_model(quantized, None, check_parity=False, impl=["bitserial"])
     comp = result.model
     bitserial = next(n for n in comp.graph.node if n.op_type == "BitSerialConv")
     inits = {i.name: i for i in comp.graph.initializer}
