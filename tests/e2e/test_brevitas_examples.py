@@ -106,7 +106,9 @@ def test_resnet18_reference_with_trunc_runs_in_ort_and_matches_qonnx(brevitas):
 
 def test_default_dynamo_export_compiles_and_matches_qonnx(tmp_path):
     path, x = _export("tfc_2w2a", tmp_path / "tfc_2w2a.onnx", dynamo=True)
-    result = compile_model(path, None)
+    # --impl bitserial: the layers the dynamo export gives must lower (the cost model may leave
+    # these tiny ones float by default)
+    result = compile_model(path, None, impl=["bitserial"])
     assert result.parity is not None and result.parity.passed
     assert (result.wbits, result.abits) == (2, 2)
     assert all(r.op_after.startswith("BitSerialGemm") for r in result.rows), [(r.name, r.op_after, r.note) for r in result.rows]
@@ -142,10 +144,12 @@ def test_imagenet_qat_models_lower_depthwise_convs_and_match_reference(tmp_path,
     reference in stock onnxruntime (the compile's parity check on its outputs), not
     with qonnx's executor: its numpy convs at 224x224 would take this file past its time budget."""
     path, x = _export(name, tmp_path / f"{name}.onnx")
-    result = compile_model(path, None)
+    # --impl bitserial: every layer that can lower does (by default the cost model leaves the
+    # depthwise ones float where float is faster)
+    result = compile_model(path, None, impl=["bitserial"])
     assert result.parity is not None and result.parity.passed
     assert (result.wbits, result.abits) == IMAGENET[name]
     _assert_float_layers_have_new_reasons(result)
     _assert_pool_is_integer(result.model)
-    nominal = compile_model(path, None, wbits=4, abits=4, check_parity=False)
+    nominal = compile_model(path, None, wbits=4, abits=4, check_parity=False, impl=["bitserial"])
     np.testing.assert_array_equal(_ort_run(nominal.model, x), _ort_run(result.model, x))
