@@ -40,8 +40,11 @@ class Int8Plan:
     x_hi: int
     weights: np.ndarray  # v_w + w_zero_point, output channels first, in w_dtype
     w_zero_point: int
-    act_scale: np.float32
+    act_scale: np.ndarray  # float32: scalar, or per output channel [M] (a depthwise conv's per-channel input)
     weight_scale: np.ndarray  # float32 [M]
+    # a per-channel activation scale [1, C, 1, 1] divided out before QuantizeLinear(., 1): the same
+    # float32 x / s[c] the Quant computes (x / 1 is exact), as bit-serial's QuantizePack does
+    x_divisor: np.ndarray | None = None
 
 
 def _weight_values(node: ir.Node, weight: WeightInfo) -> tuple[np.ndarray, np.ndarray] | str:
@@ -74,13 +77,15 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
     if inp.kind != "int" or inp.quant_node is None:
         return f"input is {inp.kind} ({inp.source}), not a uniform integer grid"
     scale = const_array(inp.quant_node.inputs[1])
+    depthwise = False
     if scale is not None and scale.size > 1:  # ConvInteger's input is quantized per tensor
-        if node.op_type == "Conv" and int_attr(node, "group", 1) == scale.size:
-            return "per-channel activation scale into a depthwise conv: it folds into bit-serial output scales only"
-        if node.op_type == "Conv":
+        depthwise = node.op_type == "Conv" and int_attr(node, "group", 1) == scale.size
+        if node.op_type == "Conv" and not depthwise:
             return channel_scale_refusal(scale, node)
-        return "activation Quant scale is not one number (QuantizeLinear's codes are per tensor here)"
-    act = activation_operand(inp.quant_node)
+        if not depthwise:
+            return "activation Quant scale is not one number (QuantizeLinear's codes are per tensor here)"
+    # a depthwise conv's per-channel scale: divided out in front, joins each output channel's scale
+    act = activation_operand(inp.quant_node, node if depthwise else None)
     if isinstance(act, str):
         return act
     q = act.quant
@@ -109,7 +114,7 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
     if k * 255 * 255 > INT32_MAX:
         return f"K = {k} products could overflow int32"
     return Int8Plan(x_dtype, x_zp, qmin + x_zp, qmax + x_zp, (v_w + w_zp).astype(w_dtype), w_zp,
-                    np.float32(act.scale), np.asarray(w_scale, np.float32))
+                    np.asarray(act.scale, np.float32), np.asarray(w_scale, np.float32), act.divisor)
 
 
 # Per-input-channel activation scales into a conv that is not depthwise (MobileNet-style

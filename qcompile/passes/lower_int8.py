@@ -2,6 +2,7 @@
 
 Pattern:  Conv(Quant(x, s_a, 0, b_a), Wq)   Wq = Quant / BipolarQuant / Pow2Quant weights
 Rewrite:  x_q = Clip(QuantizeLinear(x, s_a, x_zp), lo, hi)       codes v_a + x_zp, int8 or uint8
+          (a depthwise conv's per-channel s_a[c]: QuantizeLinear(x / s_a[c], 1), s_a into the output scale)
           D   = ConvInteger(x_q, v_w + w_zp, x_zp, w_zp)        (MatMulInteger for dense layers)
           y   = Cast(D, float) * (s_a * s_w[m]) + bias
 
@@ -46,7 +47,11 @@ class IntLayerToInteger(LayerLoweringRule):
         name = layer.name
         m = plan.weights.shape[0]
         x_zp = _init(op, np.array(plan.x_zero_point, plan.x_dtype), f"{name}/x_zero_point")
-        q = op.QuantizeLinear(layer.input.quant_node.inputs[0], _init(op, plan.act_scale, f"{name}/x_scale"), x_zp)
+        x_in, x_scale = layer.input.quant_node.inputs[0], plan.act_scale
+        if plan.x_divisor is not None:  # a depthwise conv's per-channel scale (int8_plan)
+            x_in = op.Div(x_in, _init(op, plan.x_divisor, f"{name}/x_divisor"))
+            x_scale = np.float32(1.0)
+        q = op.QuantizeLinear(x_in, _init(op, np.asarray(x_scale, np.float32), f"{name}/x_scale"), x_zp)
         info = np.iinfo(plan.x_dtype)
         if plan.x_lo > info.min or plan.x_hi < info.max:  # a grid narrower than the type
             q = op.Clip(q, _init(op, np.array(plan.x_lo, plan.x_dtype), f"{name}/x_lo"),

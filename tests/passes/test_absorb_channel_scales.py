@@ -83,7 +83,7 @@ def test_equal_scales_are_a_per_tensor_scale():
     result = compile_model(_model([1] * 6), None, parity_inputs={"x": _x()})
     assert result.parity.passed
     (row,) = result.rows
-    assert row.op_after.startswith("BitSerialConv") and row.wbits == "4"
+    assert row.op_after.startswith(("BitSerialConv", "ConvInteger")) and row.wbits == "4"  # lowered (the cost model picks)
 
 
 @pytest.mark.parametrize("ratios,wbits,reason", [

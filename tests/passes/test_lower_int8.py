@@ -195,3 +195,48 @@ def test_a_pooled_value_with_another_reader_keeps_its_quantizer():
     assert "Quant" in [n.op_type for n in result.model.graph.node] and result.parity.passed
     reasons = {r.reason for r in result.report.by_rule("Int8CodesThroughMaxPoolClipped")}
     assert reasons <= {"the MaxPool has other readers"}
+
+
+def _depthwise_per_channel(abits=4, multiplier=2, channels=4):
+    """Quant(x, per-channel scale [1, C, 1, 1]) -> depthwise Conv: MobileNet's QuantReLU -> dw conv."""
+    g = GraphBuilder(9)
+    scale = g.rng.uniform(0.05, 0.4, (1, channels, 1, 1)).astype(np.float32)
+    ins = ["x", g.const(scale, "s"), g.const(np.float32(0), "z"), g.const(np.float32(abits), "b")]
+    xq = g.op("Quant", ins, domain="qonnx.custom_op.general", signed=0, narrow=0, rounding_mode="ROUND")
+    shape = (channels * multiplier, 1, 3, 3)
+    w = g.quant(g.const(g.rng.standard_normal(shape).astype(np.float32)), 0.25, 4, narrow=1)
+    y = g.op("Conv", [xq, w], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2], group=channels)
+    return g.model({"x": [2, channels, 9, 9]}, [y]), scale
+
+
+@pytest.mark.parametrize("abits,multiplier", [(4, 1), (4, 2), (8, 1)])
+def test_per_channel_activation_scale_into_a_depthwise_conv_takes_int8(abits, multiplier):
+    import torch
+
+    from qcompile.analysis import weight_operand
+
+    ref, scale = _depthwise_per_channel(abits, multiplier)
+    lowered, modified, _ = _int8_alone(ref)
+    assert modified
+    ops = op_types(lowered)
+    assert "ConvInteger" in ops and "Conv" not in ops and ops.index("Div") < ops.index("QuantizeLinear")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32) * 2
+    # exact ties of x / s[c]: half-integer multiples of each channel's scale
+    x[:, :, :3] = (rng.integers(0, 20, (2, 4, 3, 9)) + 0.5).astype(np.float32) * scale
+    feeds = {"x": x}
+    acc_name = next(n.output[0] for n in lowered.graph.node if n.op_type == "ConvInteger")
+    probe = onnx.ModelProto()
+    probe.CopyFrom(lowered)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(acc_name, onnx.TensorProto.INT32, None))
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(get_library_path())
+    acc = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"]).run([acc_name], feeds)[0]
+    # the reference's codes per channel (its own x / s[c]) and their integer depthwise dot product
+    q = qref.quant_int(x, scale, 0.0, abits, signed=0)
+    (layer,) = analyze_model(ir.serde.deserialize_model(ref))
+    v_w = weight_operand(layer.node, layer.weight).codes
+    want = torch.nn.functional.conv2d(torch.tensor(q, dtype=torch.float64), torch.tensor(v_w, dtype=torch.float64),
+                                      padding=1, stride=2, groups=4).numpy()
+    np.testing.assert_array_equal(acc, want)
+    assert verify(ref, lowered, feeds).passed  # s_a[c] * s_w[m] * D + bias: float rounding only
