@@ -21,7 +21,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qcompile.ops.bitserial import bitserial_conv_int, bitserial_gemm_int, from_planes, plane_coeffs, to_planes
+from qcompile.ops.bitserial import (
+    bitserial_conv_int,
+    bitserial_gemm_int,
+    from_planes,
+    plane_coeffs,
+    to_planes,
+)
 from qcompile.ops.packing import WORD_BITS, pack_last_axis, unpack_last_axis, words_for
 from qcompile.ops.xnor import conv_output_size
 

@@ -138,7 +138,7 @@ def test_threshold_codes_feed_the_next_layer():
     """The output is the consumer's QuantizePack layout: thresholds at the half steps of an
     identity quantizer of D (scale 1) give exactly QuantizePack(clip(D)) of the same planes."""
     geom = CONV_GEOMS[0]
-    rng, xp, wp, geo, planes, ref = _conv_case((2, False), (2, True), geom)
+    _, xp, wp, geo, planes, ref = _conv_case((2, False), (2, True), geom)
     d = bitserial.bitserial_conv_int(xp, wp, **ref)
     m = wp.shape[0]
     # unsigned 2-bit code of x = D: round(D) clamped to [0, 3]; level k+1 reached iff D >= k + 1
