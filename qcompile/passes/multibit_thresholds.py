@@ -114,9 +114,9 @@ def _step_refusal(node: ir.Node, m: int, conv: bool) -> str:
                 return "Clip bounds are not constant"
     elif node.op_type == "MaxPool":
         return "MaxPool after a dense layer" if not conv else _pool_refusal(node)
-    elif _is_quant(node):
-        if any(_per_channel(const_array(v), m, conv) is None for v in node.inputs[1:3]) or const_array(node.inputs[3]) is None:
-            return "Quant parameters are not constant per channel"
+    elif _is_quant(node) and (any(_per_channel(const_array(v), m, conv) is None for v in node.inputs[1:3])
+                              or const_array(node.inputs[3]) is None):
+        return "Quant parameters are not constant per channel"
     return ""
 
 
