@@ -104,9 +104,10 @@ def _decode(packed: np.ndarray, entry: dict, shape: tuple[int, ...]) -> np.ndarr
     coeffs = plane_coeffs(int(entry["planes"]), bool(entry["signed"]))
     if len(shape) == 4 and packed.ndim == 4:
         v = unpack_act_planes(packed, shape[1], int(entry["group"]), coeffs)
-    elif len(shape) == 2 and packed.ndim == 2 and packed.shape[1] == len(coeffs) * words_for(shape[1]):
+    elif packed.ndim == 2 and int(np.prod(shape[2:])) == 1 and packed.shape[1] == len(coeffs) * words_for(shape[1]):
+        # dense codes [N, P*Kw]; also those of a 1x1 image flattened for a dense layer
         bits = unpack_last_axis(packed.reshape(packed.shape[0], len(coeffs), words_for(shape[1])), shape[1])
-        v = from_planes(bits.transpose(1, 0, 2), coeffs)
+        v = from_planes(bits.transpose(1, 0, 2), coeffs).reshape(shape)
     else:
         return None
     return v if v.shape == tuple(shape) else None

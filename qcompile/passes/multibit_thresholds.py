@@ -9,6 +9,11 @@ This pass replaces the chain by
 
     BitSerialConvThreshold / BitSerialGemmThreshold (packed codes out) -> [PlaneMaxPool]
 
+A Reshape / Flatten of a conv output with a 1x1 image (CNV's last conv before its classifier: the
+dense consumer reads in_features == M) is a no-op on the values, and on the packed codes too: with
+one pixel, [N, 1, 1, P*Wg] and the dense [N, P*Kw] are the same words, so it becomes a Reshape of
+the codes.
+
 so no float tensor exists between the two layers (FINN's MultiThreshold, exact in the integer domain).
 The reference graph is unchanged.
 
@@ -52,7 +57,8 @@ EXACT_FLOAT_D = 2**24
 # node metadata: the reference quantizer whose codes (v = q - zero point) the node writes
 CODES_KEY = "qcompile.codes"
 BITSERIAL_OPS = {"BitSerialConv": "BitSerialConvThreshold", "BitSerialGemm": "BitSerialGemmThreshold"}
-_STEP_OPS = ("Mul", "Add", "Div", "Relu", "Clip", "MaxPool")
+_STEP_OPS = ("Mul", "Add", "Div", "Relu", "Clip", "MaxPool", "Reshape", "Flatten")
+_LAYOUT_OPS = ("Reshape", "Flatten")
 _QUANT_OPS = ("Quant", "IntQuant")
 
 
@@ -69,6 +75,15 @@ class Chain:
     @property
     def conv(self) -> bool:
         return self.layer.op_type == "BitSerialConv"
+
+    @property
+    def flatten(self) -> ir.Node | None:
+        return next((n for n in self.steps if n.op_type in _LAYOUT_OPS), None)
+
+    def rank4(self, node: ir.Node) -> bool:
+        """Does `node` read a conv-shaped [N, M, H, W] tensor (before any flatten)?"""
+        flat = self.flatten
+        return self.conv and (flat is None or self.steps.index(node) <= self.steps.index(flat))
 
 
 def _single_use(value: ir.Value) -> bool:
@@ -114,6 +129,8 @@ def _step_refusal(node: ir.Node, m: int, conv: bool) -> str:
                 return "Clip bounds are not constant"
     elif node.op_type == "MaxPool":
         return "MaxPool after a dense layer" if not conv else _pool_refusal(node)
+    elif node.op_type in _LAYOUT_OPS and not conv:
+        return f"{node.op_type} after a dense layer"
     elif _is_quant(node) and (any(_per_channel(const_array(v), m, conv) is None for v in node.inputs[1:3])
                               or const_array(node.inputs[3]) is None):
         return "Quant parameters are not constant per channel"
@@ -137,16 +154,41 @@ def match_chain(pack: ir.Node) -> Chain | str:
         steps.append(node)
         value = node.inputs[0]
     chain = Chain(layer=node, pack=pack, steps=steps[::-1])
-    if [n.op_type for n in chain.steps].count("MaxPool") > 1:
-        return "more than one MaxPool between the layers"
+    kinds = [n.op_type for n in chain.steps]
+    if kinds.count("MaxPool") > 1 or sum(kinds.count(k) for k in _LAYOUT_OPS) > 1:
+        return "more than one MaxPool or Reshape between the layers"
     if any(const_array(v) is None for v in node.inputs[1:4]):
         return f"{node.op_type} weights/scale/bias are not constant"
     m = const_array(node.inputs[2]).size
     for n in chain.steps:
-        reason = _step_refusal(n, m, chain.conv)
+        reason = _step_refusal(n, m, chain.rank4(n) if n.op_type not in _LAYOUT_OPS else chain.conv)
+        if reason:
+            return reason
+    if chain.flatten is not None:
+        reason = _flatten_refusal(chain, m)
         if reason:
             return reason
     return chain
+
+
+def _flatten_refusal(chain: Chain, m: int) -> str:
+    """'' when the chain's Reshape/Flatten flattens a 1x1 image for dense consumers, else why not."""
+    flat = chain.flatten
+    if chain.pool is not None and chain.steps.index(chain.pool) > chain.steps.index(flat):
+        return "MaxPool after a Reshape"
+    if int_attr(chain.pack, "group", 1) != 1:
+        return "a grouped pack after a Reshape"
+    if flat.op_type == "Flatten" and int_attr(flat, "axis", 1) != 1:
+        return "Flatten with axis other than 1"
+    if flat.op_type == "Reshape":
+        shape = const_array(flat.inputs[1])
+        if shape is None or shape.size != 2:
+            return "Reshape to something other than a constant 2-D shape"
+    users = [u.node for u in chain.pack.outputs[0].uses()]
+    if not users or any(u.domain != QCOMPILE_DOMAIN or u.op_type != "BitSerialGemm"
+                        or int_attr(u, "in_features", 0) != m for u in users):
+        return "Reshape of a conv output that is not a 1x1 image read by dense layers (in_features == M)"
+    return ''
 
 
 # ---------------------------------------------------------------- the chain, evaluated exactly
@@ -167,6 +209,8 @@ def _apply(node: ir.Node, x: np.ndarray, m: int, conv: bool, ch: int) -> np.ndar
         return np.minimum(x, np.float32(hi)) if hi is not None else x
     if node.op_type == "MaxPool":
         return x  # commutes with the monotone chain (module docstring)
+    if node.op_type in _LAYOUT_OPS:
+        return x  # a 1x1 image: feature m is channel m
     scale, zp = (_per_channel(const_array(v), m, conv)[ch] for v in node.inputs[1:3])
     return quant(x, scale, zp, float(const_array(node.inputs[3])), signed=int_attr(node, "signed", 1),
                  narrow=int_attr(node, "narrow", 0), rounding_mode=str_attr(node, "rounding_mode", "ROUND"))
@@ -184,7 +228,7 @@ def channel_codes(chain: Chain, ch: int, d: np.ndarray) -> np.ndarray:
     scale, bias = (const_array(v).astype(np.float32).reshape(-1) for v in layer.inputs[2:4])
     x = np.add(np.multiply(d.astype(np.float32), scale[ch], dtype=np.float32), bias[ch], dtype=np.float32)
     for node in chain.steps:
-        x = _apply(node, x, scale.size, chain.conv, ch)
+        x = _apply(node, x, scale.size, chain.rank4(node), ch)
     return act_codes(x, **_pack_attrs(chain.pack))
 
 
@@ -241,7 +285,7 @@ def pool_uses_min(chain: Chain) -> np.ndarray:
     sign = np.ones(m)
     for node in after:
         if node.op_type in ("Mul", "Div"):  # Add, Relu, Clip and Quant (scale > 0) do not decrease
-            sign *= np.sign(_per_channel(const_array(node.inputs[1]), m, True))
+            sign *= np.sign(_per_channel(const_array(node.inputs[1]), m, chain.rank4(node)))
     return sign < 0
 
 
@@ -251,14 +295,22 @@ def codes_entry(chain: Chain, planes: int, signed: bool, group: int) -> str | No
     the same grid); None otherwise."""
     quants = [n for n in chain.steps if _is_quant(n)]
     if not quants:
-        tensor = chain.pack.inputs[0].name
         if chain.pool is not None:
             return None
+        tensor = chain.pack.inputs[0].name
+        producer = chain.pack.inputs[0].producer()
+        if producer is not None and producer.op_type in _LAYOUT_OPS:
+            tensor = producer.inputs[0].name  # the reference quantizes before the flatten
     else:
         q = quants[0]
         rest = chain.steps[chain.steps.index(q) + 1:]
         if any(n.op_type != "MaxPool" for n in rest):
             return None
+        tensor = q.inputs[0].name
+        producer = q.inputs[0].producer()
+        if producer is not None and producer.op_type in _LAYOUT_OPS:
+            # a quantizer hoisted after the flatten reads, in the reference, the tensor before it
+            tensor = producer.inputs[0].name
         scale, zp, bits = (const_array(v) for v in q.inputs[1:4])
         pa = _pack_attrs(chain.pack)
         same_grid = (scale.size == 1 and zp.size == 1 and np.float32(scale.reshape(-1)[0]) == pa["scale"]
@@ -267,7 +319,6 @@ def codes_entry(chain: Chain, planes: int, signed: bool, group: int) -> str | No
                      and str_attr(q, "rounding_mode", "ROUND") == pa["rounding_mode"])
         if not same_grid:
             return None
-        tensor = q.inputs[0].name
     return json.dumps({"tensor": tensor, "planes": planes, "signed": int(signed), "group": group}, sort_keys=True)
 
 
@@ -354,6 +405,12 @@ class MultibitThresholdsPass(NamedPass, ir.passes.InPlacePass):
             pool_node.metadata_props[LAYER_KEY] = name
             new_nodes.append(pool_node)
             out = pool_node.outputs[0]
+        if chain.flatten is not None:  # [N, 1, 1, P*Wg] -> [N, P*Kw]: the same words
+            shape = init(np.array([0, -1], np.int64), "flat_shape")
+            flat = ir.Node("", "Reshape", [out, shape], name=f"{name}/flatten_codes")
+            flat.outputs[0].name = f"{name}/flat_codes"
+            new_nodes.append(flat)
+            out = flat.outputs[0]
         node.metadata_props.pop(REF_KEY, None)
         graph.insert_before(pack, new_nodes)
         pack.outputs[0].replace_all_uses_with(out)

@@ -160,17 +160,36 @@ def test_thresholds_reproduce_the_chain_on_every_reachable_d():
 # ------------------------------------------------------------------------ must not fire
 
 
-def test_flatten_between_layers_is_refused_with_a_reason():
+def flatten_model(size: int):
+    """x [N,16,size,size] -> Quant -> Conv 3x3 (no pad) -> Flatten -> Quant -> Gemm."""
     g = GraphBuilder(1)
     xq = g.quant("x", 0.3, 2, signed=0)
     w = g.quant(g.const(g.rng.standard_normal((8, 16, 3, 3)).astype(np.float32)), 0.25, 2, narrow=1)
     y = g.op("Flatten", [g.op("Conv", [xq, w], kernel_shape=[3, 3])])
-    w2 = g.quant(g.const(g.rng.standard_normal((4, 8 * 7 * 7)).astype(np.float32)), 0.25, 2, narrow=1)
-    ref = g.model({"x": ["N", 16, 9, 9]}, [g.op("Gemm", [g.quant(y, 0.5, 2, signed=1), w2], transB=1)])
+    k = 8 * (size - 2) ** 2
+    w2 = g.quant(g.const(g.rng.standard_normal((4, k)).astype(np.float32)), 0.25, 2, narrow=1)
+    return g.model({"x": ["N", 16, size, size]}, [g.op("Gemm", [g.quant(y, 0.5, 2, signed=1), w2], transB=1)])
+
+
+def test_flatten_of_a_one_pixel_conv_keeps_the_codes_packed():
+    ref = flatten_model(3)  # 3x3 image, 3x3 kernel: a 1x1 output
+    new, _ = compile_proto(ref)
+    old, _ = compile_proto(ref, threshold_pass=False)
+    assert ops(new) == ["QuantizePack", "BitSerialConvThreshold", "Reshape", "BitSerialGemm"]
+    feeds = {"x": (np.random.default_rng(4).standard_normal((5, 16, 3, 3)) * 2).astype(np.float32)}
+    want = InferenceSession(old.SerializeToString()).run(None, feeds)[0]
+    got = InferenceSession(new.SerializeToString()).run(None, feeds)[0]
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(run_python(new, feeds)[0], got)
+    assert verify(ref, new, feeds).passed
+
+
+def test_flatten_of_a_larger_image_is_refused_with_a_reason():
+    ref = flatten_model(9)  # 7x7 output pixels: the dense layer reads them in NCHW order
     new, refusals = compile_proto(ref)
     assert "BitSerialConvThreshold" not in ops(new) and "BitSerialConv" in ops(new)
     reasons = [r.reason for r in refusals if r.rule == "MultibitThresholdsPass"]
-    assert any("Flatten between the bit-serial layers" in r for r in reasons), reasons
+    assert any("not a 1x1 image read by dense layers" in r for r in reasons), reasons
 
 
 def test_float_value_with_another_user_is_not_folded():
