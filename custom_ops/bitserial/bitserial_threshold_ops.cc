@@ -27,9 +27,13 @@ struct ExactD {
   }
 };
 
-// Writes the codes of D [N, M, OH, OW] into y [N, OH, OW, YW].
-void WriteCodes(OrtKernelContext* ctx, const bitserial::MultiThresholdArgs& ta, const float* d,
-                int64_t N, int64_t M, int64_t OH, uint64_t* y) {
+// Writes the codes of D [N, M, OH, OW] into y [N, OH, OW, YW] (ta's thresholds from thr / dir).
+void WriteCodes(OrtKernelContext* ctx, bitserial::MultiThresholdArgs ta, const int32_t* thr,
+                const int32_t* dir, const float* d, int64_t N, int64_t M, int64_t OH, uint64_t* y) {
+  std::vector<int32_t> flip(static_cast<size_t>(M)), thr_flipped(static_cast<size_t>(M * ta.L));
+  bitserial::FlipThresholds(thr, dir, M, ta.L, flip.data(), thr_flipped.data());
+  ta.flip = flip.data();
+  ta.thr_flipped = thr_flipped.data();
   const int64_t OW = ta.OW, YW = ta.YW;
   ParallelFor(ctx, static_cast<size_t>(N * OH), [&](size_t i) {
     const int64_t n = static_cast<int64_t>(i) / OH, oh = static_cast<int64_t>(i) % OH;
@@ -134,10 +138,9 @@ Ort::Status BitSerialConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Te
       packed::RunPlaneConv(ctx, variant_->kernel, a, const_w_.Get(w.Data(), ws),
                            const_w_concat_.Get(w.Data(), ws), &lut_);
     }
-    const bitserial::MultiThresholdArgs ta{thresholds.Data(), direction.Data(), L,
-                                           out_.out_base, out_.out_planes, s.OH * s.OW, OG,
-                                           Mg_out, Wg_out, s.OW, YW};
-    WriteCodes(ctx, ta, d.d.data(), s.N, s.M, s.OH, out);
+    const bitserial::MultiThresholdArgs ta{nullptr, nullptr, L, out_.out_base, out_.out_planes,
+                                           s.OH * s.OW, OG, Mg_out, Wg_out, s.OW, YW};
+    WriteCodes(ctx, ta, thresholds.Data(), direction.Data(), d.d.data(), s.N, s.M, s.OH, out);
   });
 }
 
@@ -194,10 +197,9 @@ Ort::Status BitSerialGemmThresholdOp::Compute(OrtKernelContext* ctx, const U64Te
     a.x = x.Data();
     a.w = w.Data();
     packed::RunPlaneConv(ctx, variant_->kernel, a, const_w_.Get(w.Data(), ws));
-    const bitserial::MultiThresholdArgs ta{thresholds.Data(), direction.Data(), L,
-                                           out_.out_base, out_.out_planes, 1, 1, s.M, Wg_out,
-                                           1, YW};
-    WriteCodes(ctx, ta, d.d.data(), s.N, s.M, 1, out);
+    const bitserial::MultiThresholdArgs ta{nullptr, nullptr, L, out_.out_base, out_.out_planes,
+                                           1, 1, s.M, Wg_out, 1, YW};
+    WriteCodes(ctx, ta, thresholds.Data(), direction.Data(), d.d.data(), s.N, s.M, 1, out);
   });
 }
 

@@ -11,8 +11,8 @@ namespace qcompile {
 namespace bitserial {
 
 struct MultiThresholdArgs {
-  const int32_t* thr;  // [M, L]
-  const int32_t* dir;  // [M], +1 or -1
+  const int32_t* thr_flipped;  // [M, L]: T ^ flip (FlipThresholds)
+  const int32_t* flip;         // [M]: 0 for direction +1, ~0 for -1
   int64_t L;
   int64_t out_base;    // v = out_base + count
   int64_t P;           // output planes
@@ -23,6 +23,10 @@ struct MultiThresholdArgs {
 // row[ow*YW + word] for every pixel ow of one output row; d_row: D of channel 0 of the row
 // (channel m at d_row + m*plane), held exactly as float (|D| <= 2^24).
 void MultiThresholdRow(const MultiThresholdArgs& a, const float* d_row, uint64_t* row);
+
+// flip and thr_flipped ([M], [M, L]) from thresholds [M, L] and directions [M].
+void FlipThresholds(const int32_t* thr, const int32_t* dir, int64_t M, int64_t L, int32_t* flip,
+                    int32_t* thr_flipped);
 
 }  // namespace bitserial
 }  // namespace qcompile
