@@ -176,6 +176,9 @@ def test_threshold_errors():
     big = {**geo, "in_channels": 16384, "act_coeffs": [1, 2, 4, 8], "weight_coeffs": [1, 2, 4, -8]}
     with pytest.raises(Exception, match=r"more than the 16777216 its float32 output holds exactly"):
         _session("BitSerialConvThreshold", TYPES_T, U64, **big, out_planes=2).run(None, feeds)
+    # the sweeps' `kernel` attribute reaches the op (an unknown name is refused, naming the table)
+    with pytest.raises(Exception, match=r"BitSerialConvThreshold.*kernel.*bogus.*avx2"):
+        _session("BitSerialConvThreshold", TYPES_T, U64, 1, "bogus", **geo, out_planes=2).run(None, feeds)
     dense = dict(in_features=64, act_coeffs=[1, 2], weight_coeffs=[1, -2], out_planes=2)
     with pytest.raises(Exception, match=r"BitSerialGemmThreshold.*a dense output has one group, got 2"):
         _session("BitSerialGemmThreshold", TYPES_T, U64, **dense, out_group=2).run(
