@@ -150,7 +150,7 @@ def match_chain(pack: ir.Node) -> Chain | str:
         if node.domain == QCOMPILE_DOMAIN and node.op_type in BITSERIAL_OPS:
             break
         if not ((node.domain == "" and node.op_type in _STEP_OPS) or _is_quant(node)):
-            return f"{node.op_type} between the bit-serial layers"
+            return f"{node.op_type} before the pack (only a bit-serial layer's float chain folds)"
         steps.append(node)
         value = node.inputs[0]
     chain = Chain(layer=node, pack=pack, steps=steps[::-1])
