@@ -207,3 +207,29 @@ def test_pass_alone_leaves_a_graph_without_chains_unchanged():
     y = g.op("Relu", ["x"])
     model = ir.serde.deserialize_model(g.model({"x": [1, 4]}, [y]))
     assert not MultibitThresholdsPass()(model).modified
+
+
+def test_dot_product_beyond_exact_float_range_is_refused():
+    """|D| may pass 2^24 (what the threshold ops read back exactly): the float chain stays."""
+    g = GraphBuilder(3)
+    c = 9000  # 9000 channels x 9 taps x 15 (4-bit codes) x 15 (4-bit weights) > 2^24
+    xq = g.quant("x", 0.3, 4, signed=0)
+    w = g.quant(g.const(g.rng.standard_normal((2, c, 3, 3)).astype(np.float32)), 0.25, 4, narrow=1)
+    y = g.op("Conv", [xq, w], kernel_shape=[3, 3])
+    w2 = g.quant(g.const(g.rng.standard_normal((2, 2, 1, 1)).astype(np.float32)), 0.25, 2, narrow=1)
+    ref = g.model({"x": [1, c, 3, 3]}, [g.op("Conv", [g.quant(y, 0.5, 2, signed=0), w2], kernel_shape=[1, 1])])
+    new, refusals = compile_proto(ref)
+    assert "BitSerialConvThreshold" not in ops(new) and ops(new).count("BitSerialConv") == 2
+    assert any("more than the 2^24" in r.reason for r in refusals if r.rule == "MultibitThresholdsPass")
+
+
+def test_pool_whose_pads_reach_a_whole_window_is_refused():
+    ref = chain_model(pool=True)
+    pool = next(n for n in ref.graph.node if n.op_type == "MaxPool")
+    for a in pool.attribute:
+        if a.name == "pads":
+            del a.ints[:]
+            a.ints.extend([3, 3, 3, 3])  # pads >= the 3x3 window: some windows are all padding
+    new, refusals = compile_proto(ref)
+    assert "PlaneMaxPool" not in ops(new)
+    assert any("pads reach a whole window" in r.reason for r in refusals if r.rule == "MultibitThresholdsPass")
