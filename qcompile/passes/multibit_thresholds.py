@@ -121,8 +121,11 @@ def _pool_refusal(node: ir.Node) -> str:
 
 def _step_refusal(node: ir.Node, m: int, conv: bool) -> str:
     if node.op_type in ("Mul", "Add", "Div"):
-        if _per_channel(const_array(node.inputs[1]), m, conv) is None:
+        c = _per_channel(const_array(node.inputs[1]), m, conv)
+        if c is None:
             return f"{node.op_type} by something other than a per-channel float constant"
+        if not np.isfinite(c).all() or (node.op_type == "Div" and (c == 0).any()):
+            return f"{node.op_type} by a non-finite constant or by 0 (no code for NaN)"
     elif node.op_type == "Clip":
         for v in node.inputs[1:]:
             if v is not None and const_array(v) is None:

@@ -233,3 +233,16 @@ def test_pool_whose_pads_reach_a_whole_window_is_refused():
     new, refusals = compile_proto(ref)
     assert "PlaneMaxPool" not in ops(new)
     assert any("pads reach a whole window" in r.reason for r in refusals if r.rule == "MultibitThresholdsPass")
+
+
+def test_division_by_a_zero_constant_is_refused():
+    g = GraphBuilder(5)
+    xq = g.quant("x", 0.3, 2, signed=0)
+    w = g.quant(g.const(g.rng.standard_normal((4, 8, 3, 3)).astype(np.float32)), 0.25, 2, narrow=1)
+    y = g.op("Conv", [xq, w], kernel_shape=[3, 3])
+    y = g.op("Div", [y, g.const(np.array([1.0, 0.0, 2.0, 1.0], np.float32).reshape(1, 4, 1, 1), "div")])
+    w2 = g.quant(g.const(g.rng.standard_normal((2, 4, 1, 1)).astype(np.float32)), 0.25, 2, narrow=1)
+    ref = g.model({"x": [1, 8, 5, 5]}, [g.op("Conv", [g.quant(y, 0.5, 2, signed=0), w2], kernel_shape=[1, 1])])
+    new, refusals = compile_proto(ref)
+    assert "BitSerialConvThreshold" not in ops(new)
+    assert any("by 0" in r.reason for r in refusals if r.rule == "MultibitThresholdsPass"), refusals
