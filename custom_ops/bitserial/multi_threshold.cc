@@ -29,6 +29,26 @@ inline void OrCodeBits(const MultiThresholdArgs& a, const int32_t* tf, int32_t f
   }
 }
 
+// The same for a full chunk of kPixels pixels, written as fixed-length loops over the pixels
+// that the compiler vectorizes (compares into int32 lanes, plane bits into uint64 lanes); the
+// code v = out_base + count kept in int32, whose low P bits are v's two's complement planes.
+template <int kP>
+inline void OrCodeBitsChunk(const MultiThresholdArgs& a, const int32_t* tf, int32_t f, const float* dm,
+                            int64_t j, uint64_t planes[16][kPixels]) {
+  const int64_t P = kP == kAnyP ? a.P : kP, L = a.L;
+  const int32_t base = static_cast<int32_t>(a.out_base);
+  int32_t d[kPixels], v[kPixels];
+  for (int64_t i = 0; i < kPixels; ++i) d[i] = static_cast<int32_t>(dm[i]) ^ f;
+  for (int64_t i = 0; i < kPixels; ++i) v[i] = base;
+  for (int64_t k = 0; k < L; ++k) {
+    const int32_t t = tf[k];
+    for (int64_t i = 0; i < kPixels; ++i) v[i] += static_cast<int32_t>(d[i] >= t);
+  }
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t i = 0; i < kPixels; ++i)
+      planes[p][i] |= static_cast<uint64_t>((v[i] >> p) & 1) << j;
+}
+
 template <int kP>
 void RowOfPlanes(const MultiThresholdArgs& a, const float* d_row, uint64_t* row) {
   const int64_t P = kP == kAnyP ? a.P : kP, OW = a.OW, YW = a.YW, L = a.L, Wg_out = a.Wg_out;
@@ -40,6 +60,18 @@ void RowOfPlanes(const MultiThresholdArgs& a, const float* d_row, uint64_t* row)
       const int64_t nb = std::min<int64_t>(64, a.Mg_out - k * 64);
       for (int64_t ow = 0; ow < OW; ow += kPixels) {
         const int64_t count = std::min(kPixels, OW - ow);
+        if (count == kPixels) {
+          uint64_t planes[16][kPixels] = {};
+          for (int64_t j = 0; j < nb; ++j) {
+            const int64_t m = m0 + j;
+            OrCodeBitsChunk<kP>(a, a.thr_flipped + m * L, a.flip[m], d_row + m * plane + ow, j, planes);
+          }
+          for (int64_t i = 0; i < kPixels; ++i) {
+            uint64_t* px = row + (ow + i) * YW + (og * P) * Wg_out + k;
+            for (int64_t p = 0; p < P; ++p) px[p * Wg_out] = planes[p][i];
+          }
+          continue;
+        }
         uint64_t acc[kPixels][16] = {};
         for (int64_t j = 0; j < nb; ++j) {
           const int64_t m = m0 + j;
@@ -53,7 +85,6 @@ void RowOfPlanes(const MultiThresholdArgs& a, const float* d_row, uint64_t* row)
     }
   }
 }
-
 }  // namespace
 
 void MultiThresholdRow(const MultiThresholdArgs& a, const float* d_row, uint64_t* row) {
