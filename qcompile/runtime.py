@@ -130,6 +130,8 @@ KERNEL_OPS = (
     "QuantizePack",
     "BitSerialConv",
     "BitSerialGemm",
+    "BitSerialConvThreshold",
+    "BitSerialGemmThreshold",
     "ShiftConv",
     "ShiftGemm",
 )

@@ -124,3 +124,17 @@ def export_multibit_cnn_qcdq(path: Path, wbits: int, abits: int, seed: int = 0) 
     with torch.no_grad():
         export_onnx_qcdq(model, torch.randn(1, 1, 28, 28), export_path=str(path))
     return path
+
+
+def export_bnn_pynq(path: Path, cfg: str) -> Path:
+    """A Brevitas BNN-PYNQ example (cnv_2w2a, tfc_2w2a, ...), random weights, exported to QONNX with
+    batch 1 (CIFAR 3x32x32 for cnv, 1x28x28 for the fc models)."""
+    import brevitas_examples.bnn_pynq.models as bnn
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(0)
+    shape = (1, 1, 28, 28) if "fc" in cfg else (1, 3, 32, 32)
+    with torch.no_grad():
+        export_qonnx(getattr(bnn, cfg)(pretrained=False).eval(), torch.randn(*shape), export_path=str(path),
+                     dynamo=False)
+    return path

@@ -96,6 +96,14 @@ def base_specs() -> list[Spec]:
     thr = r.integers(-10, 10, 8).astype(np.int32)
     dirs = r.choice(np.array([-1, 1], np.int32), 8)
     shift_w = r.integers(0, 256, (8, 18)).astype(np.uint8)
+
+    def levels(m: int) -> tuple[np.ndarray, np.ndarray]:  # monotone multi-thresholds [m, 3], directions
+        d = r.choice(np.array([-1, 1], np.int32), m)
+        t = np.sort(r.integers(-20, 20, (m, 3)), axis=1)
+        return np.where(d[:, None] > 0, t, t[:, ::-1]).astype(np.int32), d
+
+    conv_t, conv_d = levels(8)
+    dense_t, dense_d = levels(4)
     return [
         Spec("BinarizePack", QC, {"X": f(2, 5, 3, 3)}, {"group": 1}, [TensorProto.UINT64]),
         Spec("XnorConv", QC, {"X": _bits(r, (1, 5, 5, 1), 5), "W": _bits(r, (8, 3, 3, 1), 5),
@@ -117,6 +125,17 @@ def base_specs() -> list[Spec]:
                                    "scale": ones(4), "bias": f(4)},
              {"in_features": 100, "act_coeffs": [1, 2], "weight_coeffs": [1, -2]}, [TensorProto.FLOAT],
              constant=("W",)),
+        Spec("BitSerialConvThreshold", QC, {"X": _bits(r, (1, 4, 4, 2), 5), "W": _bits(r, (8, 3, 3, 2), 5),
+                                            "thresholds": conv_t, "direction": conv_d},
+             dict(conv, act_coeffs=[1, 2], weight_coeffs=[1, -2], out_base=-2, out_planes=2, out_group=2),
+             [TensorProto.UINT64], constant=("W",)),
+        Spec("BitSerialGemmThreshold", QC, {"X": _bits(r, (2, 4), 100), "W": _bits(r, (4, 4), 100),
+                                            "thresholds": dense_t, "direction": dense_d},
+             {"in_features": 100, "act_coeffs": [1, 2], "weight_coeffs": [1, -2], "out_planes": 2},
+             [TensorProto.UINT64], constant=("W",)),
+        Spec("PlaneMaxPool", QC, {"X": _bits(r, (1, 4, 4, 4), 70), "or_mask": _bits(r, (2,), 70)},
+             {"kernel_shape": [2, 2], "strides": [2, 2], "planes": 2, "group": 1, "signed": 1},
+             [TensorProto.UINT64]),
         Spec("Pow2Quant", QC, {"X": f(2, 3, 4)}, {"thresholds": [0.25, 0.5, 1.0]}, [TensorProto.FLOAT]),
         Spec("ShiftConv", QC, {"X": f(1, 4, 5, 5), "W": shift_w, "scale": ones(8), "bias": f(8)},
              dict(conv, in_channels=4, act_mode="uniform", act_scale=0.1, act_bitwidth=4, act_signed=1),
@@ -301,7 +320,7 @@ def cases() -> list[Case]:
 
 
 KERNEL_OPS = {"XnorConv", "XnorConvThreshold", "XnorGemm", "QuantizePack", "BitSerialConv",
-              "BitSerialGemm", "ShiftConv", "ShiftGemm"}
+              "BitSerialGemm", "BitSerialConvThreshold", "BitSerialGemmThreshold", "ShiftConv", "ShiftGemm"}
 
 
 # ------------------------------------------------------------------------------ one case

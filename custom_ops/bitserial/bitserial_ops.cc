@@ -110,17 +110,20 @@ void PlaneAttrs::Parse(const Attrs& at, const std::string& label) {
     Fail(label, "attribute 'weight_offset': expected |offset| <= 2^20, got ", weight_offset);
 }
 
-void PlaneAttrs::CheckRange(const std::string& label, int64_t terms) const {
+void PlaneAttrs::CheckRange(const std::string& label, int64_t terms, double limit) const {
   int64_t amax = 0, wmax = std::llabs(weight_offset);
   for (int64_t c : act_coeffs) amax += std::llabs(c);
   for (int64_t c : weight_coeffs) wmax += std::llabs(c);
   // |D| <= terms * max|v_act| * max|v_w|, computed in double to stay clear of overflow.
   const double bound =
       static_cast<double>(terms) * static_cast<double>(amax) * static_cast<double>(wmax);
-  if (bound > 2147483647.0)
+  if (bound > limit)
     Fail(label, "the dot product can reach ", bound, " (", terms, " terms, act_coeffs ",
          ShapeStr(act_coeffs), ", weight_coeffs ", ShapeStr(weight_coeffs), ", weight_offset ",
-         weight_offset, "), more than the int32 D holds");
+         weight_offset, "), more than ",
+         limit > 1e9 ? std::string("the int32 D holds")
+                     : "the " + std::to_string(static_cast<int64_t>(limit)) +
+                           " its float32 output holds exactly");
 }
 
 void PlaneAttrs::Fill(packed::BitSerialArgs* a) const {

@@ -31,8 +31,9 @@ struct PlaneAttrs {
   std::vector<int64_t> act_coeffs, weight_coeffs;
   int64_t weight_offset = 0;
   void Parse(const Attrs& at, const std::string& label);
-  // Fails unless |D| < 2^31 for `terms` (channels x taps) products.
-  void CheckRange(const std::string& label, int64_t terms) const;
+  // Fails unless |D| <= limit (default 2^31 - 1, the int32 D) for `terms` (channels x taps)
+  // products.
+  void CheckRange(const std::string& label, int64_t terms, double limit = 2147483647.0) const;
   void Fill(packed::BitSerialArgs* a) const;
 };
 

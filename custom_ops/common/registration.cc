@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../bitserial/bitserial_ops.h"
+#include "../bitserial/bitserial_threshold_ops.h"
 #include "../qonnx/qonnx_ops.h"
 #include "../qonnx/trunc_op.h"
 #include "../shift/shift_ops.h"
@@ -102,6 +103,9 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(MakeOp<QuantizePackOp>("QuantizePack"));
     r->ops.emplace_back(MakeOp<BitSerialConvOp>("BitSerialConv"));
     r->ops.emplace_back(MakeOp<BitSerialGemmOp>("BitSerialGemm"));
+    r->ops.emplace_back(MakeOp<BitSerialConvThresholdOp>("BitSerialConvThreshold"));
+    r->ops.emplace_back(MakeOp<BitSerialGemmThresholdOp>("BitSerialGemmThreshold"));
+    r->ops.emplace_back(MakeOp<PlaneMaxPoolOp>("PlaneMaxPool"));
     r->ops.emplace_back(MakeOp<Pow2QuantOp>("Pow2Quant"));
     r->ops.emplace_back(MakeOp<ShiftConvOp>("ShiftConv"));
     r->ops.emplace_back(MakeOp<ShiftGemmOp>("ShiftGemm"));
@@ -176,7 +180,8 @@ const VariantList* VariantsOf(const char* op_type) {
     auto* m = new std::map<std::string, VariantList>;
     for (const char* op : {"XnorConv", "XnorConvThreshold", "XnorGemm"})
       (*m)[op] = ListOf(xnor::Variants());
-    for (const char* op : {"BitSerialConv", "BitSerialGemm"})
+    for (const char* op : {"BitSerialConv", "BitSerialGemm", "BitSerialConvThreshold",
+                           "BitSerialGemmThreshold"})
       (*m)[op] = ListOf(bitserial::Variants());
     (*m)["QuantizePack"] = ListOf(bitserial::QuantizePackVariants());
     for (const char* op : {"ShiftConv", "ShiftGemm"}) (*m)[op] = ListOf(ShiftVariants());

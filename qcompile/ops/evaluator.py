@@ -12,7 +12,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
-from qcompile.ops import bitserial, packing, qonnx, shift, trunc, xnor
+from qcompile.ops import bitserial, multibit_threshold, packing, qonnx, shift, trunc, xnor
 
 _DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
 
@@ -97,6 +97,41 @@ class BitSerialGemm(OpRun):
                                          weight_coeffs=list(weight_coeffs), weight_offset=int(weight_offset or 0)),)
 
 
+class BitSerialConvThreshold(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, thresholds, direction, in_channels=None, kernel_shape=None, strides=None, pads=None,
+             dilations=None, group=1, act_coeffs=None, weight_coeffs=None, weight_offset=0, out_base=0,
+             out_planes=None, out_group=1):
+        attrs = _conv_attrs(kernel_shape, strides, pads, dilations, group, in_channels)
+        return (multibit_threshold.bitserial_conv_threshold(
+            x, w, thresholds, direction, out_base=int(out_base or 0), out_planes=int(out_planes),
+            out_group=int(out_group or 1), act_coeffs=list(act_coeffs), weight_coeffs=list(weight_coeffs),
+            weight_offset=int(weight_offset or 0), **attrs),)
+
+
+class BitSerialGemmThreshold(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, thresholds, direction, in_features=None, act_coeffs=None, weight_coeffs=None,
+             weight_offset=0, out_base=0, out_planes=None, out_group=1):
+        return (multibit_threshold.bitserial_gemm_threshold(
+            x, w, thresholds, direction, out_base=int(out_base or 0), out_planes=int(out_planes),
+            in_features=int(in_features), act_coeffs=list(act_coeffs), weight_coeffs=list(weight_coeffs),
+            weight_offset=int(weight_offset or 0)),)
+
+
+class PlaneMaxPool(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, or_mask, kernel_shape=None, strides=None, pads=None, dilations=None, planes=None, group=1,
+             signed=0):
+        return (multibit_threshold.plane_maxpool(
+            x, or_mask, planes=int(planes), group=int(group or 1), signed=int(signed or 0),
+            kernel_shape=tuple(kernel_shape), strides=tuple(strides or (1, 1)), pads=tuple(pads or (0, 0, 0, 0)),
+            dilations=tuple(dilations or (1, 1))),)
+
+
 def _str(v, default):
     return v.decode() if isinstance(v, bytes) else (v or default)
 
@@ -171,7 +206,7 @@ class Trunc(OpRun):
 
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, Pow2Quant, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
+       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
        Trunc]
 
 

@@ -19,6 +19,7 @@ from qcompile.passes.lower_binary import LowerBinaryLayersPass
 from qcompile.passes.lower_int8 import LowerInt8LayersPass
 from qcompile.passes.lower_multibit import LowerMultibitLayersPass
 from qcompile.passes.lower_shift import LowerShiftLayersPass
+from qcompile.passes.multibit_thresholds import MultibitThresholdsPass
 from qcompile.passes.packed_activations import PackActivationsPass
 from qcompile.passes.propagate_grid import PropagateGridPass
 from qcompile.passes.qcdq import QcdqToQuantPass
@@ -84,6 +85,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             FoldAffineIntoLoweredPass(rounds),
             #    ...and into the float scale and bias after an int8 layer's integer op.
             FoldAffineIntoInt8Pass(rounds),
+            #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
+            #    reproducing the float chain exactly); after affine folding, which it reproduces.
+            *([MultibitThresholdsPass()] if options.packed_activations else []),
             # 8. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
             CleanupPass(),
         ],

@@ -1,0 +1,32 @@
+// The multi-threshold epilogue of BitSerialConvThreshold / BitSerialGemmThreshold
+// (custom_ops/SPEC.md): per output channel m, L monotone int32 thresholds give a count
+// c = #{k : dir[m] > 0 ? D >= T[m][k] : D <= T[m][k]}, the code v = out_base + c is written as
+// the consumer's P packed bit planes (two's complement when out_base < 0). Scalar and shared by
+// every kernel variant: it runs once per output value, after the D sums that dominate.
+#pragma once
+
+#include <cstdint>
+
+namespace qcompile {
+namespace bitserial {
+
+struct MultiThresholdArgs {
+  const int32_t* thr_flipped;  // [M, L]: T ^ flip (FlipThresholds)
+  const int32_t* flip;         // [M]: 0 for direction +1, ~0 for -1
+  int64_t L;
+  int64_t out_base;    // v = out_base + count
+  int64_t P;           // output planes
+  int64_t plane;       // OH*OW: between channels of D
+  int64_t OG, Mg_out, Wg_out, OW, YW;  // YW = OG * P * Wg_out words per output pixel
+};
+
+// row[ow*YW + word] for every pixel ow of one output row; d_row: D of channel 0 of the row
+// (channel m at d_row + m*plane), held exactly as float (|D| <= 2^24).
+void MultiThresholdRow(const MultiThresholdArgs& a, const float* d_row, uint64_t* row);
+
+// flip and thr_flipped ([M], [M, L]) from thresholds [M, L] and directions [M].
+void FlipThresholds(const int32_t* thr, const int32_t* dir, int64_t M, int64_t L, int32_t* flip,
+                    int32_t* thr_flipped);
+
+}  // namespace bitserial
+}  // namespace qcompile
