@@ -70,6 +70,45 @@ void ForRange(const std::vector<int64_t>& xs, const std::vector<int64_t> (&strid
   }
 }
 
+// Whether every parameter is constant along X's last axis (per tensor, or per channel
+// [1, C, 1, 1]): then ElementwiseRuns can hand out whole rows with one offset each.
+template <size_t P>
+bool ConstantAlongRows(const std::vector<int64_t>& xs, const std::vector<int64_t> (&strides)[P]) {
+  if (xs.empty()) return false;
+  for (size_t p = 0; p < P; ++p)
+    if (strides[p][xs.size() - 1] != 0) return false;
+  return true;
+}
+
+// Calls run(i, n, offsets) for the runs [i, i + n) of X's flat indices that stay within one
+// row of its last axis, in parallel chunks; each parameter's offset is the row's. Only when
+// ConstantAlongRows: a loop over a row then has scalar parameters and vectorises (the
+// per-element loop above reads them through the index counter, ~15-30 ns per value).
+template <size_t P, typename Run>
+void ElementwiseRuns(OrtKernelContext* ctx, const std::vector<int64_t>& xs,
+                     const std::vector<int64_t> (&strides)[P], Run&& run) {
+  const int64_t total = NumElements(xs);
+  const int64_t inner = xs.back();
+  const int64_t tasks = (total + kChunk - 1) / kChunk;
+  ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+    const int64_t b = static_cast<int64_t>(t) * kChunk;
+    const int64_t e = b + kChunk < total ? b + kChunk : total;
+    for (int64_t i = b; i < e;) {
+      int64_t off[P] = {};
+      int64_t rem = i;
+      for (size_t d = xs.size(); d-- > 0;) {
+        const int64_t idx = rem % xs[d];
+        rem /= xs[d];
+        for (size_t p = 0; p < P; ++p) off[p] += idx * strides[p][d];
+      }
+      const int64_t left = inner - i % inner;
+      const int64_t n = e - i < left ? e - i : left;
+      run(i, n, static_cast<const int64_t*>(off));
+      i += n;
+    }
+  });
+}
+
 template <size_t P, typename Fn>
 void Elementwise(OrtKernelContext* ctx, const std::vector<int64_t>& xs,
                  const std::vector<int64_t> (&strides)[P], Fn&& fn) {

@@ -112,6 +112,26 @@ def test_quant_broadcast(xshape, sshape, threads: int):
     assert bits_equal(y, qonnx.quant(x, scale, zeropt, bw))
 
 
+@pytest.mark.parametrize("rounding_mode", ["ROUND", "CEIL", "FLOOR", "ROUND_TO_ZERO"])
+@pytest.mark.parametrize("n", [1, 5, 67])  # below, at and past the 4-lane vector loop, with a tail
+def test_quant_special_values_in_the_vector_loop(rounding_mode: str, n: int):
+    # NaN, infinities, |x / s| at and beyond 2^23 (already integers), the largest float, signed
+    # zeros and ties, in every lane position of the per-tensor (vectorised) row loop
+    special = np.array([np.nan, np.inf, -np.inf, 2.0**23, -(2.0**23) - 2, 2.0**24 + 2, 3.4e38, -3.4e38,
+                        0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 7.49999, -7.50001], np.float32)
+    rng = np.random.default_rng(n)
+    x = np.where(rng.random(n) < 0.5, rng.choice(special, n), rng.standard_normal(n).astype(np.float32) * 40)
+    x = x.astype(np.float32).reshape(1, n)
+    scale, zeropt, bw = np.array(0.5, np.float32), np.array(0.0, np.float32), np.array(24.0, np.float32)
+    attrs = dict(signed=1, narrow=0, rounding_mode=rounding_mode)
+    sess = runtime.InferenceSession(_model("Quant", QUANT_INPUTS, **attrs))
+    (y,) = sess.run(None, {"X": x, "scale": scale, "zeropt": zeropt, "bitwidth": bw})
+    want = qonnx.quant(x, scale, zeropt, bw, **attrs)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(y), nan)
+    assert bits_equal(np.where(nan, 0, y).astype(np.float32), np.where(nan, 0, want).astype(np.float32))
+
+
 def test_round_is_half_to_even():
     x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5], np.float32)
     one, zero, bw = np.ones(1, np.float32), np.zeros(1, np.float32), np.array(8.0, np.float32)
