@@ -366,7 +366,9 @@ STATIC_CONSTANTS: dict[str, tuple[float, ...]] = {
     "bitserial": (1.8e-05, 1.5e-05, 3.4e-10, 6.3e-10, 2.8e-09, 9.2e-09),
     "shift": (1.6e-05, 1.2e-05, 2.0e-11, 2.0e-11, 7.8e-09, 6.1e-09),
     "int8": (1.6e-05, 1.5e-05, 1.1e-11, 4.8e-11, 4.2e-10, 1.1e-08),
-    "float": (1.4e-05, 1.3e-05, 2.3e-11, 2.1e-10, 9.6e-09, 0.0),  # QONNX Quant's reference kernel: ~9 ns/value
+    # float: measured with QONNX Quant's per-element kernel (~9 ns/value); its SSE2 rows now take
+    # ~1 ns (calibrate() gives 9.3e-10): kept, so the fixed table errs towards lowering
+    "float": (1.4e-05, 1.3e-05, 2.3e-11, 2.1e-10, 9.6e-09, 0.0),
     "twin": (1.3e-05, 9.7e-06, 2.0e-11, 2.1e-10, 1.7e-10, 1.8e-10),
 }
 
@@ -429,7 +431,7 @@ CALIBRATION_LAYERS = {
 }
 _FAMILIES = {"binary": ("xnor",), "uniform": ("bitserial", "int8", "float", "twin"), "pow2": ("shift",)}
 # bump when the features or the layers change: cached constants of another version are re-measured
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 
 
 def _run_seconds(model: onnx.ModelProto, budget_s: float) -> float:

@@ -213,3 +213,15 @@ def test_a_float_choice_that_fails_parity_is_lowered_after_all(monkeypatch):
     rows = {r.name: r for r in result.rows}
     assert (rows["fc"].impl, rows["fc"].why) == ("int8", "measured; float failed parity")
     assert (rows["conv"].impl, rows["conv"].why) == ("int8", "measured")
+
+
+def test_every_layer_float_by_the_costs_is_a_model_not_an_error():
+    # float measured faster for both layers: the compile writes that model (the table says why),
+    # where a model with nothing to lower at all is still an error
+    costs = GivenCosts({("conv", "bitserial"): 3e-3, ("conv", "int8"): 2e-3, ("conv", "float"): 1e-3,
+                        ("fc", "bitserial"): 3e-3, ("fc", "int8"): 2.5e-3, ("fc", "float"): 1.5e-3})
+    result = compile_model(_two_layer_model(), costs=costs)
+    ops = [n.op_type for n in result.model.graph.node]
+    assert "Conv" in ops and "Gemm" in ops and not {"ConvInteger", "BitSerialConv", "BitSerialGemm"} & set(ops)
+    assert all(r.note.startswith("stays float: float chosen (measured)") for r in result.rows)
+    assert result.parity.passed
