@@ -134,6 +134,22 @@ void PlaneAttrs::Fill(packed::BitSerialArgs* a) const {
   a->weight_offset = weight_offset;
 }
 
+void PlaneAttrs::FillDense(const std::string& label, int64_t in_features,
+                           const std::vector<int64_t>& xs, const std::vector<int64_t>& ws,
+                           packed::BitSerialArgs* a) const {
+  Fill(a);
+  CheckRank(label, "X", xs, 2, "[N, P*Kw]");
+  CheckRank(label, "W", ws, 2, "[M, Q*Kw]");
+  const int64_t Kw = Words(in_features);
+  if (xs[1] != a->P * Kw)
+    Fail(label, "input X: expected last dim P*ceil(in_features/64) = ", a->P, "*", Kw, " = ",
+         a->P * Kw, " (in_features ", in_features, "), got shape ", ShapeStr(xs));
+  if (ws[0] < 1 || ws[1] != a->Q * Kw)
+    Fail(label, "input W: expected shape [M, ", a->Q * Kw, "] (Q*ceil(in_features/64), Q = ",
+         a->Q, ") with M >= 1, got ", ShapeStr(ws));
+  a->geo = packed::DenseGeometry(xs[0], in_features, Kw, a->P * Kw, ws[0]);
+}
+
 // ---------------------------------------------------------------------------- BitSerialConv
 
 BitSerialConvOp::BitSerialConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
@@ -205,20 +221,9 @@ Ort::Status BitSerialGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     const std::vector<int64_t>& xs = x.Shape();
     const std::vector<int64_t>& ws = w.Shape();
     packed::BitSerialArgs a{};
-    planes_.Fill(&a);
-    CheckRank(label_, "X", xs, 2, "[N, P*Kw]");
-    CheckRank(label_, "W", ws, 2, "[M, Q*Kw]");
-    const int64_t Kw = Words(in_features_);
-    if (xs[1] != a.P * Kw)
-      Fail(label_, "input X: expected last dim P*ceil(in_features/64) = ", a.P, "*", Kw, " = ",
-           a.P * Kw, " (in_features ", in_features_, "), got shape ", ShapeStr(xs));
-    if (ws[0] < 1 || ws[1] != a.Q * Kw)
-      Fail(label_, "input W: expected shape [M, ", a.Q * Kw, "] (Q*ceil(in_features/64), Q = ",
-           a.Q, ") with M >= 1, got ", ShapeStr(ws));
+    planes_.FillDense(label_, in_features_, xs, ws, &a);
     CheckVector(label_, "scale", scale.Shape(), ws[0], "W is " + ShapeStr(ws));
     CheckVector(label_, "bias", bias.Shape(), ws[0], "W is " + ShapeStr(ws));
-    // A dense layer is a 1x1 convolution of a 1x1 image: the same plane layouts.
-    a.geo = packed::DenseGeometry(xs[0], in_features_, Kw, a.P * Kw, ws[0]);
     const packed::ConvGeometry& s = a.geo;
     float* out = y.Allocate({s.N, s.M});
     if (s.N == 0) return;

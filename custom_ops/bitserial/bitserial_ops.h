@@ -35,6 +35,10 @@ struct PlaneAttrs {
   // products.
   void CheckRange(const std::string& label, int64_t terms, double limit = 2147483647.0) const;
   void Fill(packed::BitSerialArgs* a) const;
+  // Fill(a), then check a dense layer's X [N, P*Kw] and W [M, Q*Kw] against in_features and set
+  // a->geo: a dense layer is a 1x1 convolution of a 1x1 image, with the same plane layouts.
+  void FillDense(const std::string& label, int64_t in_features, const std::vector<int64_t>& xs,
+                 const std::vector<int64_t>& ws, packed::BitSerialArgs* a) const;
 };
 
 struct BitSerialConvOp {

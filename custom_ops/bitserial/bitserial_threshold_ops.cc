@@ -176,17 +176,7 @@ Ort::Status BitSerialGemmThresholdOp::Compute(OrtKernelContext* ctx, const U64Te
     const std::vector<int64_t>& xs = x.Shape();
     const std::vector<int64_t>& ws = w.Shape();
     packed::BitSerialArgs a{};
-    planes_.Fill(&a);
-    CheckRank(label_, "X", xs, 2, "[N, P*Kw]");
-    CheckRank(label_, "W", ws, 2, "[M, Q*Kw]");
-    const int64_t Kw = Words(in_features_);
-    if (xs[1] != a.P * Kw)
-      Fail(label_, "input X: expected last dim P*ceil(in_features/64) = ", a.P, "*", Kw, " = ",
-           a.P * Kw, " (in_features ", in_features_, "), got shape ", ShapeStr(xs));
-    if (ws[0] < 1 || ws[1] != a.Q * Kw)
-      Fail(label_, "input W: expected shape [M, ", a.Q * Kw, "] (Q*ceil(in_features/64), Q = ",
-           a.Q, ") with M >= 1, got ", ShapeStr(ws));
-    a.geo = packed::DenseGeometry(xs[0], in_features_, Kw, a.P * Kw, ws[0]);
+    planes_.FillDense(label_, in_features_, xs, ws, &a);
     const packed::ConvGeometry& s = a.geo;
     const int64_t L = out_.Check(label_, thresholds, direction, s.M);
     const int64_t Wg_out = Words(s.M), YW = out_.out_planes * Wg_out;
