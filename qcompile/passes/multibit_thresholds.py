@@ -48,6 +48,7 @@ from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY
 from qcompile.ops.bitserial import act_codes, planes_needed, unpack_weight_planes
 from qcompile.ops.packing import pack_last_axis, unpack_last_axis, words_for
 from qcompile.ops.qonnx import int_range, quant
+from qcompile.passes.chains import maxpool_refusal, walk_back
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import NamedPass
 
@@ -86,10 +87,6 @@ class Chain:
         return self.conv and (flat is None or self.steps.index(node) <= self.steps.index(flat))
 
 
-def _single_use(value: ir.Value) -> bool:
-    return len(value.uses()) == 1 and not value.is_graph_output()
-
-
 def _is_quant(node: ir.Node) -> bool:
     return node.domain.startswith("qonnx") and node.op_type in _QUANT_OPS
 
@@ -104,15 +101,10 @@ def _per_channel(c: np.ndarray | None, m: int, conv: bool) -> np.ndarray | None:
 
 
 def _pool_refusal(node: ir.Node) -> str:
-    if len(node.outputs) > 1 and node.outputs[1].uses():
-        return "MaxPool indices are used"
-    if int_attr(node, "ceil_mode", 0) or int_attr(node, "storage_order", 0):
-        return "MaxPool ceil_mode/storage_order is not supported"
-    if str_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
-        return "MaxPool auto_pad is not supported"
+    reason = maxpool_refusal(node)
+    if reason:
+        return reason
     k = ints_attr(node, "kernel_shape", [])
-    if len(k) != 2:
-        return "MaxPool is not 2-D"
     pads, dil = ints_attr(node, "pads", [0, 0, 0, 0]), ints_attr(node, "dilations", [1, 1])
     if any(p >= d * (kk - 1) + 1 for p, kk, d in zip(pads, k + k, dil + dil, strict=True)):
         return "MaxPool pads reach a whole window (an all-padding window has no code)"
@@ -142,20 +134,14 @@ def _step_refusal(node: ir.Node, m: int, conv: bool) -> str:
 
 def match_chain(pack: ir.Node) -> Chain | str:
     """The chain BitSerialConv/Gemm -> ... -> `pack`, or why there is none."""
-    value = pack.inputs[0]
-    steps: list[ir.Node] = []
-    while True:
-        if not _single_use(value):
-            return f"{value.name} has other users"
-        node = value.producer()
-        if node is None:
-            return "the pack reads a graph input"
-        if node.domain == QCOMPILE_DOMAIN and node.op_type in BITSERIAL_OPS:
-            break
-        if not ((node.domain == "" and node.op_type in _STEP_OPS) or _is_quant(node)):
-            return f"{node.op_type} before the pack (only a bit-serial layer's float chain folds)"
-        steps.append(node)
-        value = node.inputs[0]
+    walked = walk_back(pack, lambda n: (n.domain == "" and n.op_type in _STEP_OPS) or _is_quant(n))
+    if isinstance(walked, str):
+        return walked
+    node, steps = walked
+    if node is None:
+        return "the pack reads a graph input"
+    if node.domain != QCOMPILE_DOMAIN or node.op_type not in BITSERIAL_OPS:
+        return f"{node.op_type} before the pack (only a bit-serial layer's float chain folds)"
     chain = Chain(layer=node, pack=pack, steps=steps[::-1])
     kinds = [n.op_type for n in chain.steps]
     if kinds.count("MaxPool") > 1 or sum(kinds.count(k) for k in _LAYOUT_OPS) > 1:

@@ -29,8 +29,9 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.base.domains import QCOMPILE_DOMAIN
-from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr, str_attr
+from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, ref_entry
+from qcompile.passes.chains import maxpool_refusal, walk_back
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import NamedPass
 
@@ -52,22 +53,6 @@ class Chain:
         return [*ops, "BipolarQuant"]
 
 
-def _single_use(value: ir.Value) -> bool:
-    return len(value.uses()) == 1 and not value.is_graph_output()
-
-
-def _pool_ok(node: ir.Node) -> str:
-    if len(node.outputs) > 1 and node.outputs[1].uses():
-        return "MaxPool indices are used"
-    if int_attr(node, "ceil_mode", 0) or int_attr(node, "storage_order", 0):
-        return "MaxPool ceil_mode/storage_order is not supported"
-    if str_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
-        return "MaxPool auto_pad is not supported"
-    if len(ints_attr(node, "kernel_shape", [])) != 2:
-        return "MaxPool is not 2-D"
-    return ""
-
-
 def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
     lo = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
     hi = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
@@ -80,27 +65,21 @@ def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
 
 def match_chain(pack: ir.Node) -> Chain | str:
     """The chain XnorConv -> ... -> `pack`, or why there is none."""
-    value = pack.inputs[0]
-    steps: list[ir.Node] = []
-    while True:
-        if not _single_use(value):
-            return f"{value.name} has other users"
-        node = value.producer()
-        if node is None:
-            return "chain starts at a graph input"
-        if node.domain == QCOMPILE_DOMAIN and node.op_type == "XnorConv":
-            break
-        if node.domain != "" or node.op_type not in ("MaxPool", "BatchNormalization", "Clip"):
-            return f"{node.op_type} between the binary layers"
-        steps.append(node)
-        value = node.inputs[0]
+    walked = walk_back(pack, lambda n: n.domain == "" and n.op_type in ("MaxPool", "BatchNormalization", "Clip"))
+    if isinstance(walked, str):
+        return walked
+    node, steps = walked
+    if node is None:
+        return "chain starts at a graph input"
+    if node.domain != QCOMPILE_DOMAIN or node.op_type != "XnorConv":
+        return f"{node.op_type} between the binary layers"
     chain = Chain(conv=node, pack=pack)
     order = [n.op_type for n in reversed(steps)]  # from the conv towards the pack
     if order.count("MaxPool") > 1 or order.count("BatchNormalization") > 1 or order.count("Clip") > 1:
         return f"unsupported chain {order}"
     for n in reversed(steps):
         if n.op_type == "MaxPool":
-            reason = _pool_ok(n)
+            reason = maxpool_refusal(n)
             if reason:
                 return reason
             chain.pool = n
