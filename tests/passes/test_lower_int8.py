@@ -176,15 +176,48 @@ def _pooled(abits: int, signed: int, pads=(0, 0, 0, 0), other_reader: bool = Fal
 
 
 @pytest.mark.parametrize("abits,signed,pads", [(4, 0, (0, 0, 0, 0)), (8, 1, (1, 1, 1, 1)), (8, 0, (1, 1, 1, 1))])
-def test_int8_codes_are_max_pooled_and_the_float_quantizer_goes(abits, signed, pads):
+def test_the_pool_runs_in_float_before_the_codes_and_the_float_quantizer_goes(abits, signed, pads):
     from qcompile.compiler import compile as compile_model
 
     ref = _pooled(abits, signed, pads)
     result = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref))
     ops = [n.op_type for n in result.model.graph.node]
-    assert "Quant" not in ops and ops[:2] == ["QuantizeLinear", "Clip" if abits < 8 else "MaxPool"]
-    assert ops.index("MaxPool") < ops.index("ConvInteger")
+    assert "Quant" not in ops and ops[:2] == ["MaxPool", "QuantizeLinear"]
+    assert ops.index("QuantizeLinear") < ops.index("ConvInteger") and ("Clip" in ops) == (abits < 8)
     assert result.parity.passed  # the codes are exact; only s * D + bias is float (verify.RTOL)
+
+
+@pytest.mark.parametrize("abits,signed,pads", [(4, 0, (1, 1, 1, 1)), (8, 1, (1, 1, 1, 1)), (3, 1, (0, 0, 0, 0))])
+def test_codes_of_the_float_pool_equal_the_pooled_reference_codes_at_ties(abits, signed, pads):
+    """The compiled layer's input codes against the reference's pooled codes, on inputs that are
+    exact rounding ties of x / s (where quantize-then-pool and pool-then-quantize could part)."""
+    import torch
+
+    from qcompile.compiler import compile as compile_model
+
+    ref = _pooled(abits, signed, pads)
+    lowered = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref)).model
+    nodes = list(lowered.graph.node)
+    codes_name = next(n for n in nodes if n.op_type == "ConvInteger").input[0]
+    zp_name = next(n for n in nodes if n.op_type == "QuantizeLinear").input[2]
+    zp = onnx.numpy_helper.to_array(next(t for t in lowered.graph.initializer if t.name == zp_name))
+    zero = int(zp.reshape(-1)[0])
+    probe = onnx.ModelProto()
+    probe.CopyFrom(lowered)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(
+        codes_name, onnx.helper.np_dtype_to_tensor_dtype(zp.dtype), None))
+    rng = np.random.default_rng(abits)
+    scale = np.float32(0.3)  # _act's grid
+    halves = rng.integers(-80, 80, (2, 5, 9, 9)) + rng.choice([0.0, 0.5], (2, 5, 9, 9))
+    x = (halves * scale).astype(np.float32)
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(get_library_path())
+    got = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+        [codes_name], {"x": x})[0]
+    q = qref.quant_int(x, scale, 0.0, abits, signed=signed)
+    want = torch.nn.functional.max_pool2d(torch.tensor(q, dtype=torch.float64), 3, 2, padding=pads[0]).numpy()
+    assert np.any(np.abs(x / scale - np.round(x / scale)) == 0.5)  # the ties are there
+    np.testing.assert_array_equal(got.astype(np.int64), want.astype(np.int64) + zero)
 
 
 def test_a_pooled_value_with_another_reader_keeps_its_quantizer():
