@@ -37,6 +37,7 @@ NP_OF = {
     TensorProto.INT64: np.int64,
     TensorProto.INT32: np.int32,
     TensorProto.UINT8: np.uint8,
+    TensorProto.INT8: np.int8,
     TensorProto.UINT32: np.uint32,
 }
 TYPE_OF = {np.dtype(v): k for k, v in NP_OF.items()}
@@ -144,6 +145,10 @@ def base_specs() -> list[Spec]:
                                "scale": ones(4), "bias": f(4)},
              {"in_features": 10, "act_mode": "pow2", "act_thresholds": [0.25, 0.5, 1.0]},
              [TensorProto.FLOAT], constant=("W",)),
+        Spec("Requantize", QC, {"acc": r.integers(-100, 100, (1, 4, 4, 4)).astype(np.int32), "scale": f(4),
+                                "bias": f(4), "y_scale": np.array([0.5], np.float32),
+                                "y_zero_point": np.array([1], np.int8)},
+             {"lo": -3, "hi": 3, "kernel_shape": [2, 2], "strides": [2, 2]}, [TensorProto.INT8]),
         Spec("BipolarQuant", QONNX, {"X": f(2, 3), "scale": ones(1)}, {}, [TensorProto.FLOAT]),
         Spec("Quant", QONNX, {"X": f(2, 3), "scale": ones(1), "zeropt": np.zeros(1, np.float32),
                               "bitwidth": np.array(4, np.float32)}, {"signed": 1}, [TensorProto.FLOAT]),

@@ -10,6 +10,7 @@
 
 #include "../bitserial/bitserial_ops.h"
 #include "../bitserial/bitserial_threshold_ops.h"
+#include "../int8/requantize.h"
 #include "../qonnx/qonnx_ops.h"
 #include "../qonnx/trunc_op.h"
 #include "../shift/shift_ops.h"
@@ -109,6 +110,9 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(MakeOp<Pow2QuantOp>("Pow2Quant"));
     r->ops.emplace_back(MakeOp<ShiftConvOp>("ShiftConv"));
     r->ops.emplace_back(MakeOp<ShiftGemmOp>("ShiftGemm"));
+    // one op, two kernels: onnxruntime picks by y_zero_point's type (int8 or uint8 codes)
+    r->ops.emplace_back(MakeOp<RequantizeOp<int8_t>>("Requantize"));
+    r->ops.emplace_back(MakeOp<RequantizeOp<uint8_t>>("Requantize"));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 

@@ -12,7 +12,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
-from qcompile.ops import bitserial, multibit_threshold, packing, qonnx, shift, trunc, xnor
+from qcompile.ops import bitserial, int8, multibit_threshold, packing, qonnx, shift, trunc, xnor
 
 _DEFAULTS = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
 
@@ -153,6 +153,16 @@ class Pow2Quant(OpRun):
         return (shift.pow2_quant(x, list(thresholds)),)
 
 
+class Requantize(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, acc, scale, bias, y_scale, y_zero_point, axis=1, lo=None, hi=None, kernel_shape=None,
+             strides=None, pads=None, dilations=None):
+        pool = {} if kernel_shape is None else dict(
+            kernel_shape=kernel_shape, strides=strides or (1, 1), pads=pads or (0, 0, 0, 0), dilations=dilations or (1, 1))
+        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=int(axis), lo=lo, hi=hi, **pool),)
+
+
 class ShiftConv(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
@@ -206,7 +216,7 @@ class Trunc(OpRun):
 
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
+       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
        Trunc]
 
 

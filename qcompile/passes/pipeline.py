@@ -15,6 +15,7 @@ from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import HoistQuantizersPass, WeightQuantizersAfterTransposePass
 from qcompile.passes.int8_maxpool import Int8CodesThroughMaxPoolPass
+from qcompile.passes.int8_requantize import Int8RequantizePass
 from qcompile.passes.lower_binary import LowerBinaryLayersPass
 from qcompile.passes.lower_int8 import LowerInt8LayersPass
 from qcompile.passes.lower_multibit import LowerMultibitLayersPass
@@ -85,6 +86,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             FoldAffineIntoLoweredPass(rounds),
             #    ...and into the float scale and bias after an int8 layer's integer op.
             FoldAffineIntoInt8Pass(rounds),
+            #    An int8 layer feeding another: its epilogue and the next quantizer become one
+            #    Requantize op (the same rounding, one pass); after the fold, which it takes in.
+            Int8RequantizePass(rounds),
             #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
             #    reproducing the float chain exactly); after affine folding, which it reproduces.
             *([MultibitThresholdsPass()] if options.packed_activations else []),

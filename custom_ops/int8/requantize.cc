@@ -1,0 +1,226 @@
+#include "requantize.h"
+
+#include <emmintrin.h>
+
+#include <limits>
+#include <vector>
+
+namespace qcompile {
+namespace {
+
+// Channels per parallel task are grouped so each task has at least this many values.
+constexpr int64_t kMinTaskValues = 1 << 13;
+
+// The codes' arithmetic, four values at a time (ys: the channel's y_scale):
+// clamp(round_half_even((float(acc) * s + b) / ys), lo - zp, hi - zp) + zp, in the order
+// onnxruntime's Cast, Mul, Add and MLAS' QuantizeLinear (divide, clamp, cvtps2dq) round; the clamp to [lo, hi] is the Clip after (integer bounds:
+// clamping before or after rounding is the same). SSE2 is x86-64's baseline, so this needs no
+// dispatch; cvtps2dq rounds half to even in the default MXCSR mode, as onnxruntime assumes too.
+struct Codes {
+  __m128 s, b, ys, lo, hi;
+  __m128i zp;
+
+  Codes(float s_, float b_, float ys_, float lo_f, float hi_f, int32_t zp_)
+      : s(_mm_set1_ps(s_)), b(_mm_set1_ps(b_)), ys(_mm_set1_ps(ys_)), lo(_mm_set1_ps(lo_f)),
+        hi(_mm_set1_ps(hi_f)), zp(_mm_set1_epi32(zp_)) {}
+
+  __m128i Of(__m128i acc) const {
+    __m128 y = _mm_div_ps(_mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(acc), s), b), ys);
+    y = _mm_min_ps(_mm_max_ps(y, lo), hi);  // a NaN takes lo, as MLAS' maxps does
+    return _mm_add_epi32(_mm_cvtps_epi32(y), zp);
+  }
+  int32_t Of(int32_t acc) const {
+    __m128 y = _mm_cvtsi32_ss(_mm_setzero_ps(), acc);
+    y = _mm_div_ss(_mm_add_ss(_mm_mul_ss(y, s), b), ys);
+    y = _mm_min_ss(_mm_max_ss(y, lo), hi);
+    return _mm_cvtss_si32(y) + _mm_cvtsi128_si32(zp);
+  }
+};
+
+// 16 codes (in the type's range already) -> 16 bytes; the saturating packs change nothing.
+template <typename T>
+inline void Store16(__m128i q0, __m128i q1, __m128i q2, __m128i q3, T* out) {
+  const __m128i lo = _mm_packs_epi32(q0, q1), hi = _mm_packs_epi32(q2, q3);
+  const __m128i bytes = std::is_signed_v<T> ? _mm_packs_epi16(lo, hi) : _mm_packus_epi16(lo, hi);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
+}
+
+template <typename T>
+void CodesRow(const Codes& k, const int32_t* acc, int64_t n, T* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i* a = reinterpret_cast<const __m128i*>(acc + i);
+    Store16<T>(k.Of(_mm_loadu_si128(a)), k.Of(_mm_loadu_si128(a + 1)), k.Of(_mm_loadu_si128(a + 2)),
+               k.Of(_mm_loadu_si128(a + 3)), out + i);
+  }
+  for (; i < n; ++i) out[i] = static_cast<T>(k.Of(acc[i]));
+}
+
+// The pooled case. y = (float(acc) * s + b) is monotone in acc (non-decreasing for s > 0,
+// non-increasing for s < 0, constant for s = 0) and so are the division and rounding after,
+// so the code of the window's max y is the code of its max acc (s > 0) or min acc (s < 0):
+// the pool runs on the int32 sums. A window with no tap inside the input is MaxPool's -inf,
+// whose code is lo (QuantizeLinear clamps it).
+struct PoolGeometry {
+  int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+};
+
+inline __m128i Max32(__m128i a, __m128i b) {  // SSE2 has no pmaxsd
+  const __m128i gt = _mm_cmpgt_epi32(a, b);
+  return _mm_or_si128(_mm_and_si128(gt, a), _mm_andnot_si128(gt, b));
+}
+
+// One channel's pooled sums: plane [H, W] -> out [OH, OW], max (take_max) or min.
+// Windows with no tap inside the input (possible with large pads or dilations) go to empty_at.
+void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32_t* out,
+               std::vector<int64_t>* empty_at) {
+  // the common 2x2 / stride 2 window without pads or dilation, four outputs per step
+  const bool pairs = g.KH == 2 && g.KW == 2 && g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 &&
+                     g.pt == 0 && g.pl == 0;
+  const __m128i flip = _mm_set1_epi32(take_max ? 0 : -1);  // ~x reverses int32 order: min via max
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    int32_t* row = out + oh * g.OW;
+    int64_t ow = 0;
+    if (pairs) {
+      const int32_t* r0 = plane + (2 * oh) * g.W;
+      const int32_t* r1 = r0 + g.W;
+      for (; ow + 4 <= g.OW; ow += 4) {
+        const __m128i* p0 = reinterpret_cast<const __m128i*>(r0 + 2 * ow);
+        const __m128i* p1 = reinterpret_cast<const __m128i*>(r1 + 2 * ow);
+        const __m128i a = Max32(_mm_xor_si128(_mm_loadu_si128(p0), flip),
+                                _mm_xor_si128(_mm_loadu_si128(p1), flip));
+        const __m128i b = Max32(_mm_xor_si128(_mm_loadu_si128(p0 + 1), flip),
+                                _mm_xor_si128(_mm_loadu_si128(p1 + 1), flip));
+        const __m128 af = _mm_castsi128_ps(a), bf = _mm_castsi128_ps(b);
+        const __m128i even = _mm_castps_si128(_mm_shuffle_ps(af, bf, _MM_SHUFFLE(2, 0, 2, 0)));
+        const __m128i odd = _mm_castps_si128(_mm_shuffle_ps(af, bf, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(row + ow), _mm_xor_si128(Max32(even, odd), flip));
+      }
+    }
+    for (; ow < g.OW; ++ow) {
+      bool any = false;
+      int32_t best = 0;
+      for (int64_t kh = 0; kh < g.KH; ++kh) {
+        const int64_t h = oh * g.sh - g.pt + kh * g.dh;
+        if (h < 0 || h >= g.H) continue;
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const int64_t w = ow * g.sw - g.pl + kw * g.dw;
+          if (w < 0 || w >= g.W) continue;
+          const int32_t v = plane[h * g.W + w];
+          if (!any || (take_max ? v > best : v < best)) best = v;
+          any = true;
+        }
+      }
+      row[ow] = best;
+      if (!any) empty_at->push_back(oh * g.OW + ow);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
+  try {
+    label_ = OpLabel(api, info, "qcompile::Requantize");
+    CheckNodeArity(api, info, label_, 5, 1);
+    Attrs at(api, info, label_);
+    constexpr int64_t tmin = std::numeric_limits<T>::min(), tmax = std::numeric_limits<T>::max();
+    axis_ = at.Int("axis", 1);
+    lo_ = at.Int("lo", tmin);
+    hi_ = at.Int("hi", tmax);
+    if (lo_ < tmin || hi_ > tmax || lo_ > hi_)
+      Fail(label_, "attributes lo, hi: expected ", tmin, " <= lo <= hi <= ", tmax, ", got ", lo_,
+           ", ", hi_);
+    // kernel_shape absent: no pool; present (even empty, or of another type): a pool to check
+    const std::vector<int64_t> absent{-1};
+    pool_ = at.Ints("kernel_shape", absent) != absent;
+    if (!pool_ && !at.Floats("kernel_shape", {}).empty())
+      Fail(label_, "attribute 'kernel_shape': expected type ints, got floats");
+    if (pool_) {
+      pool_attrs_.Parse(at, label_, /*with_channels=*/false);
+      if (axis_ != 1) Fail(label_, "attribute axis: a pooled Requantize needs axis 1 (NCHW), got ", axis_);
+    }
+  } catch (const std::exception& e) {
+    init_error_ = e.what();
+  }
+}
+
+template <typename T>
+Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<int32_t>& acc,
+                                     const Ort::Custom::Tensor<float>& scale,
+                                     const Ort::Custom::Tensor<float>& bias,
+                                     const Ort::Custom::Tensor<float>& y_scale,
+                                     const Ort::Custom::Tensor<T>& y_zero_point,
+                                     Ort::Custom::Tensor<T>& y) {
+  return GuardCompute(label_, [&] {
+    if (!init_error_.empty()) throw OpError(init_error_);
+    const std::vector<int64_t>& shape = acc.Shape();
+    const int64_t rank = static_cast<int64_t>(shape.size());
+    if (pool_) CheckRank(label_, "acc", shape, 4, "[N, M, H, W] (pooled)");
+    const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
+    if (axis < 0 || axis >= rank)
+      Fail(label_, "attribute axis: ", axis_, " is out of range for input acc of shape ", ShapeStr(shape));
+    // acc is [outer, m, inner] around the channel axis
+    const int64_t m = shape[axis];
+    const int64_t outer = NumElements(std::vector<int64_t>(shape.begin(), shape.begin() + axis));
+    const int64_t inner = NumElements(std::vector<int64_t>(shape.begin() + axis + 1, shape.end()));
+    if (NumElements(scale.Shape()) != m || NumElements(bias.Shape()) != m)
+      Fail(label_, "inputs scale, bias: expected ", m, " values each (one per channel, axis ", axis_,
+           " of input acc ", ShapeStr(shape), "), got shapes ", ShapeStr(scale.Shape()), ", ",
+           ShapeStr(bias.Shape()));
+    const int64_t n_ys = NumElements(y_scale.Shape());
+    if ((n_ys != 1 && n_ys != m) || NumElements(y_zero_point.Shape()) != 1)
+      Fail(label_, "inputs y_scale, y_zero_point: expected a scalar or ", m, " scales (per channel) "
+           "and a scalar zero point, got shapes ", ShapeStr(y_scale.Shape()), ", ",
+           ShapeStr(y_zero_point.Shape()));
+    const float* ys = y_scale.Data();
+    for (int64_t c = 0; c < n_ys; ++c)
+      if (!(ys[c] > 0.0f)) Fail(label_, "input y_scale: expected positive scales, got ", ys[c]);
+    const int64_t ys_step = n_ys == 1 ? 0 : 1;
+    const int32_t zp = static_cast<int32_t>(y_zero_point.Data()[0]);
+    const float lo_f = static_cast<float>(lo_ - zp), hi_f = static_cast<float>(hi_ - zp);
+    std::vector<int64_t> out_shape = shape;
+    PoolGeometry g{};
+    if (pool_) {
+      const ConvAttrs& p = pool_attrs_;
+      int64_t OH = 0, OW = 0;
+      p.OutputSize(label_, shape, shape[2], shape[3], &OH, &OW);
+      g = {shape[2], shape[3], OH, OW, p.kernel_shape[0], p.kernel_shape[1], p.strides[0],
+           p.strides[1], p.dilations[0], p.dilations[1], p.pads[0], p.pads[1]};
+      out_shape = {shape[0], m, OH, OW};
+    }
+    T* out = y.Allocate(out_shape);
+    if (NumElements(out_shape) == 0) return;
+    const int32_t* a = acc.Data();
+    const float *s = scale.Data(), *b = bias.Data();
+    const int64_t out_inner = pool_ ? g.OH * g.OW : inner;
+    const int64_t per_block = out_inner >= kMinTaskValues ? 1 : (kMinTaskValues + out_inner - 1) / out_inner;
+    const int64_t blocks = (m + per_block - 1) / per_block;
+    // tasks: (outer index, channel block)
+    ParallelFor(ctx, static_cast<size_t>(outer * blocks), [&](size_t t) {
+      const int64_t o = static_cast<int64_t>(t) / blocks;
+      const int64_t c0 = static_cast<int64_t>(t) % blocks * per_block;
+      std::vector<int32_t> pooled(pool_ ? static_cast<size_t>(out_inner) : 0);
+      std::vector<int64_t> empty_at;
+      for (int64_t c = c0; c < c0 + per_block && c < m; ++c) {
+        const Codes k(s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp);
+        const int32_t* src = a + (o * m + c) * inner;
+        T* dst = out + (o * m + c) * out_inner;
+        if (!pool_) {
+          CodesRow<T>(k, src, inner, dst);
+          continue;
+        }
+        empty_at.clear();
+        PoolPlane(g, src, !(s[c] < 0.0f), pooled.data(), &empty_at);
+        CodesRow<T>(k, pooled.data(), out_inner, dst);
+        for (int64_t i : empty_at) dst[i] = static_cast<T>(lo_);  // MaxPool's -inf: code lo
+      }
+    });
+  });
+}
+
+template struct RequantizeOp<int8_t>;
+template struct RequantizeOp<uint8_t>;
+
+}  // namespace qcompile
