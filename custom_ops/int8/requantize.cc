@@ -1,9 +1,13 @@
 #include "requantize.h"
 
-#include <emmintrin.h>
-
+#include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace qcompile {
 namespace {
@@ -11,29 +15,37 @@ namespace {
 // Channels per parallel task are grouped so each task has at least this many values.
 constexpr int64_t kMinTaskValues = 1 << 13;
 
-// The codes' arithmetic, four values at a time (ys: the channel's y_scale):
-// clamp(round_half_even((float(acc) * s + b) / ys), lo - zp, hi - zp) + zp, in the order
-// onnxruntime's Cast, Mul, Add and MLAS' QuantizeLinear (divide, clamp, cvtps2dq) round; the clamp to [lo, hi] is the Clip after (integer bounds:
-// clamping before or after rounding is the same). SSE2 is x86-64's baseline, so this needs no
-// dispatch; cvtps2dq rounds half to even in the default MXCSR mode, as onnxruntime assumes too.
+// The codes' arithmetic (ys: the channel's y_scale): clamp(round_half_even((float(acc) * s + b) /
+// ys), lo - zp, hi - zp) + zp, in the order onnxruntime's Cast, Mul, Add and MLAS' QuantizeLinear
+// (divide, clamp, cvtps2dq) round; the clamp to [lo, hi] is the Clip after (integer bounds:
+// clamping before or after rounding is the same). The build has -ffp-contract=off: no FMA.
 struct Codes {
+  float s, b, ys, lo, hi;
+  int32_t zp;
+
+  int32_t Of(int32_t acc) const {
+    float y = (static_cast<float>(acc) * s + b) / ys;
+    y = y > lo ? y : lo;  // a NaN takes lo, as MLAS' maxps(y, lo) does
+    y = y < hi ? y : hi;
+    return static_cast<int32_t>(std::nearbyint(y)) + zp;  // the default mode: half to even
+  }
+};
+
+#if defined(__SSE2__)
+// Four at a time with SSE2 (x86-64's baseline, so no dispatch): the same steps; cvtps2dq rounds
+// half to even in the default MXCSR mode, as onnxruntime assumes too.
+struct Codes4 {
   __m128 s, b, ys, lo, hi;
   __m128i zp;
 
-  Codes(float s_, float b_, float ys_, float lo_f, float hi_f, int32_t zp_)
-      : s(_mm_set1_ps(s_)), b(_mm_set1_ps(b_)), ys(_mm_set1_ps(ys_)), lo(_mm_set1_ps(lo_f)),
-        hi(_mm_set1_ps(hi_f)), zp(_mm_set1_epi32(zp_)) {}
+  explicit Codes4(const Codes& k)
+      : s(_mm_set1_ps(k.s)), b(_mm_set1_ps(k.b)), ys(_mm_set1_ps(k.ys)), lo(_mm_set1_ps(k.lo)),
+        hi(_mm_set1_ps(k.hi)), zp(_mm_set1_epi32(k.zp)) {}
 
   __m128i Of(__m128i acc) const {
     __m128 y = _mm_div_ps(_mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(acc), s), b), ys);
-    y = _mm_min_ps(_mm_max_ps(y, lo), hi);  // a NaN takes lo, as MLAS' maxps does
+    y = _mm_min_ps(_mm_max_ps(y, lo), hi);
     return _mm_add_epi32(_mm_cvtps_epi32(y), zp);
-  }
-  int32_t Of(int32_t acc) const {
-    __m128 y = _mm_cvtsi32_ss(_mm_setzero_ps(), acc);
-    y = _mm_div_ss(_mm_add_ss(_mm_mul_ss(y, s), b), ys);
-    y = _mm_min_ss(_mm_max_ss(y, lo), hi);
-    return _mm_cvtss_si32(y) + _mm_cvtsi128_si32(zp);
   }
 };
 
@@ -44,15 +56,19 @@ inline void Store16(__m128i q0, __m128i q1, __m128i q2, __m128i q3, T* out) {
   const __m128i bytes = std::is_signed_v<T> ? _mm_packs_epi16(lo, hi) : _mm_packus_epi16(lo, hi);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
 }
+#endif
 
 template <typename T>
 void CodesRow(const Codes& k, const int32_t* acc, int64_t n, T* out) {
   int64_t i = 0;
+#if defined(__SSE2__)
+  const Codes4 k4(k);
   for (; i + 16 <= n; i += 16) {
     const __m128i* a = reinterpret_cast<const __m128i*>(acc + i);
-    Store16<T>(k.Of(_mm_loadu_si128(a)), k.Of(_mm_loadu_si128(a + 1)), k.Of(_mm_loadu_si128(a + 2)),
-               k.Of(_mm_loadu_si128(a + 3)), out + i);
+    Store16<T>(k4.Of(_mm_loadu_si128(a)), k4.Of(_mm_loadu_si128(a + 1)),
+               k4.Of(_mm_loadu_si128(a + 2)), k4.Of(_mm_loadu_si128(a + 3)), out + i);
   }
+#endif
   for (; i < n; ++i) out[i] = static_cast<T>(k.Of(acc[i]));
 }
 
@@ -65,22 +81,27 @@ struct PoolGeometry {
   int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
 };
 
+#if defined(__SSE2__)
 inline __m128i Max32(__m128i a, __m128i b) {  // SSE2 has no pmaxsd
   const __m128i gt = _mm_cmpgt_epi32(a, b);
   return _mm_or_si128(_mm_and_si128(gt, a), _mm_andnot_si128(gt, b));
 }
+#endif
 
 // One channel's pooled sums: plane [H, W] -> out [OH, OW], max (take_max) or min.
 // Windows with no tap inside the input (possible with large pads or dilations) go to empty_at.
 void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32_t* out,
                std::vector<int64_t>* empty_at) {
   // the common 2x2 / stride 2 window without pads or dilation, four outputs per step
+#if defined(__SSE2__)
   const bool pairs = g.KH == 2 && g.KW == 2 && g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 &&
                      g.pt == 0 && g.pl == 0;
   const __m128i flip = _mm_set1_epi32(take_max ? 0 : -1);  // ~x reverses int32 order: min via max
+#endif
   for (int64_t oh = 0; oh < g.OH; ++oh) {
     int32_t* row = out + oh * g.OW;
     int64_t ow = 0;
+#if defined(__SSE2__)
     if (pairs) {
       const int32_t* r0 = plane + (2 * oh) * g.W;
       const int32_t* r1 = r0 + g.W;
@@ -97,6 +118,7 @@ void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32
         _mm_storeu_si128(reinterpret_cast<__m128i*>(row + ow), _mm_xor_si128(Max32(even, odd), flip));
       }
     }
+#endif
     for (; ow < g.OW; ++ow) {
       bool any = false;
       int32_t best = 0;
@@ -204,7 +226,7 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
       std::vector<int32_t> pooled(pool_ ? static_cast<size_t>(out_inner) : 0);
       std::vector<int64_t> empty_at;
       for (int64_t c = c0; c < c0 + per_block && c < m; ++c) {
-        const Codes k(s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp);
+        const Codes k{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp};
         const int32_t* src = a + (o * m + c) * inner;
         T* dst = out + (o * m + c) * out_inner;
         if (!pool_) {
