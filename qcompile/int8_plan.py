@@ -15,6 +15,8 @@ point, i.e. v_a = 0 in the border, as the reference's zero padding.
 The activation codes come from ORT's QuantizeLinear: round(x / s) (float32 division, ties to even)
 plus its zero point, saturated. That equals QONNX's round(x / s + z) only when z = 0 (x / s + z is
 rounded once more in float32 when z != 0), so a nonzero activation zero point is refused.
+A Pow2Quant input (AQE's power-of-two activations, {0, +-2^j} * 2^-(L-1)) stays in place and
+QuantizeLinear divides its output by 2^-(L-1): exactly the integers a, within int8.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Int8Plan:
     # a per-channel activation scale [1, C, 1, 1] divided out before QuantizeLinear(., 1): the same
     # float32 x / s[c] the Quant computes (x / 1 is exact), as bit-serial's QuantizePack does
     x_divisor: np.ndarray | None = None
+    # the input is a Pow2Quant's output a * 2^-(L-1) (a in {0, +-2^j}): QuantizeLinear reads that
+    # output, and dividing by the power of two act_scale gives the integer a exactly (no Clip needed)
+    x_pow2: bool = False
 
 
 def _weight_values(node: ir.Node, weight: WeightInfo) -> tuple[np.ndarray, np.ndarray] | str:
@@ -74,6 +79,10 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
     """How `node` runs on ConvInteger / MatMulInteger exactly, or why it cannot."""
     from qcompile.ops.qonnx import int_range
 
+    if inp.kind == "pow2" and inp.thresholds and inp.quant_node is not None:
+        # Pow2Quant's codes a in {0, +-2^j}, j < L = len(thresholds) <= 7: within [-64, 64]
+        top = 2 ** (len(inp.thresholds) - 1)
+        return _plan(node, weight, -top, top, np.float32(1.0 / top), None, x_pow2=True)
     if inp.kind != "int" or inp.quant_node is None:
         return f"input is {inp.kind} ({inp.source}), not a uniform integer grid"
     scale = const_array(inp.quant_node.inputs[1])
@@ -93,13 +102,20 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
         return "activation zero point is not 0 (QuantizeLinear rounds x/s, QONNX rounds x/s + z)"
     if q["rounding_mode"] != "ROUND":
         return f"activation rounding_mode {q['rounding_mode']} is not ROUND (QuantizeLinear rounds to nearest even)"
+    qmin, qmax = (int(v) for v in int_range(q["bitwidth"], q["signed"], q["narrow"]))
+    return _plan(node, weight, qmin, qmax, act.scale, act.divisor)
+
+
+def _plan(node: ir.Node, weight: WeightInfo, qmin: int, qmax: int, act_scale, divisor,
+          x_pow2: bool = False) -> Int8Plan | str:
+    """The plan for activation values in [qmin, qmax] (times act_scale): the weights' integers and
+    both operands' types and zero points, or why they do not fit."""
     if weight.values is None or weight.kind not in ("binary", "multi-level"):
         return f"weights are {weight.describe()}"
     values = _weight_values(node, weight)
     if isinstance(values, str):
         return values
     v_w, w_scale = values
-    qmin, qmax = (int(v) for v in int_range(q["bitwidth"], q["signed"], q["narrow"]))
     conv = node.op_type == "Conv"
     x_dtype, w_dtype = (np.int8, np.uint8) if conv else (np.uint8, np.int8)
     x_zp = _fit(qmin, qmax, x_dtype)
@@ -114,7 +130,7 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
     if k * 255 * 255 > INT32_MAX:
         return f"K = {k} products could overflow int32"
     return Int8Plan(x_dtype, x_zp, qmin + x_zp, qmax + x_zp, (v_w + w_zp).astype(w_dtype), w_zp,
-                    np.asarray(act.scale, np.float32), np.asarray(w_scale, np.float32), act.divisor)
+                    np.asarray(act_scale, np.float32), np.asarray(w_scale, np.float32), divisor, x_pow2)
 
 
 # Per-input-channel activation scales into a conv that is not depthwise (MobileNet-style

@@ -1,5 +1,7 @@
 #include "requantize.h"
 
+#include "../shift/shift_ops.h"
+
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -70,6 +72,20 @@ void CodesRow(const Codes& k, const int32_t* acc, int64_t n, T* out) {
   }
 #endif
   for (; i < n; ++i) out[i] = static_cast<T>(k.Of(acc[i]));
+}
+
+// Pow2 mode: Pow2Quant's code a of y = float(acc) * s + b (the same two roundings), by ShiftConv's
+// vectorized quantizer, then a + zp clamped to [lo, hi]; y_scale is 2^-(L-1), so the chain's
+// QuantizeLinear(Pow2Quant(y), y_scale) is exactly a + zp.
+template <typename T>
+void Pow2CodesRow(const shift::ActQuant& q, float s, float b, int32_t zp, int32_t lo, int32_t hi,
+                  const int32_t* acc, int64_t n, float* y, int8_t* a, T* out) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * s + b;
+  shift::QuantizeActs(q, y, n, a);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t v = a[i] + zp;
+    out[i] = static_cast<T>(v < lo ? lo : (v > hi ? hi : v));
+  }
 }
 
 // The pooled case. y = (float(acc) * s + b) is monotone in acc (non-decreasing for s > 0,
@@ -157,6 +173,9 @@ RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noex
     // kernel_shape absent: no pool; present (even empty, or of another type): a pool to check
     const std::vector<int64_t> absent{-1};
     pool_ = at.Ints("kernel_shape", absent) != absent;
+    // thresholds absent: the uniform codes; present: Pow2Quant's, checked as Pow2Quant checks them
+    pow2_ = !at.Floats("thresholds", {}).empty() || at.Ints("thresholds", absent) != absent;
+    if (pow2_) ParsePow2Thresholds(at, label_, "thresholds", &pow2_quant_);
     if (!pool_ && !at.Floats("kernel_shape", {}).empty())
       Fail(label_, "attribute 'kernel_shape': expected type ints, got floats");
     if (pool_) {
@@ -200,6 +219,10 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     for (int64_t c = 0; c < n_ys; ++c)
       if (!(ys[c] > 0.0f)) Fail(label_, "input y_scale: expected positive scales, got ", ys[c]);
     const int64_t ys_step = n_ys == 1 ? 0 : 1;
+    if (pow2_ && (n_ys != 1 || ys[0] != std::ldexp(1.0f, -(pow2_quant_.levels - 1))))
+      Fail(label_, "input y_scale: with thresholds (", pow2_quant_.levels, " levels) expected the "
+           "one scale 2^-", pow2_quant_.levels - 1, " of Pow2Quant's codes, got ", ys[0],
+           n_ys == 1 ? "" : " and more");
     const int32_t zp = static_cast<int32_t>(y_zero_point.Data()[0]);
     const float lo_f = static_cast<float>(lo_ - zp), hi_f = static_cast<float>(hi_ - zp);
     std::vector<int64_t> out_shape = shape;
@@ -220,23 +243,35 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     const int64_t per_block = out_inner >= kMinTaskValues ? 1 : (kMinTaskValues + out_inner - 1) / out_inner;
     const int64_t blocks = (m + per_block - 1) / per_block;
     // tasks: (outer index, channel block)
+    // the code of MaxPool's -inf: lo, or (pow2) Pow2Quant's -2^(L-1) + zp, clamped
+    const int64_t minus_inf = pow2_ ? zp - int64_t{pow2_quant_.max_abs} : lo_;
+    const T empty_code = static_cast<T>(minus_inf < lo_ ? lo_ : (minus_inf > hi_ ? hi_ : minus_inf));
     ParallelFor(ctx, static_cast<size_t>(outer * blocks), [&](size_t t) {
       const int64_t o = static_cast<int64_t>(t) / blocks;
       const int64_t c0 = static_cast<int64_t>(t) % blocks * per_block;
       std::vector<int32_t> pooled(pool_ ? static_cast<size_t>(out_inner) : 0);
       std::vector<int64_t> empty_at;
+      std::vector<float> y_row(pow2_ ? static_cast<size_t>(out_inner) : 0);
+      std::vector<int8_t> a_row(pow2_ ? static_cast<size_t>(out_inner) : 0);
+      auto codes = [&](const Codes& k, const int32_t* src, int64_t n, T* dst) {
+        if (pow2_)
+          Pow2CodesRow<T>(pow2_quant_, k.s, k.b, zp, static_cast<int32_t>(lo_), static_cast<int32_t>(hi_),
+                          src, n, y_row.data(), a_row.data(), dst);
+        else
+          CodesRow<T>(k, src, n, dst);
+      };
       for (int64_t c = c0; c < c0 + per_block && c < m; ++c) {
         const Codes k{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp};
         const int32_t* src = a + (o * m + c) * inner;
         T* dst = out + (o * m + c) * out_inner;
         if (!pool_) {
-          CodesRow<T>(k, src, inner, dst);
+          codes(k, src, inner, dst);
           continue;
         }
         empty_at.clear();
         PoolPlane(g, src, !(s[c] < 0.0f), pooled.data(), &empty_at);
-        CodesRow<T>(k, pooled.data(), out_inner, dst);
-        for (int64_t i : empty_at) dst[i] = static_cast<T>(lo_);  // MaxPool's -inf: code lo
+        codes(k, pooled.data(), out_inner, dst);
+        for (int64_t i : empty_at) dst[i] = empty_code;  // MaxPool's -inf
       }
     });
   });

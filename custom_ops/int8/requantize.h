@@ -10,6 +10,7 @@
 
 #include "../common/conv_attrs.h"
 #include "../common/op_util.h"
+#include "../shift/shift_kernel.h"
 
 namespace qcompile {
 
@@ -31,6 +32,8 @@ struct RequantizeOp {
   int64_t lo_ = 0, hi_ = 0;  // the codes' clamp (attributes lo / hi; default T's range)
   bool pool_ = false;        // kernel_shape given: a 2-D MaxPool (NCHW, axis 1) before the codes
   ConvAttrs pool_attrs_;     // its kernel_shape, strides, pads, dilations
+  bool pow2_ = false;        // thresholds given: Pow2Quant's codes of y instead of y / y_scale
+  shift::ActQuant pow2_quant_;
 };
 
 }  // namespace qcompile

@@ -231,8 +231,10 @@ Ort::Status Pow2QuantOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, F32T
     ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
       const int64_t b = static_cast<int64_t>(t) * kChunk;
       const int64_t e = std::min(b + kChunk, count);
-      for (int64_t i = b; i < e; ++i)
-        out[i] = static_cast<float>(shift::Pow2Code(in[i], q.thresholds, q.levels)) * step;
+      // the codes by ShiftConv's vectorized quantizer (the same Pow2Code), then a * 2^-(L-1)
+      int8_t codes[kChunk];
+      shift::QuantizeActs(q, in + b, e - b, codes);
+      for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(codes[i - b]) * step;
     });
   });
 }
@@ -446,6 +448,11 @@ void ShiftGemmOp::RunGemmInt8(OrtKernelContext* ctx, int64_t N, int64_t K, int64
     DotRows(*pw, depth, 0, sp * per, std::min(pw->blocks, (sp + 1) * per), u.data() + n0 * K4, rows, sc,
             bi, out + n0 * M, M, 1, scr.acc.data());
   });
+}
+
+void ParsePow2Thresholds(const Attrs& at, const std::string& label, const char* name,
+                         shift::ActQuant* q) {
+  ParseThresholds(at, label, name, q);
 }
 
 }  // namespace qcompile

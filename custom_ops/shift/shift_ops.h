@@ -24,6 +24,10 @@ struct ShiftVariant {
   ShiftKernel kernel;
 };
 const VariantTable<ShiftVariant>& ShiftVariants();
+// Pow2Quant-style thresholds (1..7 floats, finite, > 0, strictly ascending) from attribute
+// `name` into q (pow2 mode); fails with the op's label otherwise. Requantize reads them too.
+void ParsePow2Thresholds(const Attrs& at, const std::string& label, const char* name,
+                         shift::ActQuant* q);
 const char* ShiftKernelName(ShiftKernel k);
 #ifdef QCOMPILE_TEST_HOOKS
 // How many ShiftConv / ShiftGemm runs have computed D with kernel `name` in this process (-1

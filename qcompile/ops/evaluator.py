@@ -157,10 +157,11 @@ class Requantize(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
     def _run(self, acc, scale, bias, y_scale, y_zero_point, axis=1, lo=None, hi=None, kernel_shape=None,
-             strides=None, pads=None, dilations=None):
+             strides=None, pads=None, dilations=None, thresholds=None):
         pool = {} if kernel_shape is None else dict(
             kernel_shape=kernel_shape, strides=strides or (1, 1), pads=pads or (0, 0, 0, 0), dilations=dilations or (1, 1))
-        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=int(axis), lo=lo, hi=hi, **pool),)
+        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=int(axis), lo=lo, hi=hi,
+                                thresholds=None if thresholds is None else list(thresholds), **pool),)
 
 
 class ShiftConv(OpRun):

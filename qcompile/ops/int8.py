@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcompile.ops.shift import pow2_int
+
 
 def _maxpool(y: np.ndarray, kernel_shape, strides, pads, dilations) -> np.ndarray:
     """ONNX MaxPool (floor mode) of [N, M, H, W] float32, -inf in the padding."""
@@ -28,7 +30,9 @@ def _maxpool(y: np.ndarray, kernel_shape, strides, pads, dilations) -> np.ndarra
 
 def requantize(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray, y_scale, y_zero_point: np.ndarray,
                axis: int = 1, lo: int | None = None, hi: int | None = None, kernel_shape=None, strides=(1, 1),
-               pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+               pads=(0, 0, 0, 0), dilations=(1, 1), thresholds=None) -> np.ndarray:
+    """The codes; with `thresholds`, Pow2Quant's codes of y (+ zero point) instead of y / y_scale
+    (y_scale is then Pow2Quant's 2^-(L-1), so that is QuantizeLinear(Pow2Quant(y), y_scale))."""
     dtype = np.asarray(y_zero_point).dtype
     info = np.iinfo(dtype)
     lo = int(info.min) if lo is None else int(lo)
@@ -42,6 +46,9 @@ def requantize(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray, y_scale, y_
     y = acc.astype(np.float32) * s + b  # two float32 roundings, as Mul then Add
     if kernel_shape is not None:
         y = _maxpool(y, tuple(kernel_shape), tuple(strides), tuple(pads), tuple(dilations))
+    if thresholds is not None:
+        codes = pow2_int(y, list(thresholds)).astype(np.int64) + zp
+        return np.clip(codes, lo, hi).astype(dtype)
     ys = np.asarray(y_scale, np.float32).reshape(-1)
     q = y / (ys[0] if ys.size == 1 else ys.reshape(shape))  # per tensor or per channel
     q = np.where(np.isnan(q), np.float32(lo - zp), q)  # MLAS' maxps gives the bound for a NaN

@@ -77,8 +77,47 @@ class FoldBatchNormIntoInt8(FoldAffineIntoInt8):
                                      _allow_other_attributes=True, _outputs=["out"])
 
 
+class BatchNormBeforeMaxPool(ReportingRule):
+    """MaxPool(epilogue) -> BatchNormalization with every channel's slope k = gamma / sqrt(var + eps)
+    > 0 becomes BatchNormalization -> MaxPool, which the BatchNorm rule then folds: for k > 0 each
+    step of BatchNorm is non-decreasing in x, and a non-decreasing map commutes with max exactly,
+    float rounding included (the ConvNet's Conv -> MaxPool -> BatchNorm blocks)."""
+
+    def __init__(self):
+        super().__init__(name="BatchNormBeforeMaxPoolAfterInt8")
+
+    def pattern(self, op, acc, s, b):
+        pooled = op.MaxPool(FoldAffineIntoInt8._epilogue(op, acc, s, b), _allow_other_attributes=True,
+                            _outputs=["pooled"])
+        return op.BatchNormalization(pooled, _allow_other_inputs=True, _allow_other_attributes=True,
+                                     _outputs=["out"])
+
+    def check_match(self, context, acc, yo, pooled, out, **_) -> MatchResult:
+        result = MatchResult()
+        producer = acc.producer()
+        if producer is None or producer.op_type != "ConvInteger" or LAYER_KEY not in yo.producer().metadata_props:
+            return result.fail("not a MaxPool after an int8 conv's epilogue")
+        if len(yo.uses()) != 1 or len(pooled.uses()) != 1 or pooled.is_graph_output():
+            return result.fail("the epilogue or the MaxPool has other readers")
+        if len(pooled.producer().outputs) != 1:
+            return result.fail("the MaxPool also writes indices")
+        bn = out.producer()
+        gamma, var = const_array(bn.inputs[1]), const_array(bn.inputs[4]) if len(bn.inputs) > 4 else None
+        if gamma is None or var is None or not np.all(gamma > 0) or not np.all(var >= 0):
+            return result.fail("a BatchNorm channel's slope is not positive (or not constant): max would turn into min")
+        return result
+
+    def rewrite(self, op, acc, s, b, yo, pooled, out, **_):
+        bn, pool, old = out.producer(), pooled.producer(), yo.producer()
+        y = op.Add(op.Mul(op.Cast(acc, to=ir.DataType.FLOAT), s), b)  # the epilogue, rebuilt as it was
+        y.producer().name = old.name
+        y.producer().metadata_props.update(old.metadata_props)
+        moved = op.BatchNormalization(y, *bn.inputs[1:], **{k: v for k, v in bn.attributes.items()})
+        return op.MaxPool(moved, **{k: v for k, v in pool.attributes.items()})
+
+
 def int8_epilogue_rules() -> pattern.RewriteRuleSet:
-    rules = []
+    rules = [BatchNormBeforeMaxPool.rule()]
     for conv in (True, False):
         rules.append(FoldBatchNormIntoInt8.rule("BatchNormalization", conv))
         rules += [FoldAffineIntoInt8.rule(affine, conv) for affine in ("Mul", "Add")]
@@ -86,6 +125,7 @@ def int8_epilogue_rules() -> pattern.RewriteRuleSet:
 
 
 class FoldAffineIntoInt8Pass(RuleSetPass):
-    """BatchNorm / Mul / Add after an int8 layer fold into its epilogue's scale and bias."""
+    """BatchNorm / Mul / Add after an int8 layer fold into its epilogue's scale and bias (a BatchNorm
+    behind a MaxPool first moves in front of it where its slopes are positive)."""
 
     make_rules = staticmethod(int8_epilogue_rules)

@@ -23,6 +23,7 @@ from onnxscript.rewriter import MatchResult, pattern
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
 from qcompile.base.ir_readers import const_array, int_attr, ints_attr, str_attr
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
+from qcompile.base.quantizer_nodes import pow2quant_thresholds
 from qcompile.ops.qonnx import int_range
 from qcompile.passes.rewrite import ReportingRule, RuleSetPass
 
@@ -123,6 +124,89 @@ class Int8EpilogueToRequantize(ReportingRule):
         return codes
 
 
+class Int8EpilogueToPow2Codes(ReportingRule):
+    """The next int8 layer reads Pow2Quant's codes (AQE's power-of-two activations, int8_plan):
+
+        QuantizeLinear(Pow2Quant([Clip]([MaxPool](Cast(acc) * s + b))), 2^-(L-1), zp)
+     -> Requantize(acc, s, b, 2^-(L-1), zp, thresholds=...[, the MaxPool's attributes])
+
+    A Clip whose bounds lie beyond the largest threshold changes no code (|clip(y)| reaches the
+    same thresholds with the same sign), so it goes; Pow2Quant's code is non-decreasing in y, so
+    the pool runs on the sums as for uniform codes."""
+
+    def __init__(self, clipped: bool, pooled: bool):
+        super().__init__(name=f"Int8EpilogueTo{'Pooled' if pooled else ''}{'Clipped' if clipped else ''}Pow2Codes")
+        self.clipped, self.pooled = clipped, pooled
+
+    def pattern(self, op, acc, s, b, ys, zp):
+        y = op.Add(op.Mul(op.Cast(acc, _allow_other_attributes=True), s), b, _outputs=["yo"])
+        if self.pooled:
+            y = op.MaxPool(y, _allow_other_attributes=True, _outputs=["pooled"])
+        if self.clipped:
+            y = op.Clip(y, _allow_other_inputs=True, _outputs=["clipped"])
+        p = op.Pow2Quant(y, _domain=QCOMPILE_DOMAIN, _allow_other_attributes=True, _outputs=["p"])
+        return op.QuantizeLinear(p, ys, zp, _allow_other_attributes=True)
+
+    def check_match(self, context, acc, s, b, ys, zp, yo, p, pooled=None, clipped=None, **_) -> MatchResult:
+        result = MatchResult()
+        producer = acc.producer()
+        if producer is None or producer.op_type not in ("ConvInteger", "MatMulInteger") or \
+                LAYER_KEY not in yo.producer().metadata_props:
+            return result.fail("not the epilogue of an int8 layer")
+        inner = [v for v in (yo, pooled, clipped, p) if v is not None]
+        if any(len(v.uses()) != 1 or v.is_graph_output() for v in inner):
+            return result.fail("a value between the int8 layers has other readers")
+        thresholds = pow2quant_thresholds(p.producer())
+        scale, bias, y_scale, zero = (const_array(v) for v in (s, b, ys, zp))
+        if not thresholds or any(a is None for a in (scale, bias, y_scale, zero)):
+            return result.fail("non-constant parameters")
+        if y_scale.size != 1 or float(y_scale.reshape(-1)[0]) != 2.0 ** -(len(thresholds) - 1) or \
+                zero.size != 1 or zero.dtype.type not in _CODE_TYPES:
+            return result.fail("the QuantizeLinear is not Pow2Quant's grid 2^-(L-1)")
+        axis = _channel_axis(scale)
+        if axis is None or _channel_axis(bias) != axis or scale.size != bias.size:
+            return result.fail(f"the epilogue's scale {list(scale.shape)} / bias {list(bias.shape)} are not per channel")
+        if self.pooled:
+            if producer.op_type != "ConvInteger" or axis != -3:
+                return result.fail("a MaxPool after a dense layer")
+            if refusal := _pool_refusal(pooled.producer()):
+                return result.fail(refusal)
+        if self.clipped:
+            bounds = []
+            for v in clipped.producer().inputs[1:3]:
+                a = None if v is None else const_array(v)
+                if v is not None and (a is None or a.size != 1):
+                    return result.fail("the Clip before the Pow2Quant has non-constant bounds")
+                bounds.append(None if a is None else float(a.reshape(-1)[0]))
+            lo, hi = (*bounds, None, None)[:2]
+            top = max(thresholds)
+            if (lo is not None and lo > -top) or (hi is not None and hi < top):
+                return result.fail("the Clip before the Pow2Quant cuts inside its thresholds")
+        return result
+
+    def rewrite(self, op, acc, s, b, ys, zp, yo, p, pooled=None, **_):
+        scale, bias = const_array(s), const_array(b)
+        layer = yo.producer().metadata_props[LAYER_KEY]
+        pool = {}
+        if self.pooled:
+            node = pooled.producer()
+            pool = dict(kernel_shape=ints_attr(node, "kernel_shape", []), strides=ints_attr(node, "strides", [1, 1]),
+                        pads=ints_attr(node, "pads", [0, 0, 0, 0]), dilations=ints_attr(node, "dilations", [1, 1]))
+        thresholds = pow2quant_thresholds(p.producer())
+        codes = op.Requantize(
+            acc, op.initializer(ir.tensor(np.ascontiguousarray(scale.reshape(-1))), f"{layer}/rq_scale"),
+            op.initializer(ir.tensor(np.ascontiguousarray(bias.reshape(-1))), f"{layer}/rq_bias"),
+            ys, zp, axis=1 if self.pooled else _channel_axis(scale), thresholds=thresholds, **pool,
+            _domain=QCOMPILE_DOMAIN)
+        codes.producer().name = f"{layer}/requantize"
+        codes.producer().metadata_props[LAYER_KEY] = layer
+        int_op = acc.producer()
+        folded = int_op.metadata_props.get(FOLDED_KEY, "")
+        extra = ("MaxPool," if self.pooled else "") + ("Clip," if self.clipped else "") + "Pow2Quant,Requantize"
+        int_op.metadata_props[FOLDED_KEY] = f"{folded},{extra}".lstrip(",")
+        return codes
+
+
 class Int8EpilogueThroughQuant(ReportingRule):
     """An int8 layer whose output a float reader takes through a QONNX Quant (MobileNet's pointwise
     conv -> QuantReLU -> float depthwise conv; a classifier left float):
@@ -200,6 +284,7 @@ class Int8EpilogueThroughQuant(ReportingRule):
 
 def int8_requantize_rules() -> pattern.RewriteRuleSet:
     rules = [Int8EpilogueToRequantize.rule(clipped, pooled) for pooled in (True, False) for clipped in (True, False)]
+    rules += [Int8EpilogueToPow2Codes.rule(clipped, pooled) for pooled in (True, False) for clipped in (True, False)]
     return pattern.RewriteRuleSet([*rules, *(Int8EpilogueThroughQuant.rule(relu) for relu in (True, False))])
 
 

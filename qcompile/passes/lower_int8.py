@@ -48,12 +48,14 @@ class IntLayerToInteger(LayerLoweringRule):
         m = plan.weights.shape[0]
         x_zp = _init(op, np.array(plan.x_zero_point, plan.x_dtype), f"{name}/x_zero_point")
         x_in, x_scale = layer.input.quant_node.inputs[0], plan.act_scale
+        if plan.x_pow2:  # the Pow2Quant's own output: a * 2^-(L-1) / 2^-(L-1) = a exactly
+            x_in = layer.input.quant_node.outputs[0]
         if plan.x_divisor is not None:  # a depthwise conv's per-channel scale (int8_plan)
             x_in = op.Div(x_in, _init(op, plan.x_divisor, f"{name}/x_divisor"))
             x_scale = np.float32(1.0)
         q = op.QuantizeLinear(x_in, _init(op, np.asarray(x_scale, np.float32), f"{name}/x_scale"), x_zp)
         info = np.iinfo(plan.x_dtype)
-        if plan.x_lo > info.min or plan.x_hi < info.max:  # a grid narrower than the type
+        if not plan.x_pow2 and (plan.x_lo > info.min or plan.x_hi < info.max):  # a grid narrower than the type
             q = op.Clip(q, _init(op, np.array(plan.x_lo, plan.x_dtype), f"{name}/x_lo"),
                         _init(op, np.array(plan.x_hi, plan.x_dtype), f"{name}/x_hi"))
         w_zp = _init(op, np.array(plan.w_zero_point, plan.weights.dtype), f"{name}/w_zero_point")

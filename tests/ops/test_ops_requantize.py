@@ -197,3 +197,60 @@ def test_bad_input_is_a_clean_error(attrs, kwargs, shape, message):
     with pytest.raises(Exception, match=message) as info:
         _session(model).run(None, {"acc": np.zeros(shape, np.int32)})
     assert "Requantize" in str(info.value)
+
+
+# the trainer's L-level thresholds: 2^-(L-1/2), ..., 2^-(1/2) (SPEC, Pow2Quant)
+THRESHOLDS = {levels: [2.0 ** -(levels - 0.5 - k) for k in range(levels)] for levels in (3, 7)}
+
+
+@pytest.mark.parametrize("levels", [3, 7])
+@pytest.mark.parametrize("dtype,zp", [(np.int8, 0), (np.uint8, 64)])
+@pytest.mark.parametrize("pool", [None, POOLS[0], POOLS[1]])
+def test_pow2_codes_equal_quantizelinear_of_pow2quant(levels, dtype, zp, pool):
+    """With thresholds: Pow2Quant's codes of y, bit for bit against the chain Cast -> Mul -> Add ->
+    [MaxPool] -> qcompile::Pow2Quant -> QuantizeLinear(2^-(L-1)) and the twin; negative channel
+    scales pool the min of the sums; y lands on thresholds and ±0 exactly on some channels."""
+    t = [np.float32(v) for v in THRESHOLDS[levels]]
+    shape = [2, 6, 10, 10]
+    m = shape[1]
+    rng = np.random.default_rng(levels)
+    s = rng.uniform(-0.004, 0.006, m).astype(np.float32)
+    s[0] = t[0] / 8  # acc = 8 k lands on the first threshold's multiples
+    b = rng.uniform(-0.2, 0.2, m).astype(np.float32)
+    b[0] = 0.0
+    ys = np.float32(2.0 ** -(levels - 1))
+    zpa = np.array([zp], dtype)
+    chain = [helper.make_node("Cast", ["acc"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["f", "s4"], ["sf"]), helper.make_node("Add", ["sf", "b4"], ["y0"])]
+    y = "y0"
+    if pool is not None:
+        chain.append(helper.make_node("MaxPool", ["y0"], ["yp"], **pool))
+        y = "yp"
+    chain += [helper.make_node("Pow2Quant", [y], ["p"], domain="qcompile", thresholds=[float(v) for v in t]),
+              helper.make_node("QuantizeLinear", ["p", "ys", "zp"], ["out"])]
+    inits = [numpy_helper.from_array(s.reshape(m, 1, 1), "s4"), numpy_helper.from_array(b.reshape(m, 1, 1), "b4"),
+             numpy_helper.from_array(np.array([ys]), "ys"), numpy_helper.from_array(zpa, "zp"),
+             numpy_helper.from_array(s, "s"), numpy_helper.from_array(b, "b")]
+    x = helper.make_tensor_value_info("acc", TensorProto.INT32, None)
+    out = helper.make_tensor_value_info("out", CODE_TYPES[dtype], None)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("qcompile", 1)]
+    ref = helper.make_model(helper.make_graph(chain, "chain", [x], [out], inits), opset_imports=opsets)
+    node = helper.make_node("Requantize", ["acc", "s", "b", "ys", "zp"], ["out"], domain="qcompile",
+                            thresholds=[float(v) for v in t], **(pool or {}))
+    new = helper.make_model(helper.make_graph([node], "rq", [x], [out], inits), opset_imports=opsets)
+    acc = _acc(shape, seed=levels)
+    acc[:, 0] = rng.integers(-40, 40, acc[:, 0].shape) * 8
+    want = _session(ref).run(None, {"acc": acc})[0]
+    np.testing.assert_array_equal(_session(new).run(None, {"acc": acc})[0], want)
+    twin = int8.requantize(acc, s, b, ys, zpa, thresholds=t, **(pool or {}))
+    np.testing.assert_array_equal(twin, want)
+    assert len(np.unique(want)) >= levels  # the codes span the levels
+
+
+def test_pow2_codes_need_pow2quants_scale():
+    model = _node_model({"thresholds": [0.25, 0.5, 1.0]}, ys=0.5)
+    with pytest.raises(Exception, match="expected the one scale 2\\^-2"):
+        _session(model).run(None, {"acc": np.zeros([1, 4], np.int32)})
+    bad = _node_model({"thresholds": [0.5, 0.25]}, ys=0.5)
+    with pytest.raises(Exception, match="ascending"):
+        _session(bad).run(None, {"acc": np.zeros([1, 4], np.int32)})

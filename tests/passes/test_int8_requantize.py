@@ -160,3 +160,54 @@ def _probe(model, tensor: str, feeds, elem=onnx.TensorProto.FLOAT) -> np.ndarray
     probe.CopyFrom(model)
     probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, elem, None))
     return InferenceSession(probe.SerializeToString()).run([tensor], feeds)[0]
+
+
+T3 = [2.0 ** -2.5, 2.0 ** -1.5, 2.0 ** -0.5]  # the trainer's 3-level (4-bit) Pow2Quant thresholds
+
+
+def _pow2_convs(pool: bool, clip=(-1.0, 1.0), negative_gamma: bool = False):
+    """The trainer's ConvNet blocks at W1/A3: Pow2Quant -> binary Conv -> [MaxPool] -> BatchNorm ->
+    Clip -> Pow2Quant -> binary Conv."""
+    g = GraphBuilder(14)
+    y = g.op("Conv", [g.pow2("x", T3), g.binary_weight((6, 4, 3, 3))], name="conv1", kernel_shape=[3, 3],
+             pads=[1, 1, 1, 1])
+    if pool:
+        y = g.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+    gamma = g.rng.uniform(0.5, 1.5, 6).astype(np.float32) * (np.array([1, -1, 1, 1, -1, 1], np.float32)
+                                                               if negative_gamma else np.float32(1))
+    y = g.op("BatchNormalization", [y, g.const(gamma), g.const(g.rng.standard_normal(6).astype(np.float32) * 0.1),
+                                    g.const(g.rng.standard_normal(6).astype(np.float32)),
+                                    g.const(g.rng.uniform(0.5, 2, 6).astype(np.float32))])
+    y = g.op("Clip", [y, g.const(np.float32(clip[0])), g.const(np.float32(clip[1]))])
+    z = g.op("Conv", [g.pow2(y, T3), g.binary_weight((5, 6, 3, 3))], name="conv2", kernel_shape=[3, 3],
+             pads=[1, 1, 1, 1])
+    return g.model({"x": [2, 4, 10, 10]}, [z])
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_pow2_activations_between_int8_layers_are_requantized(pool):
+    ref = _pow2_convs(pool)
+    result = _compile(ref)
+    ops = [n.op_type for n in result.model.graph.node]
+    assert ops.count("ConvInteger") == 2 and ops.count("Requantize") == 1 and ops.count("Pow2Quant") == 1
+    assert "BatchNormalization" not in ops and "MaxPool" not in ops and "Clip" not in ops
+    rq = next(n for n in result.model.graph.node if n.op_type == "Requantize")
+    assert [list(a.floats) for a in rq.attribute if a.name == "thresholds"] == [pytest.approx(T3)]
+    _equals_the_evaluator(result.model, _inputs(ref, seed=7))
+
+
+def test_a_negative_batchnorm_slope_keeps_it_behind_the_maxpool():
+    ref = _pow2_convs(pool=True, negative_gamma=True)
+    result = _compile(ref)
+    ops = [n.op_type for n in result.model.graph.node]
+    assert ops.index("MaxPool") < ops.index("BatchNormalization") and "Requantize" not in ops
+    reasons = {r.reason for r in result.report.by_rule("BatchNormBeforeMaxPoolAfterInt8")}
+    assert any("not positive" in r for r in reasons)
+
+
+def test_a_clip_inside_the_thresholds_keeps_the_chain():
+    ref = _pow2_convs(pool=False, clip=(-0.5, 0.5))
+    result = _compile(ref)
+    assert "Requantize" not in [n.op_type for n in result.model.graph.node]
+    reasons = {r.reason for r in result.report.by_rule("Int8EpilogueToClippedPow2Codes")}
+    assert "the Clip before the Pow2Quant cuts inside its thresholds" in reasons
