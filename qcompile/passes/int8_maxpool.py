@@ -31,25 +31,32 @@ def _scalar(value) -> float | None:
 
 
 class Int8CodesThroughMaxPool(ReportingRule):
-    def __init__(self, clipped: bool):
-        super().__init__(name=f"Int8CodesThroughMaxPool{'Clipped' if clipped else ''}")
-        self.clipped = clipped
+    """pooled=False: the same without the MaxPool, QuantizeLinear(Quant(x)) -> QuantizeLinear(x)
+    (a quantizer hoisted behind a Flatten in front of the int8 layer's own: Brevitas CNV's last conv
+    -> Flatten -> first dense layer)."""
+
+    def __init__(self, clipped: bool, pooled: bool = True):
+        super().__init__(name=f"Int8Codes{'ThroughMaxPool' if pooled else 'OfQuant'}{'Clipped' if clipped else ''}")
+        self.clipped, self.pooled = clipped, pooled
 
     def pattern(self, op, x, s, z, b, s2, zp, lo, hi):
-        pooled = op.MaxPool(op.Quant(x, s, z, b, _domain=QONNX_DOMAIN, _allow_other_attributes=True, _outputs=["q"]),
-                            _allow_other_attributes=True, _outputs=["pooled"])
+        pooled = op.Quant(x, s, z, b, _domain=QONNX_DOMAIN, _allow_other_attributes=True, _outputs=["q"])
+        if self.pooled:
+            pooled = op.MaxPool(pooled, _allow_other_attributes=True, _outputs=["pooled"])
         codes = op.QuantizeLinear(pooled, s2, zp, _allow_other_attributes=True)
         return op.Clip(codes, lo, hi) if self.clipped else codes
 
-    def check_match(self, context, q, pooled, s, z, b, s2, zp, lo=None, hi=None, **_) -> MatchResult:
+    def check_match(self, context, q, s, z, b, s2, zp, pooled=None, lo=None, hi=None, **_) -> MatchResult:
         result = MatchResult()
         quant, scale, bits = q.producer(), _scalar(s), _scalar(b)
         if scale is None or _scalar(s2) != scale or _scalar(z) != 0 or bits is None:
             return result.fail("the quantizer before the MaxPool is not the int8 layer's grid (scale, zero point 0)")
         if str_attr(quant, "rounding_mode", "ROUND") != "ROUND":
             return result.fail("the quantizer before the MaxPool does not round to nearest")
-        if len(pooled.uses()) != 1 or pooled.is_graph_output():
+        if self.pooled and (len(pooled.uses()) != 1 or pooled.is_graph_output()):
             return result.fail("the MaxPool has other readers")
+        if not self.pooled and (len(q.uses()) != 1 or q.is_graph_output()):
+            return result.fail("the Quant has other readers")
         qmin, qmax = (int(v) for v in int_range(bits, int_attr(quant, "signed", 1), int_attr(quant, "narrow", 0)))
         zero = int(np.asarray(const_array(zp)).reshape(-1)[0])
         if self.clipped:
@@ -61,14 +68,56 @@ class Int8CodesThroughMaxPool(ReportingRule):
             return result.fail(f"the codes' range {span} is not the quantizer's [{qmin}, {qmax}] + {zero}")
         return result
 
-    def rewrite(self, op, x, s2, zp, pooled, lo=None, hi=None, **_):
-        node = pooled.producer()
-        codes = op.QuantizeLinear(op.MaxPool(x, **{name: attr for name, attr in node.attributes.items()}), s2, zp)
+    def rewrite(self, op, x, s2, zp, pooled=None, lo=None, hi=None, **_):
+        if self.pooled:
+            x = op.MaxPool(x, **{name: attr for name, attr in pooled.producer().attributes.items()})
+        codes = op.QuantizeLinear(x, s2, zp)
         return op.Clip(codes, lo, hi) if self.clipped else codes
 
 
+class CodesBeforeReshape(ReportingRule):
+    """[Clip](QuantizeLinear(Reshape|Flatten(y))) -> Reshape|Flatten([Clip](QuantizeLinear(y))): a
+    per-tensor quantizer is elementwise, so it commutes with a reshape exactly; the codes then sit
+    right behind the layer before (Int8RequantizePass fuses them into its epilogue)."""
+
+    def __init__(self, shape_op: str, clipped: bool):
+        super().__init__(name=f"Int8CodesBefore{shape_op}{'Clipped' if clipped else ''}")
+        self.shape_op, self.clipped = shape_op, clipped
+
+    def pattern(self, op, y, shape, ys, zp, lo, hi):
+        if self.shape_op == "Reshape":
+            r = op.Reshape(y, shape, _allow_other_attributes=True, _outputs=["r"])
+        else:
+            r = op.Flatten(y, _allow_other_attributes=True, _outputs=["r"])
+        codes = op.QuantizeLinear(r, ys, zp, _allow_other_attributes=True, _outputs=["codes"])
+        return op.Clip(codes, lo, hi) if self.clipped else codes
+
+    def check_match(self, context, y, r, ys, zp, codes, lo=None, hi=None, **_) -> MatchResult:
+        result = MatchResult()
+        if len(r.uses()) != 1 or r.is_graph_output():
+            return result.fail("the reshaped value has other readers")
+        scale, zero = const_array(ys), const_array(zp)
+        if scale is None or zero is None or scale.size != 1 or zero.size != 1:
+            return result.fail("the QuantizeLinear is not per tensor")
+        if not self.clipped and any(use.node.op_type == "Clip" for use in codes.uses()):
+            return result.fail("a Clip follows: the clipped rule takes it")
+        producer = y.producer()
+        if producer is None or producer.op_type in ("QuantizeLinear", "Clip"):
+            return result.fail("nothing to gain: codes already")
+        return result
+
+    def rewrite(self, op, y, r, ys, zp, shape=None, lo=None, hi=None, **_):
+        codes = op.QuantizeLinear(y, ys, zp)
+        if self.clipped:
+            codes = op.Clip(codes, lo, hi)
+        attrs = {name: attr for name, attr in r.producer().attributes.items()}
+        return op.Reshape(codes, shape, **attrs) if self.shape_op == "Reshape" else op.Flatten(codes, **attrs)
+
+
 def int8_maxpool_rules() -> pattern.RewriteRuleSet:
-    return pattern.RewriteRuleSet([Int8CodesThroughMaxPool.rule(clipped) for clipped in (True, False)])
+    rules = [Int8CodesThroughMaxPool.rule(clipped, pooled) for pooled in (True, False) for clipped in (True, False)]
+    rules += [CodesBeforeReshape.rule(shape_op, clipped) for shape_op in ("Reshape", "Flatten") for clipped in (True, False)]
+    return pattern.RewriteRuleSet(rules)
 
 
 class Int8CodesThroughMaxPoolPass(RuleSetPass):

@@ -211,3 +211,21 @@ def test_a_clip_inside_the_thresholds_keeps_the_chain():
     assert "Requantize" not in [n.op_type for n in result.model.graph.node]
     reasons = {r.reason for r in result.report.by_rule("Int8EpilogueToClippedPow2Codes")}
     assert "the Clip before the Pow2Quant cuts inside its thresholds" in reasons
+
+
+@pytest.mark.parametrize("shape_op", ["Flatten", "Reshape"])
+def test_a_conv_hands_its_codes_through_a_flatten_to_a_dense_layer(shape_op):
+    """Brevitas CNV's last conv -> BatchNorm -> Quant -> Flatten -> dense: the hoisted Quant goes
+    and the codes are written before the reshape, so one Requantize joins the two layers."""
+    g = GraphBuilder(15)
+    w1 = g.quant(g.const(g.rng.standard_normal((6, 5, 3, 3)).astype(np.float32)), 0.2, 4)
+    y = g.bn(g.op("Conv", [_act(g, "x", 4, 0), w1], name="conv", kernel_shape=[3, 3]), 6)
+    q = _act(g, y, 4, 1, scale=0.5)
+    f = g.op("Flatten", [q]) if shape_op == "Flatten" else g.op("Reshape", [q, g.const(np.array([2, -1], np.int64))])
+    w2 = g.quant(g.const(g.rng.standard_normal((6 * 3 * 3, 7)).astype(np.float32)), 0.2, 4)
+    ref = g.model({"x": [2, 5, 5, 5]}, [g.op("MatMul", [f, w2], name="fc")])
+    result = _compile(ref)
+    ops = [n.op_type for n in result.model.graph.node]
+    assert "Quant" not in ops and ops.count("Requantize") == 1
+    assert ops[ops.index("Requantize") + 1] == shape_op and ops[ops.index("Requantize") + 2] == "MatMulInteger"
+    _equals_the_evaluator(result.model, _inputs(ref, seed=8))
