@@ -29,7 +29,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.base.domains import QCOMPILE_DOMAIN
-from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr
+from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr, is_qonnx
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, ref_entry
 from qcompile.passes.chains import maxpool_refusal, walk_back
 from qcompile.passes.report import PipelineRun
@@ -65,7 +65,8 @@ def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
 
 def match_chain(pack: ir.Node) -> Chain | str:
     """The chain XnorConv -> ... -> `pack`, or why there is none."""
-    walked = walk_back(pack, lambda n: n.domain == "" and n.op_type in ("MaxPool", "BatchNormalization", "Clip"))
+    walked = walk_back(pack, lambda n: (n.domain == "" and n.op_type in ("MaxPool", "BatchNormalization", "Clip"))
+                       or is_qonnx(n, "BipolarQuant"))
     if isinstance(walked, str):
         return walked
     node, steps = walked
@@ -75,10 +76,19 @@ def match_chain(pack: ir.Node) -> Chain | str:
         return f"{node.op_type} between the binary layers"
     chain = Chain(conv=node, pack=pack)
     order = [n.op_type for n in reversed(steps)]  # from the conv towards the pack
-    if order.count("MaxPool") > 1 or order.count("BatchNormalization") > 1 or order.count("Clip") > 1:
+    if any(order.count(op) > 1 for op in ("MaxPool", "BatchNormalization", "Clip", "BipolarQuant")):
         return f"unsupported chain {order}"
+    if "BipolarQuant" in order and any(op != "MaxPool" for op in order[order.index("BipolarQuant") + 1:]):
+        return f"unsupported chain {order}: only a MaxPool may follow the BipolarQuant"
     for n in reversed(steps):
-        if n.op_type == "MaxPool":
+        if n.op_type == "BipolarQuant":
+            # the reference's own sign quantizer, left in front of a MaxPool whose output the pack
+            # binarizes again: with a positive scale it keeps every sign (x >= 0 -> +s, as the pack
+            # reads v >= 0), and the max of signs is the sign of the max, so it folds away
+            scale = const_array(n.inputs[1]) if len(n.inputs) > 1 else None
+            if scale is None or scale.size != 1 or not float(scale.reshape(-1)[0]) > 0:
+                return "BipolarQuant between the binary layers has no positive scalar scale"
+        elif n.op_type == "MaxPool":
             reason = maxpool_refusal(n)
             if reason:
                 return reason

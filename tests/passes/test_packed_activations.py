@@ -62,6 +62,8 @@ def chain_model(order: list[str], *, cin=16, mid=70, cout=8, seed=0, tie_channel
             y = g.op("BatchNormalization", [y, *params], epsilon=eps)
         elif op == "Clip":
             y = g.op("Clip", [y, g.const(np.float32(-1)), g.const(np.float32(1))])
+        elif op == "Bipolar":  # the reference's own sign before a MaxPool (Brevitas CNV)
+            y = g.bipolar(y, scale=0.5)
     y = g.op("Conv", [g.bipolar(y), unit_binary_weight(g, (cout, mid // group_next, 3, 3))],
              kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group_next)
     return g.model({"x": ["N", 3, 8, 8]}, [y])
@@ -74,6 +76,9 @@ CHAINS = [
     ["BN", "MaxPool"],
     ["Clip"],
     [],
+    ["BN", "Bipolar", "MaxPool"],  # Brevitas CNV: conv -> BN -> QuantIdentity (sign) -> MaxPool -> conv
+    ["BN", "Clip", "Bipolar", "MaxPool"],
+    ["Bipolar"],
 ]
 
 
@@ -112,6 +117,16 @@ def test_chain_with_float_consumer_stays_float():
     ref = g.model({"x": [2, 8, 5, 5]}, [a, b])
     ops = [n.op_type for n in compile_proto(ref).graph.node]
     assert "XnorConvThreshold" not in ops
+
+
+def test_a_batchnorm_after_the_sign_does_not_fold_and_says_why():
+    from qcompile.compiler import compile as compile_model
+
+    ref = chain_model(["Bipolar", "BN"])
+    result = compile_model(ref, parity_inputs={"x": np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)})
+    assert "XnorConvThreshold" not in [n.op_type for n in result.model.graph.node]
+    reasons = {r.reason for r in result.report.refusals if r.rule == "PackActivationsPass"}
+    assert any("only a MaxPool may follow the BipolarQuant" in r for r in reasons)
 
 
 def test_relu_between_binary_layers_does_not_fold():
