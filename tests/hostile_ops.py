@@ -149,6 +149,8 @@ def base_specs() -> list[Spec]:
                                 "bias": f(4), "y_scale": np.array([0.5], np.float32),
                                 "y_zero_point": np.array([1], np.int8)},
              {"lo": -3, "hi": 3, "kernel_shape": [2, 2], "strides": [2, 2]}, [TensorProto.INT8]),
+        Spec("ThresholdPack", QC, {"D": r.integers(-50, 50, (1, 8, 3, 3)).astype(np.int32), "threshold": thr,
+                                   "direction": dirs}, {"out_group": 2}, [TensorProto.UINT64]),
         Spec("BipolarQuant", QONNX, {"X": f(2, 3), "scale": ones(1)}, {}, [TensorProto.FLOAT]),
         Spec("Quant", QONNX, {"X": f(2, 3), "scale": ones(1), "zeropt": np.zeros(1, np.float32),
                               "bitwidth": np.array(4, np.float32)}, {"signed": 1}, [TensorProto.FLOAT]),

@@ -11,6 +11,7 @@
 #include "../bitserial/bitserial_ops.h"
 #include "../bitserial/bitserial_threshold_ops.h"
 #include "../int8/requantize.h"
+#include "../int8/threshold_pack.h"
 #include "../qonnx/qonnx_ops.h"
 #include "../qonnx/trunc_op.h"
 #include "../shift/shift_ops.h"
@@ -113,6 +114,7 @@ Registry& BuildRegistry() {
     // one op, two kernels: onnxruntime picks by y_zero_point's type (int8 or uint8 codes)
     r->ops.emplace_back(MakeOp<RequantizeOp<int8_t>>("Requantize"));
     r->ops.emplace_back(MakeOp<RequantizeOp<uint8_t>>("Requantize"));
+    r->ops.emplace_back(MakeOp<ThresholdPackOp>("ThresholdPack"));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 

@@ -164,6 +164,13 @@ class Requantize(OpRun):
                                 thresholds=None if thresholds is None else list(thresholds), **pool),)
 
 
+class ThresholdPack(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, d, threshold, direction, out_group=1, kernel=None):
+        return (xnor.pack_threshold_bits(d, threshold, direction, int(out_group or 1)),)
+
+
 class ShiftConv(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
@@ -217,7 +224,7 @@ class Trunc(OpRun):
 
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
+       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, ThresholdPack, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
        Trunc]
 
 

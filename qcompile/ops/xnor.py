@@ -113,10 +113,16 @@ def threshold_bits(d: np.ndarray, threshold: np.ndarray, direction: np.ndarray) 
 
 def xnor_conv_threshold(xp, wp, threshold, direction, *, out_group: int = 1, **attrs) -> np.ndarray:
     """XnorConvThreshold: packed uint64 [N, OH, OW, out_group * Wg_out]."""
+    d = xnor_conv_int(xp, wp, **attrs).astype(np.int64)
+    return pack_threshold_bits(d, threshold, direction, out_group)
+
+
+def pack_threshold_bits(d: np.ndarray, threshold, direction, out_group: int = 1) -> np.ndarray:
+    """The threshold bits of integer sums D [N, M, OH, OW], packed as XnorConvThreshold writes them
+    (uint64 [N, OH, OW, out_group * Wg_out]); qcompile::ThresholdPack is exactly this."""
     from qcompile.ops.packing import pack_last_axis, words_for
 
-    d = xnor_conv_int(xp, wp, **attrs).astype(np.int64)
-    bits = threshold_bits(d, threshold, direction)  # [N, M, OH, OW]
+    bits = threshold_bits(np.asarray(d, np.int64), threshold, direction)  # [N, M, OH, OW]
     n, m, oh, ow = bits.shape
     mg = m // out_group
     grouped = bits.transpose(0, 2, 3, 1).reshape(n, oh, ow, out_group, mg)

@@ -31,7 +31,7 @@ import onnx_ir as ir
 from qcompile.base.domains import QCOMPILE_DOMAIN
 from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr, is_qonnx
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, ref_entry
-from qcompile.passes.chains import maxpool_refusal, walk_back
+from qcompile.passes.chains import maxpool_refusal, single_use, walk_back
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import NamedPass
 
@@ -40,12 +40,19 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 @dataclass
 class Chain:
-    conv: ir.Node
+    conv: ir.Node  # the XnorConv, or the int8 epilogue's Add (then acc is set)
     pack: ir.Node
     pool: ir.Node | None = None
     pool_before_bn: bool = False
     bn: ir.Node | None = None
     clip: ir.Node | None = None
+    acc: ir.Value | None = None  # an int8 conv's int32 sums (ConvInteger): Add(Mul(Cast(acc), s), b)
+
+    def scale_bias(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The per-channel s, b of y = s * D + b (XnorConv's inputs 2-3; the int8 epilogue's constants)."""
+        if self.acc is None:
+            return const_array(self.conv.inputs[2]), const_array(self.conv.inputs[3])
+        return const_array(self.conv.inputs[0].producer().inputs[1]), const_array(self.conv.inputs[1])
 
     @property
     def folded(self) -> list[str]:
@@ -72,9 +79,10 @@ def match_chain(pack: ir.Node) -> Chain | str:
     node, steps = walked
     if node is None:
         return "chain starts at a graph input"
-    if node.domain != QCOMPILE_DOMAIN or node.op_type != "XnorConv":
+    acc = _int8_conv_sums(node)
+    if acc is None and (node.domain != QCOMPILE_DOMAIN or node.op_type != "XnorConv"):
         return f"{node.op_type} between the binary layers"
-    chain = Chain(conv=node, pack=pack)
+    chain = Chain(conv=node, pack=pack, acc=acc)
     order = [n.op_type for n in reversed(steps)]  # from the conv towards the pack
     if any(order.count(op) > 1 for op in ("MaxPool", "BatchNormalization", "Clip", "BipolarQuant")):
         return f"unsupported chain {order}"
@@ -109,9 +117,26 @@ def match_chain(pack: ir.Node) -> Chain | str:
             return "BatchNormalization in training mode"
         if any(const_array(v) is None for v in chain.bn.inputs[1:5]):
             return "BatchNormalization parameters are not constant"
-    if any(const_array(v) is None for v in chain.conv.inputs[2:4]):
-        return "XnorConv scale/bias are not constant"
+    scale, bias = chain.scale_bias()
+    if scale is None or bias is None:
+        return f"{'the int8 epilogue' if acc is not None else 'XnorConv'} scale/bias are not constant"
+    if acc is not None and (scale.size != bias.size or scale.size != acc.producer().inputs[1].const_value.shape[0]):
+        return "the int8 epilogue's scale/bias are not per output channel"
     return chain
+
+
+def _int8_conv_sums(node: ir.Node) -> ir.Value | None:
+    """acc when `node` is the epilogue Add(Mul(Cast(acc), s), b) the int8 lowering wrote after a
+    ConvInteger (an 8-bit-input first layer feeding a binary one: Brevitas CNV 1w1a), else None."""
+    if node.domain != "" or node.op_type != "Add" or LAYER_KEY not in node.metadata_props:
+        return None
+    mul = node.inputs[0].producer()
+    cast = mul.inputs[0].producer() if mul is not None and mul.op_type == "Mul" else None
+    acc = cast.inputs[0] if cast is not None and cast.op_type == "Cast" else None
+    conv = acc.producer() if acc is not None else None
+    if conv is None or conv.op_type != "ConvInteger" or conv.inputs[1].const_value is None:
+        return None
+    return acc if single_use(node.inputs[0]) and single_use(mul.inputs[0]) else None
 
 
 def _bit_is_positive(d: int, s: Fraction, b: Fraction, bn: tuple[Fraction, ...] | None) -> bool:
@@ -147,8 +172,7 @@ def channel_threshold(dmax: int, s: Fraction, b: Fraction, bn: tuple[Fraction, .
 
 def thresholds_for(chain: Chain, dmax: int) -> tuple[np.ndarray, np.ndarray]:
     f = Fraction
-    scale = const_array(chain.conv.inputs[2]).astype(np.float32)
-    bias = const_array(chain.conv.inputs[3]).astype(np.float32)
+    scale, bias = (a.astype(np.float32).reshape(-1) for a in chain.scale_bias())
     bn_params = None
     if chain.bn is not None:
         gamma, beta, mean, var = (const_array(v).astype(np.float32).reshape(-1) for v in chain.bn.inputs[1:5])
@@ -202,12 +226,15 @@ class PackActivationsPass(NamedPass, ir.passes.InPlacePass):
         """Rewrite the chain; '' when done, else why not (the graph is then unchanged)."""
         conv, pack = chain.conv, chain.pack
         out_group = int_attr(pack, "group", 1)
-        wp = const_array(conv.inputs[1])  # [M, KH, KW, Wg]
-        m = wp.shape[0]
+        if chain.acc is None:
+            wp = const_array(conv.inputs[1])  # [M, KH, KW, Wg]
+            m = wp.shape[0]
+            dmax = int_attr(conv, "in_channels", 0) // int_attr(conv, "group", 1) * wp.shape[1] * wp.shape[2]
+        else:  # ConvInteger's |D| <= K * 255 * 255 (int8_plan keeps that within int32)
+            w_int = chain.acc.producer().inputs[1].const_value.numpy()
+            m, dmax = w_int.shape[0], int(np.prod(w_int.shape[1:])) * 255 * 255
         if m % out_group:
             return f"{m} channels not divisible by group {out_group}"
-        cg = int_attr(conv, "in_channels", 0) // int_attr(conv, "group", 1)
-        dmax = cg * wp.shape[1] * wp.shape[2]
         th, direction = thresholds_for(chain, dmax)
         layer = conv.metadata_props.get(LAYER_KEY, conv.name)
 
@@ -216,15 +243,23 @@ class PackActivationsPass(NamedPass, ir.passes.InPlacePass):
             graph.register_initializer(value)
             return value
 
-        attrs = [a for name, a in conv.attributes.items()] + [ir.AttrInt64("out_group", out_group)]
-        new_conv = ir.Node(
-            QCOMPILE_DOMAIN, "XnorConvThreshold",
-            [conv.inputs[0], conv.inputs[1], init(th, "threshold"), init(direction, "direction")],
-            attributes=attrs, name=conv.name,
-        )
+        if chain.acc is None:
+            attrs = [a for name, a in conv.attributes.items()] + [ir.AttrInt64("out_group", out_group)]
+            new_conv = ir.Node(
+                QCOMPILE_DOMAIN, "XnorConvThreshold",
+                [conv.inputs[0], conv.inputs[1], init(th, "threshold"), init(direction, "direction")],
+                attributes=attrs, name=conv.name,
+            )
+            table_node, extra = new_conv, []  # the table reads the folded ops from the layer's op
+            folded = [f for f in conv.metadata_props.get(FOLDED_KEY, "").split(",") if f]
+        else:  # the int8 conv stays; its sums are thresholded into the binary layer's bits
+            new_conv = ir.Node(QCOMPILE_DOMAIN, "ThresholdPack",
+                               [chain.acc, init(th, "threshold"), init(direction, "direction")],
+                               attributes=[ir.AttrInt64("out_group", out_group)], name=f"{layer}/threshold_pack")
+            table_node, extra = chain.acc.producer(), ["ThresholdPack"]
+            folded = [f for f in table_node.metadata_props.get(FOLDED_KEY, "").split(",") if f]
         new_conv.metadata_props[LAYER_KEY] = layer
-        folded = [f for f in conv.metadata_props.get(FOLDED_KEY, "").split(",") if f]
-        new_conv.metadata_props[FOLDED_KEY] = ",".join(folded + chain.folded)
+        table_node.metadata_props[FOLDED_KEY] = ",".join(folded + chain.folded + extra)
         new_nodes = [new_conv]
         out = new_conv.outputs[0]
         out.name = f"{layer}/bits"

@@ -152,3 +152,37 @@ def test_threshold_matches_exact_predicate_everywhere(seed):
         want = _bit_is_positive(d, s, b, bn)
         got = d >= t if direction > 0 else d <= t
         assert got == want, (d, t, direction)
+
+
+@pytest.mark.parametrize("order", [["BN"], ["BN", "Clip"], ["BN", "Bipolar", "MaxPool"], ["MaxPool", "BN"]],
+                         ids=lambda o: "-".join(o))
+def test_an_int8_first_layer_writes_the_binary_layers_bits(order):
+    """Brevitas CNV 1w1a's first layer: 8-bit input x binary weights on int8 arithmetic, then
+    BatchNorm and the sign: ConvInteger -> ThresholdPack, whose bits are the reference's signs."""
+    from qcompile.compiler import compile as compile_model
+
+    g = GraphBuilder(21)
+    ins = ["x", g.const(np.float32(1 / 64), "s"), g.const(np.float32(0), "z"), g.const(np.float32(8), "b")]
+    xq = g.op("Quant", ins, domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND")
+    y = g.op("Conv", [xq, unit_binary_weight(g, (20, 3, 3, 3))], name="first", kernel_shape=[3, 3])
+    for op in order:
+        if op == "MaxPool":
+            y = g.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+        elif op == "BN":
+            gamma = g.rng.uniform(0.5, 1.5, 20) * np.where(g.rng.random(20) < 0.4, -1, 1)
+            params = [gamma, g.rng.standard_normal(20), g.rng.standard_normal(20) * 4, g.rng.uniform(0.5, 4, 20)]
+            y = g.op("BatchNormalization", [y, *[g.const(p.astype(np.float32), "bn") for p in params]])
+        elif op == "Clip":
+            y = g.op("Clip", [y, g.const(np.float32(-1)), g.const(np.float32(1))])
+        else:
+            y = g.bipolar(y)
+    z = g.op("Conv", [g.bipolar(y), unit_binary_weight(g, (8, 20, 3, 3))], name="second", kernel_shape=[3, 3])
+    ref = g.model({"x": [2, 3, 12, 12]}, [z])
+    feeds = {"x": np.random.default_rng(5).standard_normal((2, 3, 12, 12)).astype(np.float32)}
+    result = compile_model(ref, impl=["first=int8"], parity_inputs=feeds)
+    assert result.parity.passed
+    ops = [n.op_type for n in result.model.graph.node]
+    assert ops[ops.index("ConvInteger") + 1] == "ThresholdPack" and "BinarizePack" not in ops
+    assert ("PackedMaxPool" in ops) == ("MaxPool" in order) and "Cast" not in ops
+    (want,) = run_python(ref, feeds)
+    np.testing.assert_array_equal(run_ort(result.model, feeds)[0], want)  # integer-valued: exact
