@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from qcompile.analysis import InputInfo, WeightInfo, activation_operand, weight_operand
+from qcompile.analysis import (
+    InputInfo,
+    WeightInfo,
+    activation_operand,
+    shift_activation,
+    weight_operand,
+)
 from qcompile.base.ir_readers import const_array, int_attr, is_qonnx
 
 INT32_MAX = 2**31 - 1
@@ -79,7 +85,10 @@ def int8_plan(node: ir.Node, weight: WeightInfo, inp: InputInfo) -> Int8Plan | s
     """How `node` runs on ConvInteger / MatMulInteger exactly, or why it cannot."""
     from qcompile.ops.qonnx import int_range
 
-    if inp.kind == "pow2" and inp.thresholds and inp.quant_node is not None:
+    if inp.kind == "pow2" and inp.quant_node is not None:
+        act_attrs = shift_activation(inp)  # the same check of the thresholds as for ShiftConv
+        if isinstance(act_attrs, str):
+            return act_attrs
         # Pow2Quant's codes a in {0, +-2^j}, j < L = len(thresholds) <= 7: within [-64, 64]
         top = 2 ** (len(inp.thresholds) - 1)
         return _plan(node, weight, -top, top, np.float32(1.0 / top), None, x_pow2=True)
