@@ -1,5 +1,7 @@
 #include "xnor_ops.h"
 
+#include "binarize_pack.h"
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -7,6 +9,7 @@
 #include "../packed_conv/check_geometry.h"
 #include "../packed_conv/run_binary.h"
 #include "../packed_conv/tap_concat.h"
+#include "binarize_pack.h"
 #include "packed_maxpool.h"
 
 namespace qcompile {
@@ -68,21 +71,10 @@ Ort::Status BinarizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     uint64_t* out = y.Allocate({N, H, W, XW});
     // An empty output has no buffer (null): nothing to write, and no pointer may be formed on it.
     if (N == 0 || H == 0 || W == 0) return;
-    const float* in = x.Data();
+    const xnor::BinarizeRowArgs args{x.Data(), C, H, W, G};
     ParallelFor(ctx, static_cast<size_t>(N * H), [&](size_t i) {
       const int64_t n = static_cast<int64_t>(i) / H, h = static_cast<int64_t>(i) % H;
-      uint64_t* o = out + (n * H + h) * W * XW;
-      std::memset(o, 0, static_cast<size_t>(W * XW) * sizeof(uint64_t));
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t g = c / Cg, cg = c % Cg;
-        const int64_t word = g * Wg + cg / kWordBits;
-        const int shift = static_cast<int>(cg % kWordBits);
-        const float* xr = in + ((n * C + c) * H + h) * W;
-        uint64_t* ow = o + word;
-        // Branch-free (see the rank-2 case); contiguous and vectorisable when XW == 1.
-        for (int64_t w = 0; w < W; ++w)
-          ow[w * XW] |= static_cast<uint64_t>(!(xr[w] >= 0.0f)) << shift;
-      }
+      xnor::BinarizePackRow(args, n, h, out + (n * H + h) * W * XW);
     });
   });
 }

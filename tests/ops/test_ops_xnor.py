@@ -497,6 +497,12 @@ def pack_model(group: int = 1) -> bytes:
         ((3, 130, 4, 4), 2),
         ((2, 64, 3, 5), 64),
         ((1, 256, 2, 2), 4),
+        # the 8-pixel x 64-channel blocks of the packing row: full, partial and tails
+        ((1, 64, 3, 16), 1),
+        ((2, 7, 2, 9), 1),
+        ((1, 100, 3, 17), 1),
+        ((1, 200, 2, 56), 2),
+        ((1, 129, 1, 13), 1),
     ],
 )
 def test_binarize_pack_4d(shape, group: int, threads: int):
