@@ -1,5 +1,6 @@
 #include "requantize.h"
 
+#include "../common/pool_window.h"
 #include "../shift/shift_ops.h"
 
 #include <cmath>
@@ -138,17 +139,11 @@ void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32
     for (; ow < g.OW; ++ow) {
       bool any = false;
       int32_t best = 0;
-      for (int64_t kh = 0; kh < g.KH; ++kh) {
-        const int64_t h = oh * g.sh - g.pt + kh * g.dh;
-        if (h < 0 || h >= g.H) continue;
-        for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const int64_t w = ow * g.sw - g.pl + kw * g.dw;
-          if (w < 0 || w >= g.W) continue;
-          const int32_t v = plane[h * g.W + w];
-          if (!any || (take_max ? v > best : v < best)) best = v;
-          any = true;
-        }
-      }
+      ForEachWindowTap(g, oh, ow, [&](int64_t ih, int64_t iw) {
+        const int32_t v = plane[ih * g.W + iw];
+        if (!any || (take_max ? v > best : v < best)) best = v;
+        any = true;
+      });
       row[ow] = best;
       if (!any) empty_at->push_back(oh * g.OW + ow);
     }

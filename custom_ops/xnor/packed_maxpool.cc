@@ -3,23 +3,16 @@
 #include <algorithm>
 #include <vector>
 
+#include "../common/pool_window.h"
+
 namespace qcompile {
 namespace xnor {
 namespace {
 
-// Calls tap(px) with the Wt words of each in-bounds position of output (n, oh, ow)'s window:
-// max-pool pads with -inf, which never wins, so padded positions are skipped.
+// Calls tap(px) with the Wt words of each in-bounds position of output (n, oh, ow)'s window.
 template <typename Args, typename Tap>
 void ForEachWindowPixel(const Args& a, int64_t n, int64_t oh, int64_t ow, int64_t Wt, Tap&& tap) {
-  for (int64_t kh = 0; kh < a.KH; ++kh) {
-    const int64_t ih = oh * a.sh - a.pt + kh * a.dh;
-    if (ih < 0 || ih >= a.H) continue;
-    for (int64_t kw = 0; kw < a.KW; ++kw) {
-      const int64_t iw = ow * a.sw - a.pl + kw * a.dw;
-      if (iw < 0 || iw >= a.W) continue;
-      tap(a.x + ((n * a.H + ih) * a.W + iw) * Wt);
-    }
-  }
+  ForEachWindowTap(a, oh, ow, [&](int64_t ih, int64_t iw) { tap(a.x + ((n * a.H + ih) * a.W + iw) * Wt); });
 }
 
 }  // namespace
