@@ -8,7 +8,9 @@ x - x_zp = v_a and w - w_zp = v_w the layer is D times one float scale per outpu
 Operand types follow what ORT 1.32's MLAS runs fast (measured on this machine, 128x28x28 3x3:
 ConvInteger with int8 X and uint8 W 0.47 ms, the other three type pairs 5-28 ms; MatMulInteger
 uint8 A x int8 B 0.16 ms, int8 A 36 ms): ConvInteger takes int8 activations and uint8 weights,
-MatMulInteger uint8 activations and int8 weights. Zero points are per tensor (ConvInteger refuses
+MatMulInteger uint8 activations and int8 weights. An onnxruntime without ConvInteger for int8
+activations (the releases before it, down to the declared floor 1.21) gets uint8 ones, offset by
+their zero point: exact too, only slower. Zero points are per tensor (ConvInteger refuses
 a per-channel W zero point), so the weight offset is one number; ConvInteger pads X with its zero
 point, i.e. v_a = 0 in the border, as the reference's zero padding.
 
@@ -21,6 +23,7 @@ QuantizeLinear divides its output by 2^-(L-1): exactly the integers a, within in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +72,26 @@ def _weight_values(node: ir.Node, weight: WeightInfo) -> tuple[np.ndarray, np.nd
     if isinstance(wop, str):
         return wop
     return wop.codes.astype(np.int64), wop.scale
+
+
+@functools.lru_cache(maxsize=1)
+def conv_integer_reads_int8() -> bool:
+    """Whether this onnxruntime has ConvInteger for int8 activations (1.32 does, and it is the fast
+    pair; older releases, down to the declared floor, only uint8): probed once with a 1x1 conv."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.uint8), "w")
+    node = helper.make_node("ConvInteger", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 1, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return int(sess.run(None, {"x": np.full((1, 1, 1, 1), -3, np.int8)})[0].reshape(-1)[0]) == -3
+    except Exception:  # onnxruntime's NOT_IMPLEMENTED (or any failure): take the uint8 kernel
+        return False
 
 
 def _fit(lo: int, hi: int, dtype: type) -> int | None:
@@ -126,7 +149,7 @@ def _plan(node: ir.Node, weight: WeightInfo, qmin: int, qmax: int, act_scale, di
         return values
     v_w, w_scale = values
     conv = node.op_type == "Conv"
-    x_dtype, w_dtype = (np.int8, np.uint8) if conv else (np.uint8, np.int8)
+    x_dtype, w_dtype = (np.int8 if conv_integer_reads_int8() else np.uint8, np.uint8) if conv else (np.uint8, np.int8)
     x_zp = _fit(qmin, qmax, x_dtype)
     w_lo, w_hi = int(v_w.min()), int(v_w.max())
     w_zp = _fit(min(w_lo, 0), max(w_hi, 0), w_dtype)

@@ -273,3 +273,18 @@ def test_per_channel_activation_scale_into_a_depthwise_conv_takes_int8(abits, mu
                                       padding=1, stride=2, groups=4).numpy()
     np.testing.assert_array_equal(acc, want)
     assert verify(ref, lowered, feeds).passed  # s_a[c] * s_w[m] * D + bias: float rounding only
+
+
+def test_an_onnxruntime_without_int8_convinteger_gets_uint8_activations(monkeypatch):
+    """onnxruntime before int8-activation ConvInteger (the declared floor 1.21): the plan takes
+    uint8 codes offset by their zero point, exact as well (this onnxruntime runs both kernels)."""
+    from qcompile import int8_plan
+    from qcompile.compiler import compile as compile_model
+
+    monkeypatch.setattr(int8_plan, "conv_integer_reads_int8", lambda: False)
+    ref = _conv(abits=4, asigned=1)
+    result = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref))
+    conv = next(n for n in result.model.graph.node if n.op_type == "ConvInteger")
+    zp = next(t for t in result.model.graph.initializer if t.name == conv.input[2])
+    assert zp.data_type == onnx.TensorProto.UINT8 and onnx.numpy_helper.to_array(zp).reshape(-1)[0] == 8
+    assert result.parity.passed

@@ -135,14 +135,16 @@ def test_uniform_weights_do_not_use_shift():
     assert "ShiftConv" not in ops(comp) and "BitSerialConv" in ops(comp)
 
 
-def test_pow2_input_with_non_pow2_weights_stays_float_with_reason():
+def test_pow2_input_with_non_pow2_weights_takes_int8_not_shift():
+    """No SHIFT lowering (3 is no power-of-two multiple of 1), but int8 arithmetic is exact: the
+    Pow2Quant's codes are integers, the weights' too."""
     g = GraphBuilder(6)
     vals = np.tile(np.array([1.0, 3.0, -2.0], np.float32).reshape(1, 3, 1, 1), (4, 1, 1, 1))
-    w = g.quant(g.const(vals), 1.0, 3, narrow=1)  # 3 = 3·1 is no power-of-two multiple of 1
+    w = g.quant(g.const(vals), 1.0, 3, narrow=1)
     ref = g.model({"x": ["N", 3, 4, 4]}, [g.op("Conv", [g.pow2("x", T3), w], kernel_shape=[1, 1])])
     (layer,) = analyze_model(ir.serde.deserialize_model(ref))
-    assert layer.target is None and "power-of-two input" in layer.reason
-    assert ops(compile_proto(ref)) == ["Pow2Quant", "Conv"]
+    assert "shift" not in layer.options and layer.options == ["int8", "float"] and layer.impl == "int8"
+    assert ops(compile_proto(ref)) == ["Pow2Quant", "QuantizeLinear", "ConvInteger", "Cast", "Mul", "Add"]
 
 
 def test_pow2_input_with_float_weights_stays_float():
