@@ -300,6 +300,8 @@ def compile_command(model, wbits, abits, output, inputs, no_verify, calib, stric
     print_layer_table(result.rows, f"{model} (W{result.wbits or '?'}/A{result.abits or '?'})")
     _say(f"file size: {_human(result.input_bytes)} -> {_human(result.output_bytes)} "
          f"({result.input_bytes / max(result.output_bytes, 1):.1f}x smaller)")
+    for note in result.notes:
+        _say(f"note: {note}")
     if result.parity is not None:
         print_parity(result.parity)
     ref_path = None
@@ -319,6 +321,7 @@ def compile_command(model, wbits, abits, output, inputs, no_verify, calib, stric
         "layers": _rows_json(result.rows),
         "parity": None if result.parity is None else result.parity.to_dict(),
         "ptq": None if result.ptq is None else vars(result.ptq),
+        "notes": list(result.notes),
     })
     if result.output_path is None:
         raise QCompileError("not written: the compiled model failed the parity check")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,7 @@ class CompileResult:
     ptq: object | None = None  # ptq.PtqReport when the input was a float model
     reference: onnx.ModelProto | None = None  # what parity was checked against (the PTQ model for floats)
     report: CompileReport | None = None  # what each rule and pass declined to do, and why
+    notes: list[str] = field(default_factory=list)  # whole-model remarks the CLI prints after the table
 
 
 def _bits_text(bits: int | None) -> str:
@@ -256,6 +257,12 @@ def _layer_row(layer: Layer, lowered: dict, shapes: dict, compiled: ir.Model | N
                     layer.float_weight_bytes, None, "stays float: " + note if compiled is not None else note)
 
 
+def _quantizer_count(model: onnx.ModelProto) -> int:
+    """QONNX / qcompile quantizer nodes in the graph (weight and activation quantizers alike)."""
+    return sum(1 for n in model.graph.node if (n.domain == QONNX_DOMAIN and n.op_type in ("BipolarQuant", *QONNX_QUANT_OPS))
+               or (n.domain == "qcompile" and n.op_type == "Pow2Quant"))
+
+
 def _root_cause(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None:
         exc = exc.__cause__
@@ -410,7 +417,17 @@ def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_par
     # which the table says layer by layer; an error only where nothing could be lowered at all
     float_by_cost = bool(choices) and all(c.impl == "float" and c.why in ("estimated", "measured")
                                           for c in choices.values())
-    if not float_by_cost and not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
+    # a weight-only model (BWN / TWN: quantized weights, float activations) has no low-bit op to
+    # lower to, but folding its weight quantizers into constants gives the same float32 weights
+    # without the Quant nodes the reference runs on every inference: a valid, faster model
+    # (not after post-training quantization of weights only: that would hand back the float model)
+    weight_only = ptq_report is None and _quantizer_count(compiled) == 0 < _quantizer_count(proto)
+    if weight_only and not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
+        result.notes.append("weight-only model: its weight quantizers are folded into float32 constants (the "
+                            "same values); with float activations no layer has a low-bit op, so every layer "
+                            "runs float, without the Quant nodes the original runs on every inference")
+    if not float_by_cost and not weight_only and \
+            not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
         notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
         reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
         hint = ""

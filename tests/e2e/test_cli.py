@@ -163,3 +163,20 @@ def test_bench_reports_ratio(binary_model, tmp_path):
     assert run0["speedup"] == pytest.approx(run0["reference_ms"]["median"] / run0["compiled_ms"]["median"])
     assert run0["compiled_ms"]["p10"] <= run0["compiled_ms"]["median"] <= run0["compiled_ms"]["p90"]
     assert "thread(s)" in result.output and "CPU:" in result.output
+
+
+def test_a_weight_only_model_is_written_with_its_weights_folded():
+    from qcompile.compiler import compile as compile_model
+    from qcompile.onnx_builder import GraphBuilder
+
+    """BWN / TWN (quantized weights, float activations): nothing to lower, but the folded model is
+    exact and runs no Quant node, so compile writes it (with a note) instead of refusing."""
+    g = GraphBuilder(16)
+    y = g.op("Conv", ["x", g.binary_weight((8, 4, 3, 3))], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    w2 = g.quant(g.const(g.rng.standard_normal((4, 8, 3, 3)).astype(np.float32)), 0.3, 2)
+    ref = g.model({"x": [1, 4, 8, 8]}, [g.op("Conv", [g.op("Relu", [g.bn(y, 8)]), w2], name="c2", kernel_shape=[3, 3])])
+    x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    result = compile_model(ref, parity_inputs={"x": x})
+    assert result.parity.passed and [n.op_type for n in result.model.graph.node] == ["Conv", "BatchNormalization", "Relu", "Conv"]
+    assert len(result.notes) == 1 and result.notes[0].startswith("weight-only model")
+    assert all(row.note.startswith("stays float: input is float") for row in result.rows)

@@ -229,3 +229,4 @@ def test_a_conv_hands_its_codes_through_a_flatten_to_a_dense_layer(shape_op):
     assert "Quant" not in ops and ops.count("Requantize") == 1
     assert ops[ops.index("Requantize") + 1] == shape_op and ops[ops.index("Requantize") + 2] == "MatMulInteger"
     _equals_the_evaluator(result.model, _inputs(ref, seed=8))
+
