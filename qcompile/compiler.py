@@ -422,12 +422,12 @@ def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_par
     # without the Quant nodes the reference runs on every inference: a valid, faster model
     # (not after post-training quantization of weights only: that would hand back the float model)
     weight_only = ptq_report is None and _quantizer_count(compiled) == 0 < _quantizer_count(proto)
-    if weight_only and not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
+    lowered_any = any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node)
+    if weight_only and not lowered_any:
         result.notes.append("weight-only model: its weight quantizers are folded into float32 constants (the "
                             "same values); with float activations no layer has a low-bit op, so every layer "
                             "runs float, without the Quant nodes the original runs on every inference")
-    if not float_by_cost and not weight_only and \
-            not any(LAYER_KEY in {e.key for e in n.metadata_props} for n in compiled.graph.node):
+    if not float_by_cost and not weight_only and not lowered_any:
         notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
         reasons = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more (qcompile inspect shows all)" if len(notes) > 3 else "")
         hint = ""

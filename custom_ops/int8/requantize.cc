@@ -93,7 +93,7 @@ void Pow2CodesRow(const shift::ActQuant& q, float s, float b, int32_t zp, int32_
 // non-increasing for s < 0, constant for s = 0) and so are the division and rounding after,
 // so the code of the window's max y is the code of its max acc (s > 0) or min acc (s < 0):
 // the pool runs on the int32 sums. A window with no tap inside the input is MaxPool's -inf,
-// whose code is lo (QuantizeLinear clamps it).
+// whose code Compute writes itself (lo; in thresholds mode Pow2Quant's -2^(L-1) + zp, clamped).
 struct PoolGeometry {
   int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
 };
@@ -237,10 +237,10 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     const int64_t out_inner = pool_ ? g.OH * g.OW : inner;
     const int64_t per_block = out_inner >= kMinTaskValues ? 1 : (kMinTaskValues + out_inner - 1) / out_inner;
     const int64_t blocks = (m + per_block - 1) / per_block;
-    // tasks: (outer index, channel block)
     // the code of MaxPool's -inf: lo, or (pow2) Pow2Quant's -2^(L-1) + zp, clamped
     const int64_t minus_inf = pow2_ ? zp - int64_t{pow2_quant_.max_abs} : lo_;
     const T empty_code = static_cast<T>(minus_inf < lo_ ? lo_ : (minus_inf > hi_ ? hi_ : minus_inf));
+    // tasks: (outer index, channel block)
     ParallelFor(ctx, static_cast<size_t>(outer * blocks), [&](size_t t) {
       const int64_t o = static_cast<int64_t>(t) / blocks;
       const int64_t c0 = static_cast<int64_t>(t) % blocks * per_block;

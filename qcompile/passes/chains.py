@@ -42,3 +42,10 @@ def maxpool_refusal(node: ir.Node) -> str:
     if len(ints_attr(node, "kernel_shape", [])) != 2:
         return "MaxPool is not 2-D"
     return ""
+
+
+def maxpool_window(node: ir.Node) -> dict[str, list[int]]:
+    """A MaxPool's window as the qcompile pooling ops take it (kernel_shape, strides, pads,
+    dilations, ONNX's defaults filled in)."""
+    return {"kernel_shape": ints_attr(node, "kernel_shape", []), "strides": ints_attr(node, "strides", [1, 1]),
+            "pads": ints_attr(node, "pads", [0, 0, 0, 0]), "dilations": ints_attr(node, "dilations", [1, 1])}

@@ -21,10 +21,12 @@ import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, pattern
 
 from qcompile.base.domains import QCOMPILE_DOMAIN, QONNX_DOMAIN
-from qcompile.base.ir_readers import const_array, int_attr, ints_attr, str_attr
+from qcompile.base.ir_readers import const_array, int_attr, str_attr
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
 from qcompile.base.quantizer_nodes import pow2quant_thresholds
 from qcompile.ops.qonnx import int_range
+from qcompile.passes.chains import maxpool_refusal, maxpool_window
+from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8
 from qcompile.passes.rewrite import ReportingRule, RuleSetPass
 
 _CODE_TYPES = (np.int8, np.uint8)
@@ -40,23 +42,65 @@ def _channel_axis(param: np.ndarray) -> int | None:
     return None
 
 
-def _pool_refusal(pool: ir.Node) -> str:
-    """Why Requantize cannot take this MaxPool ("" when it can): it does 2-D floor-mode pools."""
-    kernel = ints_attr(pool, "kernel_shape", [])
-    if len(kernel) != 2 or len(pool.outputs) != 1:
-        return "the MaxPool is not 2-D or also writes indices"
-    if str_attr(pool, "auto_pad", "NOTSET") != "NOTSET" or int_attr(pool, "ceil_mode", 0) != 0:
-        return "the MaxPool uses auto_pad or ceil_mode"
-    return ""
+class _Int8EpiloguePattern(ReportingRule):
+    """What the three rules share: the int8 lowering's epilogue Cast(acc) * s + b at the start of
+    the pattern, its checks, and the Requantize that replaces it (with the MaxPool between the
+    layers, if any, and the ops it took in named in the layer table)."""
+
+    _epilogue = staticmethod(FoldAffineIntoInt8._epilogue)
+
+    @staticmethod
+    def epilogue_refusal(acc: ir.Value, yo: ir.Value, s: ir.Value, b: ir.Value,
+                         pooled: ir.Value | None = None) -> str:
+        """Why the match is not an int8 layer's per-channel epilogue (through a MaxPool this
+        rewrite can run), "" when it is."""
+        producer = acc.producer()
+        if producer is None or producer.op_type not in ("ConvInteger", "MatMulInteger") or \
+                LAYER_KEY not in yo.producer().metadata_props:
+            return "not the epilogue of an int8 layer"
+        scale, bias = const_array(s), const_array(b)
+        if scale is None or bias is None:
+            return "the epilogue's scale / bias are not constant"
+        axis = _channel_axis(scale)
+        if axis is None or _channel_axis(bias) != axis or scale.size != bias.size:
+            return f"the epilogue's scale {list(scale.shape)} / bias {list(bias.shape)} are not per channel"
+        if pooled is not None:
+            if producer.op_type != "ConvInteger" or axis != -3:  # a 2-D conv's [1, M, 1, 1]: NCHW's channels
+                return "a MaxPool after a dense layer"
+            return maxpool_refusal(pooled.producer())
+        return ""
+
+    @staticmethod
+    def requantize(op, acc: ir.Value, s: ir.Value, b: ir.Value, ys: ir.Value, zp: ir.Value, yo: ir.Value,
+                   pooled: ir.Value | None, took: tuple[str, ...], **attrs) -> ir.Value:
+        """Requantize(acc, ...) for the layer whose epilogue yo is; `took`: the ops it replaced
+        after the epilogue and its MaxPool, for the layer table."""
+        scale, bias = const_array(s), const_array(b)
+        layer = yo.producer().metadata_props[LAYER_KEY]
+        window = {} if pooled is None else maxpool_window(pooled.producer())
+        codes = op.Requantize(
+            acc, op.initializer(ir.tensor(np.ascontiguousarray(scale.reshape(-1))), f"{layer}/rq_scale"),
+            op.initializer(ir.tensor(np.ascontiguousarray(bias.reshape(-1))), f"{layer}/rq_bias"),
+            ys, zp, axis=1 if pooled is not None else _channel_axis(scale), **window, **attrs,
+            _domain=QCOMPILE_DOMAIN)
+        node = codes.producer()
+        node.name = f"{layer}/requantize"
+        # the codes stand for no reference tensor (the next layer's quantizer is gone): no REF_KEY
+        node.metadata_props[LAYER_KEY] = layer
+        int_op = acc.producer()  # the table reads the folded ops from the layer's first node
+        folded = [f for f in int_op.metadata_props.get(FOLDED_KEY, "").split(",") if f]
+        pool = ("MaxPool",) if pooled is not None else ()
+        int_op.metadata_props[FOLDED_KEY] = ",".join((*folded, *pool, *took, "Requantize"))
+        return codes
 
 
-class Int8EpilogueToRequantize(ReportingRule):
+class Int8EpilogueToRequantize(_Int8EpiloguePattern):
     def __init__(self, clipped: bool, pooled: bool):
         super().__init__(name=f"Int8EpilogueToRequantize{'Pooled' if pooled else ''}{'Clipped' if clipped else ''}")
         self.clipped, self.pooled = clipped, pooled
 
     def pattern(self, op, acc, s, b, ys, zp, lo, hi):
-        y = op.Add(op.Mul(op.Cast(acc, _allow_other_attributes=True), s), b, _outputs=["yo"])
+        y = self._epilogue(op, acc, s, b)
         if self.pooled:
             y = op.MaxPool(y, _allow_other_attributes=True, _outputs=["pooled"])
         codes = op.QuantizeLinear(y, ys, zp, _allow_other_attributes=True, _outputs=["q"])
@@ -64,33 +108,19 @@ class Int8EpilogueToRequantize(ReportingRule):
 
     def check_match(self, context, acc, s, b, ys, zp, yo, q, lo=None, hi=None, pooled=None, **_) -> MatchResult:
         result = MatchResult()
-        producer = acc.producer()
-        if producer is None or producer.op_type not in ("ConvInteger", "MatMulInteger") or \
-                LAYER_KEY not in yo.producer().metadata_props:
-            return result.fail("not the epilogue of an int8 layer")
-        if len(yo.uses()) != 1 or yo.is_graph_output():
-            return result.fail("the int8 layer's float output has other readers")
+        if refusal := self.epilogue_refusal(acc, yo, s, b, pooled):
+            return result.fail(refusal)
+        if any(len(v.uses()) != 1 or v.is_graph_output() for v in (yo, pooled) if v is not None):
+            return result.fail("a value between the int8 layers has other readers")
         if not self.clipped and any(use.node.op_type == "Clip" for use in q.uses()):
             return result.fail("a Clip follows: the clipped rule takes it")
-        if self.pooled:
-            if len(pooled.uses()) != 1 or pooled.is_graph_output():
-                return result.fail("the MaxPool's output has other readers")
-            if producer.op_type != "ConvInteger":
-                return result.fail("a MaxPool after a dense layer")
-            if refusal := _pool_refusal(pooled.producer()):
-                return result.fail(refusal)
-        scale, bias, y_scale, zero = (const_array(v) for v in (s, b, ys, zp))
-        if any(a is None for a in (scale, bias, y_scale, zero)):
-            return result.fail("the epilogue's scale / bias or the quantizer's scale / zero point are not constant")
+        y_scale, zero = const_array(ys), const_array(zp)
+        if y_scale is None or zero is None:
+            return result.fail("the quantizer's scale / zero point are not constant")
         if y_scale.size != 1 or zero.size != 1 or zero.dtype.type not in _CODE_TYPES:
             return result.fail("the next quantizer is not per-tensor int8 / uint8")
         if not float(y_scale.reshape(-1)[0]) > 0:
             return result.fail("the next quantizer's scale is not positive")
-        axis = _channel_axis(scale)
-        if axis is None or _channel_axis(bias) != axis or scale.size != bias.size:
-            return result.fail(f"the epilogue's scale {list(scale.shape)} / bias {list(bias.shape)} are not per channel")
-        if self.pooled and axis != -3:  # a 2-D conv's [1, M, 1, 1]: the channels of NCHW
-            return result.fail("the pooled epilogue's scale is not [1, M, 1, 1]")
         if self.clipped:
             bounds = const_array(lo), const_array(hi)
             if any(v is None or v.size != 1 or v.dtype != zero.dtype for v in bounds):
@@ -98,33 +128,13 @@ class Int8EpilogueToRequantize(ReportingRule):
         return result
 
     def rewrite(self, op, acc, s, b, ys, zp, yo, lo=None, hi=None, pooled=None, **_):
-        scale, bias, zero = const_array(s), const_array(b), const_array(zp)
-        info = np.iinfo(zero.dtype)
+        info = np.iinfo(const_array(zp).dtype)
         lo_v = int(const_array(lo).reshape(-1)[0]) if self.clipped else int(info.min)
         hi_v = int(const_array(hi).reshape(-1)[0]) if self.clipped else int(info.max)
-        old = yo.producer()
-        layer = old.metadata_props[LAYER_KEY]
-        pool = {}
-        if self.pooled:
-            node = pooled.producer()
-            pool = dict(kernel_shape=ints_attr(node, "kernel_shape", []), strides=ints_attr(node, "strides", [1, 1]),
-                        pads=ints_attr(node, "pads", [0, 0, 0, 0]), dilations=ints_attr(node, "dilations", [1, 1]))
-        codes = op.Requantize(
-            acc, op.initializer(ir.tensor(np.ascontiguousarray(scale.reshape(-1))), f"{layer}/rq_scale"),
-            op.initializer(ir.tensor(np.ascontiguousarray(bias.reshape(-1))), f"{layer}/rq_bias"),
-            ys, zp, axis=1 if self.pooled else _channel_axis(scale), lo=lo_v, hi=hi_v, **pool,
-            _domain=QCOMPILE_DOMAIN)
-        node = codes.producer()
-        node.name = f"{layer}/requantize"
-        # the codes stand for no reference tensor (the next layer's quantizer is gone): no REF_KEY
-        node.metadata_props[LAYER_KEY] = layer
-        int_op = acc.producer()  # the table reads the folded ops from the layer's first node
-        folded = int_op.metadata_props.get(FOLDED_KEY, "")
-        int_op.metadata_props[FOLDED_KEY] = f"{folded},{'MaxPool,' if self.pooled else ''}Requantize".lstrip(",")
-        return codes
+        return self.requantize(op, acc, s, b, ys, zp, yo, pooled, (), lo=lo_v, hi=hi_v)
 
 
-class Int8EpilogueToPow2Codes(ReportingRule):
+class Int8EpilogueToPow2Codes(_Int8EpiloguePattern):
     """The next int8 layer reads Pow2Quant's codes (AQE's power-of-two activations, int8_plan):
 
         QuantizeLinear(Pow2Quant([Clip]([MaxPool](Cast(acc) * s + b))), 2^-(L-1), zp)
@@ -139,7 +149,7 @@ class Int8EpilogueToPow2Codes(ReportingRule):
         self.clipped, self.pooled = clipped, pooled
 
     def pattern(self, op, acc, s, b, ys, zp):
-        y = op.Add(op.Mul(op.Cast(acc, _allow_other_attributes=True), s), b, _outputs=["yo"])
+        y = self._epilogue(op, acc, s, b)
         if self.pooled:
             y = op.MaxPool(y, _allow_other_attributes=True, _outputs=["pooled"])
         if self.clipped:
@@ -149,28 +159,17 @@ class Int8EpilogueToPow2Codes(ReportingRule):
 
     def check_match(self, context, acc, s, b, ys, zp, yo, p, pooled=None, clipped=None, **_) -> MatchResult:
         result = MatchResult()
-        producer = acc.producer()
-        if producer is None or producer.op_type not in ("ConvInteger", "MatMulInteger") or \
-                LAYER_KEY not in yo.producer().metadata_props:
-            return result.fail("not the epilogue of an int8 layer")
-        inner = [v for v in (yo, pooled, clipped, p) if v is not None]
-        if any(len(v.uses()) != 1 or v.is_graph_output() for v in inner):
+        if refusal := self.epilogue_refusal(acc, yo, s, b, pooled):
+            return result.fail(refusal)
+        if any(len(v.uses()) != 1 or v.is_graph_output() for v in (yo, pooled, clipped, p) if v is not None):
             return result.fail("a value between the int8 layers has other readers")
         thresholds = pow2quant_thresholds(p.producer())
-        scale, bias, y_scale, zero = (const_array(v) for v in (s, b, ys, zp))
-        if not thresholds or any(a is None for a in (scale, bias, y_scale, zero)):
+        y_scale, zero = const_array(ys), const_array(zp)
+        if not thresholds or y_scale is None or zero is None:
             return result.fail("non-constant parameters")
         if y_scale.size != 1 or float(y_scale.reshape(-1)[0]) != 2.0 ** -(len(thresholds) - 1) or \
                 zero.size != 1 or zero.dtype.type not in _CODE_TYPES:
             return result.fail("the QuantizeLinear is not Pow2Quant's grid 2^-(L-1)")
-        axis = _channel_axis(scale)
-        if axis is None or _channel_axis(bias) != axis or scale.size != bias.size:
-            return result.fail(f"the epilogue's scale {list(scale.shape)} / bias {list(bias.shape)} are not per channel")
-        if self.pooled:
-            if producer.op_type != "ConvInteger" or axis != -3:
-                return result.fail("a MaxPool after a dense layer")
-            if refusal := _pool_refusal(pooled.producer()):
-                return result.fail(refusal)
         if self.clipped:
             bounds = []
             for v in clipped.producer().inputs[1:3]:
@@ -185,29 +184,12 @@ class Int8EpilogueToPow2Codes(ReportingRule):
         return result
 
     def rewrite(self, op, acc, s, b, ys, zp, yo, p, pooled=None, **_):
-        scale, bias = const_array(s), const_array(b)
-        layer = yo.producer().metadata_props[LAYER_KEY]
-        pool = {}
-        if self.pooled:
-            node = pooled.producer()
-            pool = dict(kernel_shape=ints_attr(node, "kernel_shape", []), strides=ints_attr(node, "strides", [1, 1]),
-                        pads=ints_attr(node, "pads", [0, 0, 0, 0]), dilations=ints_attr(node, "dilations", [1, 1]))
-        thresholds = pow2quant_thresholds(p.producer())
-        codes = op.Requantize(
-            acc, op.initializer(ir.tensor(np.ascontiguousarray(scale.reshape(-1))), f"{layer}/rq_scale"),
-            op.initializer(ir.tensor(np.ascontiguousarray(bias.reshape(-1))), f"{layer}/rq_bias"),
-            ys, zp, axis=1 if self.pooled else _channel_axis(scale), thresholds=thresholds, **pool,
-            _domain=QCOMPILE_DOMAIN)
-        codes.producer().name = f"{layer}/requantize"
-        codes.producer().metadata_props[LAYER_KEY] = layer
-        int_op = acc.producer()
-        folded = int_op.metadata_props.get(FOLDED_KEY, "")
-        extra = ("MaxPool," if self.pooled else "") + ("Clip," if self.clipped else "") + "Pow2Quant,Requantize"
-        int_op.metadata_props[FOLDED_KEY] = f"{folded},{extra}".lstrip(",")
-        return codes
+        took = ("Clip", "Pow2Quant") if self.clipped else ("Pow2Quant",)
+        return self.requantize(op, acc, s, b, ys, zp, yo, pooled, took,
+                               thresholds=pow2quant_thresholds(p.producer()))
 
 
-class Int8EpilogueThroughQuant(ReportingRule):
+class Int8EpilogueThroughQuant(_Int8EpiloguePattern):
     """An int8 layer whose output a float reader takes through a QONNX Quant (MobileNet's pointwise
     conv -> QuantReLU -> float depthwise conv; a classifier left float):
 
@@ -223,34 +205,29 @@ class Int8EpilogueThroughQuant(ReportingRule):
         self.relu = relu
 
     def pattern(self, op, acc, s, b, sq, zq, bq):
-        y = op.Add(op.Mul(op.Cast(acc, _allow_other_attributes=True), s), b, _outputs=["yo"])
+        y = self._epilogue(op, acc, s, b)
         if self.relu:
             y = op.Relu(y, _outputs=["r"])
         return op.Quant(y, sq, zq, bq, _domain=QONNX_DOMAIN, _allow_other_attributes=True, _outputs=["qo"])
 
     def check_match(self, context, acc, s, b, sq, zq, bq, yo, qo, r=None, **_) -> MatchResult:
         result = MatchResult()
-        producer = acc.producer()
-        if producer is None or producer.op_type not in ("ConvInteger", "MatMulInteger") or \
-                LAYER_KEY not in yo.producer().metadata_props:
-            return result.fail("not the epilogue of an int8 layer")
-        if len(yo.uses()) != 1 or yo.is_graph_output() or (r is not None and (len(r.uses()) != 1 or r.is_graph_output())):
+        if refusal := self.epilogue_refusal(acc, yo, s, b):
+            return result.fail(refusal)
+        if any(len(v.uses()) != 1 or v.is_graph_output() for v in (yo, r) if v is not None):
             return result.fail("the int8 layer's float output has other readers")
-        scale, bias = const_array(s), const_array(b)
         q_scale, q_zero, q_bits = const_array(sq), const_array(zq), const_array(bq)
-        if any(a is None for a in (scale, bias, q_scale, q_zero, q_bits)):
-            return result.fail("the epilogue or the Quant has non-constant parameters")
+        if any(a is None for a in (q_scale, q_zero, q_bits)):
+            return result.fail("the Quant has non-constant parameters")
         quant = qo.producer()
         if str_attr(quant, "rounding_mode", "ROUND").upper() not in ("ROUND", "HALF_EVEN"):
             return result.fail("the Quant does not round half to even")
         if q_zero.size != 1 or float(q_zero.reshape(-1)[0]) != 0 or q_bits.size != 1 or not 2 <= float(q_bits.reshape(-1)[0]) <= 8:
             return result.fail("the Quant is not a 2-8 bit grid with zero point 0")
-        axis = _channel_axis(scale)
-        if axis is None or _channel_axis(bias) != axis or scale.size != bias.size:
-            return result.fail(f"the epilogue's scale {list(scale.shape)} / bias {list(bias.shape)} are not per channel")
         if not np.all(q_scale > 0):
             return result.fail("the Quant's scale is not positive")
-        if q_scale.size != 1 and (q_scale.size != scale.size or _channel_axis(q_scale) != axis):
+        scale = const_array(s)
+        if q_scale.size != 1 and (q_scale.size != scale.size or _channel_axis(q_scale) != _channel_axis(scale)):
             return result.fail(f"the Quant's scale {list(q_scale.shape)} is neither per tensor nor per channel of the layer")
         return result
 
@@ -261,24 +238,15 @@ class Int8EpilogueThroughQuant(ReportingRule):
         if self.relu:
             qmin = max(qmin, 0)
         dtype = np.uint8 if qmin >= 0 and qmax <= 255 else np.int8
-        scale, bias, q_scale = const_array(s), const_array(b), const_array(sq).astype(np.float32)
+        q_scale = const_array(sq).astype(np.float32)
         layer = yo.producer().metadata_props[LAYER_KEY]
-        axis = _channel_axis(scale)
         ys = op.initializer(ir.tensor(np.ascontiguousarray(q_scale.reshape(-1))), f"{layer}/rq_y_scale")
         zero = op.initializer(ir.tensor(np.zeros(1, dtype)), f"{layer}/rq_zero")
-        codes = op.Requantize(
-            acc, op.initializer(ir.tensor(np.ascontiguousarray(scale.reshape(-1))), f"{layer}/rq_scale"),
-            op.initializer(ir.tensor(np.ascontiguousarray(bias.reshape(-1))), f"{layer}/rq_bias"),
-            ys, zero, axis=axis, lo=qmin, hi=qmax, _domain=QCOMPILE_DOMAIN)
-        codes.producer().name = f"{layer}/requantize"
-        codes.producer().metadata_props[LAYER_KEY] = layer
-        deq = {} if q_scale.size == 1 else {"axis": axis}
+        codes = self.requantize(op, acc, s, b, ys, zero, yo, None, ("Relu", "Quant") if self.relu else ("Quant",),
+                                lo=qmin, hi=qmax)
+        deq = {} if q_scale.size == 1 else {"axis": _channel_axis(const_array(s))}
         out = op.DequantizeLinear(codes, ys, **deq)  # no zero point: 0 (per axis it would need M of them)
         out.producer().name = f"{layer}/dequantize"
-        int_op = acc.producer()
-        folded = int_op.metadata_props.get(FOLDED_KEY, "")
-        extra = "Relu,Quant" if self.relu else "Quant"
-        int_op.metadata_props[FOLDED_KEY] = f"{folded},{extra},Requantize".lstrip(",")
         return out
 
 

@@ -48,7 +48,7 @@ from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY
 from qcompile.ops.bitserial import act_codes, planes_needed, unpack_weight_planes
 from qcompile.ops.packing import pack_last_axis, unpack_last_axis, words_for
 from qcompile.ops.qonnx import int_range, quant
-from qcompile.passes.chains import maxpool_refusal, walk_back
+from qcompile.passes.chains import maxpool_refusal, maxpool_window, walk_back
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import NamedPass
 
@@ -383,10 +383,7 @@ class MultibitThresholdsPass(NamedPass, ir.passes.InPlacePass):
             or_mask = pack_last_axis(flags.reshape(group, m // group)).reshape(-1)
             pool_node = ir.Node(
                 QCOMPILE_DOMAIN, "PlaneMaxPool", [out, init(or_mask, "or_mask")],
-                attributes=[ir.AttrInt64s("kernel_shape", ints_attr(pool, "kernel_shape", [])),
-                            ir.AttrInt64s("strides", ints_attr(pool, "strides", [1, 1])),
-                            ir.AttrInt64s("pads", ints_attr(pool, "pads", [0, 0, 0, 0])),
-                            ir.AttrInt64s("dilations", ints_attr(pool, "dilations", [1, 1])),
+                attributes=[*(ir.AttrInt64s(name, v) for name, v in maxpool_window(pool).items()),
                             ir.AttrInt64("planes", planes), ir.AttrInt64("group", group),
                             ir.AttrInt64("signed", int(signed))],
                 name=pool.name or f"{name}/pool")

@@ -29,9 +29,9 @@ import numpy as np
 import onnx_ir as ir
 
 from qcompile.base.domains import QCOMPILE_DOMAIN
-from qcompile.base.ir_readers import const_array, float_attr, int_attr, ints_attr, is_qonnx
+from qcompile.base.ir_readers import const_array, float_attr, int_attr, is_qonnx
 from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY, REF_KEY, SIGN_BITS_ENCODING, ref_entry
-from qcompile.passes.chains import maxpool_refusal, single_use, walk_back
+from qcompile.passes.chains import maxpool_refusal, maxpool_window, single_use, walk_back
 from qcompile.passes.report import PipelineRun
 from qcompile.passes.rewrite import NamedPass
 
@@ -265,12 +265,7 @@ class PackActivationsPass(NamedPass, ir.passes.InPlacePass):
         out.name = f"{layer}/bits"
         if chain.pool is not None:
             pool = chain.pool
-            pool_attrs = [
-                ir.AttrInt64s("kernel_shape", ints_attr(pool, "kernel_shape", [])),
-                ir.AttrInt64s("strides", ints_attr(pool, "strides", [1, 1])),
-                ir.AttrInt64s("pads", ints_attr(pool, "pads", [0, 0, 0, 0])),
-                ir.AttrInt64s("dilations", ints_attr(pool, "dilations", [1, 1])),
-            ]
+            pool_attrs = [ir.AttrInt64s(name, v) for name, v in maxpool_window(pool).items()]
             pool_node = ir.Node(
                 QCOMPILE_DOMAIN, "PackedMaxPool", [out, init(or_mask_for(chain, m, out_group), "or_mask")],
                 attributes=pool_attrs, name=pool.name or f"{layer}/pool",
