@@ -134,6 +134,8 @@ KERNEL_OPS = (
     "BitSerialGemmThreshold",
     "ShiftConv",
     "ShiftGemm",
+    "DepthwiseConvInteger",
+    "DepthwiseConvRequantize",
 )
 
 

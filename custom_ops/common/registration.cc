@@ -10,6 +10,7 @@
 
 #include "../bitserial/bitserial_ops.h"
 #include "../bitserial/bitserial_threshold_ops.h"
+#include "../int8/depthwise_conv.h"
 #include "../int8/requantize.h"
 #include "../int8/threshold_pack.h"
 #include "../qonnx/qonnx_ops.h"
@@ -115,6 +116,19 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(MakeOp<RequantizeOp<int8_t>>("Requantize"));
     r->ops.emplace_back(MakeOp<RequantizeOp<uint8_t>>("Requantize"));
     r->ops.emplace_back(MakeOp<ThresholdPackOp>("ThresholdPack"));
+    // one op, four kernels: onnxruntime picks by the types of x and w (ConvInteger's T1, T2)
+    r->ops.emplace_back(MakeOp<DepthwiseConvIntegerOp<int8_t, int8_t>>("DepthwiseConvInteger"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvIntegerOp<int8_t, uint8_t>>("DepthwiseConvInteger"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvIntegerOp<uint8_t, int8_t>>("DepthwiseConvInteger"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvIntegerOp<uint8_t, uint8_t>>("DepthwiseConvInteger"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<int8_t, int8_t, int8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<int8_t, int8_t, uint8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<int8_t, uint8_t, int8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<int8_t, uint8_t, uint8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, int8_t, int8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, int8_t, uint8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, uint8_t, int8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, uint8_t, uint8_t>>("DepthwiseConvRequantize"));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 
@@ -191,6 +205,8 @@ const VariantList* VariantsOf(const char* op_type) {
       (*m)[op] = ListOf(bitserial::Variants());
     (*m)["QuantizePack"] = ListOf(bitserial::QuantizePackVariants());
     for (const char* op : {"ShiftConv", "ShiftGemm"}) (*m)[op] = ListOf(ShiftVariants());
+    for (const char* op : {"DepthwiseConvInteger", "DepthwiseConvRequantize"})
+      (*m)[op] = ListOf(DepthwiseVariants());
     return m;
   }();
   if (!op_type) return nullptr;

@@ -1,6 +1,7 @@
 #include "requantize.h"
 
 #include "../common/pool_window.h"
+#include "codes.h"
 #include "../shift/shift_ops.h"
 
 #include <cmath>
@@ -17,63 +18,6 @@ namespace {
 
 // Channels per parallel task are grouped so each task has at least this many values.
 constexpr int64_t kMinTaskValues = 1 << 13;
-
-// The codes' arithmetic (ys: the channel's y_scale): clamp(round_half_even((float(acc) * s + b) /
-// ys), lo - zp, hi - zp) + zp, in the order onnxruntime's Cast, Mul, Add and MLAS' QuantizeLinear
-// (divide, clamp, cvtps2dq) round; the clamp to [lo, hi] is the Clip after (integer bounds:
-// clamping before or after rounding is the same). The build has -ffp-contract=off: no FMA.
-struct Codes {
-  float s, b, ys, lo, hi;
-  int32_t zp;
-
-  int32_t Of(int32_t acc) const {
-    float y = (static_cast<float>(acc) * s + b) / ys;
-    y = y > lo ? y : lo;  // a NaN takes lo, as MLAS' maxps(y, lo) does
-    y = y < hi ? y : hi;
-    return static_cast<int32_t>(std::nearbyint(y)) + zp;  // the default mode: half to even
-  }
-};
-
-#if defined(__SSE2__)
-// Four at a time with SSE2 (x86-64's baseline, so no dispatch): the same steps; cvtps2dq rounds
-// half to even in the default MXCSR mode, as onnxruntime assumes too.
-struct Codes4 {
-  __m128 s, b, ys, lo, hi;
-  __m128i zp;
-
-  explicit Codes4(const Codes& k)
-      : s(_mm_set1_ps(k.s)), b(_mm_set1_ps(k.b)), ys(_mm_set1_ps(k.ys)), lo(_mm_set1_ps(k.lo)),
-        hi(_mm_set1_ps(k.hi)), zp(_mm_set1_epi32(k.zp)) {}
-
-  __m128i Of(__m128i acc) const {
-    __m128 y = _mm_div_ps(_mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(acc), s), b), ys);
-    y = _mm_min_ps(_mm_max_ps(y, lo), hi);
-    return _mm_add_epi32(_mm_cvtps_epi32(y), zp);
-  }
-};
-
-// 16 codes (in the type's range already) -> 16 bytes; the saturating packs change nothing.
-template <typename T>
-inline void Store16(__m128i q0, __m128i q1, __m128i q2, __m128i q3, T* out) {
-  const __m128i lo = _mm_packs_epi32(q0, q1), hi = _mm_packs_epi32(q2, q3);
-  const __m128i bytes = std::is_signed_v<T> ? _mm_packs_epi16(lo, hi) : _mm_packus_epi16(lo, hi);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
-}
-#endif
-
-template <typename T>
-void CodesRow(const Codes& k, const int32_t* acc, int64_t n, T* out) {
-  int64_t i = 0;
-#if defined(__SSE2__)
-  const Codes4 k4(k);
-  for (; i + 16 <= n; i += 16) {
-    const __m128i* a = reinterpret_cast<const __m128i*>(acc + i);
-    Store16<T>(k4.Of(_mm_loadu_si128(a)), k4.Of(_mm_loadu_si128(a + 1)),
-               k4.Of(_mm_loadu_si128(a + 2)), k4.Of(_mm_loadu_si128(a + 3)), out + i);
-  }
-#endif
-  for (; i < n; ++i) out[i] = static_cast<T>(k.Of(acc[i]));
-}
 
 // Pow2 mode: Pow2Quant's code a of y = float(acc) * s + b (the same two roundings), by ShiftConv's
 // vectorized quantizer, then a + zp clamped to [lo, hi]; y_scale is 2^-(L-1), so the chain's
@@ -240,6 +184,17 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     // the code of MaxPool's -inf: lo, or (pow2) Pow2Quant's -2^(L-1) + zp, clamped
     const int64_t minus_inf = pow2_ ? zp - int64_t{pow2_quant_.max_abs} : lo_;
     const T empty_code = static_cast<T>(minus_inf < lo_ ? lo_ : (minus_inf > hi_ ? hi_ : minus_inf));
+    if (inner == 1 && !pool_ && !pow2_) {
+      // a dense layer's [rows, M]: whole rows per task, vectorized over the channels
+      const int64_t rows_per_task = (kMinTaskValues + m - 1) / m;
+      const int64_t tasks = (outer + rows_per_task - 1) / rows_per_task;
+      ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+        const int64_t r0 = static_cast<int64_t>(t) * rows_per_task;
+        for (int64_t r = r0; r < r0 + rows_per_task && r < outer; ++r)
+          ChannelCodesRow<T>(s, b, ys, ys_step, lo_f, hi_f, zp, a + r * m, m, out + r * m);
+      });
+      return;
+    }
     // tasks: (outer index, channel block)
     ParallelFor(ctx, static_cast<size_t>(outer * blocks), [&](size_t t) {
       const int64_t o = static_cast<int64_t>(t) / blocks;

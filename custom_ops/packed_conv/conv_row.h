@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernel_args.h"
 
@@ -71,6 +72,12 @@ inline void StoreChunk(const ConvArgs& a, int64_t out_base, int64_t plane, int64
   }
 }
 
+// Whether BlockDot has RunTileD (below): RunTile with the D conversion done in its registers.
+template <class T, class = void>
+struct HasRunTileD : std::false_type {};
+template <class T>
+struct HasRunTileD<T, std::void_t<decltype(&T::RunTileD)>> : std::true_type {};
+
 // BlockDot provides
 //   Run(const Window&, int64_t base, const uint64_t* wblock, int64_t sums[kBlockM]):
 //     writes, for each of the 8 channels j, the sum of popcount(x ^ w) over the window's
@@ -79,7 +86,10 @@ inline void StoreChunk(const ConvArgs& a, int64_t out_base, int64_t plane, int64
 //   kTile and RunTile(const Window&, int64_t base, int64_t pixel_step, const uint64_t* wblock,
 //                     int64_t sums[kTile][kBlockM]):
 //     the same for kTile neighbouring output pixels whose windows are all in-bounds along W
-//     (pixel p reads at base + p * pixel_step), sharing each weight load across the pixels.
+//     (pixel p reads at base + p * pixel_step), sharing each weight load across the pixels;
+//   optionally RunTileD(win, base, pixel_step, wblock, taps_bits, int32_t* d, d_stride): the same
+//     tile written as D = taps_bits - 2 * sums straight into d[j * d_stride + p] (the scalar
+//     conversion of a tile's int64 sums into the channel-major D buffer cost as much as the tile).
 template <class BlockDot>
 inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, int64_t b1,
                            int64_t oh) {
@@ -121,12 +131,16 @@ inline void ConvRowBlocked(const ConvArgs& a, int64_t n, int64_t g, int64_t b0, 
         if constexpr (kTile > 1) {
           if (ow >= ow_a && ow + kTile <= ow_b && ow + kTile <= ow1) {
             win.rw = {0, s.KW};
-            int64_t sums[kTile][kBlockM];  // written by RunTile
-            BlockDot::RunTile(win, base, pixel_step, wblock, sums);
             const int64_t cg_taps = s.Cg * (rh.hi - rh.lo) * s.KW;
-            for (int64_t j = 0; j < kBlockM; ++j)
-              for (int64_t p = 0; p < kTile; ++p)
-                d[j][ow - ow0 + p] = static_cast<int32_t>(cg_taps - 2 * sums[p][j]);
+            if constexpr (HasRunTileD<BlockDot>::value) {
+              BlockDot::RunTileD(win, base, pixel_step, wblock, cg_taps, &d[0][ow - ow0], kColumnChunk);
+            } else {
+              int64_t sums[kTile][kBlockM];  // written by RunTile
+              BlockDot::RunTile(win, base, pixel_step, wblock, sums);
+              for (int64_t j = 0; j < kBlockM; ++j)
+                for (int64_t p = 0; p < kTile; ++p)
+                  d[j][ow - ow0 + p] = static_cast<int32_t>(cg_taps - 2 * sums[p][j]);
+            }
             ow += kTile;
             continue;
           }

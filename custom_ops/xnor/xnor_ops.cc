@@ -72,9 +72,12 @@ Ort::Status BinarizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     // An empty output has no buffer (null): nothing to write, and no pointer may be formed on it.
     if (N == 0 || H == 0 || W == 0) return;
     const xnor::BinarizeRowArgs args{x.Data(), C, H, W, G};
-    ParallelFor(ctx, static_cast<size_t>(N * H), [&](size_t i) {
-      const int64_t n = static_cast<int64_t>(i) / H, h = static_cast<int64_t>(i) % H;
-      xnor::BinarizePackRow(args, n, h, out + (n * H + h) * W * XW);
+    const int64_t plane = H * W, spans = (plane + xnor::kPackSpan - 1) / xnor::kPackSpan;
+    ParallelFor(ctx, static_cast<size_t>(N * spans), [&](size_t i) {
+      const int64_t n = static_cast<int64_t>(i) / spans;
+      const int64_t p0 = static_cast<int64_t>(i) % spans * xnor::kPackSpan;
+      const int64_t p1 = p0 + xnor::kPackSpan < plane ? p0 + xnor::kPackSpan : plane;
+      xnor::BinarizePackSpan(args, n, p0, p1, out + (n * plane + p0) * XW);
     });
   });
 }

@@ -164,6 +164,25 @@ class Requantize(OpRun):
                                 thresholds=None if thresholds is None else list(thresholds), **pool),)
 
 
+class DepthwiseConvInteger(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, x_zero_point, w_zero_point, kernel_shape=None, strides=None, pads=None, dilations=None,
+             group=None, kernel=None):
+        return (int8.depthwise_conv_integer(x, w, x_zero_point, w_zero_point, kernel_shape, strides or (1, 1),
+                                            pads or (0, 0, 0, 0), dilations or (1, 1)),)
+
+
+class DepthwiseConvRequantize(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, x_zero_point, w_zero_point, scale, bias, y_scale, y_zero_point, kernel_shape=None,
+             strides=None, pads=None, dilations=None, group=None, lo=None, hi=None, kernel=None):
+        acc = int8.depthwise_conv_integer(x, w, x_zero_point, w_zero_point, kernel_shape, strides or (1, 1),
+                                          pads or (0, 0, 0, 0), dilations or (1, 1))
+        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=1, lo=lo, hi=hi),)
+
+
 class ThresholdPack(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
@@ -224,7 +243,8 @@ class Trunc(OpRun):
 
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, ThresholdPack, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
+       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, DepthwiseConvInteger,
+       DepthwiseConvRequantize, ThresholdPack, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
        Trunc]
 
 

@@ -95,23 +95,61 @@ class _Int8EpiloguePattern(ReportingRule):
 
 
 class Int8EpilogueToRequantize(_Int8EpiloguePattern):
-    def __init__(self, clipped: bool, pooled: bool):
-        super().__init__(name=f"Int8EpilogueToRequantize{'Pooled' if pooled else ''}{'Clipped' if clipped else ''}")
-        self.clipped, self.pooled = clipped, pooled
+    """The plain chain, and two forms the int8 lowering writes in front of a layer (MobileNet's
+    pointwise conv -> ReLU -> depthwise conv -> ReLU -> pointwise conv), without a MaxPool:
+    - a Relu before the quantizer, when the codes' low bound lo is at least the zero point: every
+      y <= 0 then gives code lo with or without it (round(y / y_scale) <= 0 <= lo - zp), and a
+      NaN gives lo either way;
+    - a depthwise conv's per-channel input scale d[c], QuantizeLinear(Div(y, d), 1): Requantize
+      with y_scale d computes y / d[c] itself, and QuantizeLinear's division by 1 changes nothing."""
+
+    def __init__(self, clipped: bool, pooled: bool, relu: bool = False, divided: bool = False):
+        super().__init__(name=f"Int8EpilogueToRequantize{'Pooled' if pooled else ''}{'Relu' if relu else ''}"
+                              f"{'Divided' if divided else ''}{'Clipped' if clipped else ''}")
+        self.clipped, self.pooled, self.relu, self.divided = clipped, pooled, relu, divided
 
     def pattern(self, op, acc, s, b, ys, zp, lo, hi):
         y = self._epilogue(op, acc, s, b)
         if self.pooled:
             y = op.MaxPool(y, _allow_other_attributes=True, _outputs=["pooled"])
+        if self.relu:
+            y = op.Relu(y, _outputs=["r"])
+        if self.divided:  # Div(y, d): d read off the matched node (a pattern input cannot be optional)
+            y = op.Div(y, _allow_other_inputs=True, _outputs=["divided"])
         codes = op.QuantizeLinear(y, ys, zp, _allow_other_attributes=True, _outputs=["q"])
         return op.Clip(codes, lo, hi) if self.clipped else codes
 
-    def check_match(self, context, acc, s, b, ys, zp, yo, q, lo=None, hi=None, pooled=None, **_) -> MatchResult:
+    def _divisor(self, divided: ir.Value, s: ir.Value) -> np.ndarray | None:
+        """The Div's per-channel divisor, laid out as the epilogue's scale, if it is one."""
+        node = divided.producer()
+        d = const_array(node.inputs[1]) if len(node.inputs) == 2 and node.inputs[1] is not None else None
+        scale = const_array(s)
+        if d is None or scale is None or d.size != scale.size or _channel_axis(d) != _channel_axis(scale) \
+                or not np.all(d > 0) or not np.all(np.isfinite(d)):
+            return None
+        return d.astype(np.float32)
+
+    def check_match(self, context, acc, s, b, ys, zp, yo, q, lo=None, hi=None, pooled=None, r=None,
+                    divided=None, **_) -> MatchResult:
         result = MatchResult()
         if refusal := self.epilogue_refusal(acc, yo, s, b, pooled):
             return result.fail(refusal)
-        if any(len(v.uses()) != 1 or v.is_graph_output() for v in (yo, pooled) if v is not None):
+        if any(len(v.uses()) != 1 or v.is_graph_output() for v in (yo, pooled, r, divided) if v is not None):
             return result.fail("a value between the int8 layers has other readers")
+        if self.divided:
+            if self._divisor(divided, s) is None:
+                return result.fail("the Div before the quantizer is not by positive per-channel constants")
+            y_scale = const_array(ys)
+            if y_scale is None or y_scale.size != 1 or float(y_scale.reshape(-1)[0]) != 1.0:
+                return result.fail("a Div before a quantizer whose scale is not 1")
+        if self.relu:
+            zero = const_array(zp)
+            low = const_array(lo) if self.clipped else None
+            if zero is None or zero.size != 1:
+                return result.fail("the quantizer's zero point is not constant")
+            lo_code = int(low.reshape(-1)[0]) if low is not None and low.size == 1 else int(np.iinfo(zero.dtype).min)
+            if lo_code < int(zero.reshape(-1)[0]):
+                return result.fail("a Relu before codes that reach below the zero point")
         if not self.clipped and any(use.node.op_type == "Clip" for use in q.uses()):
             return result.fail("a Clip follows: the clipped rule takes it")
         y_scale, zero = const_array(ys), const_array(zp)
@@ -127,11 +165,16 @@ class Int8EpilogueToRequantize(_Int8EpiloguePattern):
                 return result.fail("the Clip after the quantizer has no constant bounds of the codes' type")
         return result
 
-    def rewrite(self, op, acc, s, b, ys, zp, yo, lo=None, hi=None, pooled=None, **_):
+    def rewrite(self, op, acc, s, b, ys, zp, yo, lo=None, hi=None, pooled=None, divided=None, **_):
         info = np.iinfo(const_array(zp).dtype)
         lo_v = int(const_array(lo).reshape(-1)[0]) if self.clipped else int(info.min)
         hi_v = int(const_array(hi).reshape(-1)[0]) if self.clipped else int(info.max)
-        return self.requantize(op, acc, s, b, ys, zp, yo, pooled, (), lo=lo_v, hi=hi_v)
+        took = ("Relu",) * self.relu + ("Div",) * self.divided
+        if self.divided:  # y_scale 1 and the divisor d: Requantize's per-channel y_scale is d
+            layer = yo.producer().metadata_props[LAYER_KEY]
+            d = self._divisor(divided, s)
+            ys = op.initializer(ir.tensor(np.ascontiguousarray(d.reshape(-1))), f"{layer}/rq_y_scale")
+        return self.requantize(op, acc, s, b, ys, zp, yo, pooled, took, lo=lo_v, hi=hi_v)
 
 
 class Int8EpilogueToPow2Codes(_Int8EpiloguePattern):
@@ -252,6 +295,8 @@ class Int8EpilogueThroughQuant(_Int8EpiloguePattern):
 
 def int8_requantize_rules() -> pattern.RewriteRuleSet:
     rules = [Int8EpilogueToRequantize.rule(clipped, pooled) for pooled in (True, False) for clipped in (True, False)]
+    rules += [Int8EpilogueToRequantize.rule(clipped, False, relu, divided) for relu in (True, False)
+              for divided in (True, False) if relu or divided for clipped in (True, False)]
     rules += [Int8EpilogueToPow2Codes.rule(clipped, pooled) for pooled in (True, False) for clipped in (True, False)]
     return pattern.RewriteRuleSet([*rules, *(Int8EpilogueThroughQuant.rule(relu) for relu in (True, False))])
 

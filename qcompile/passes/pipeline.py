@@ -10,6 +10,7 @@ from qcompile.analysis import LayerAnalyses
 from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET
 from qcompile.passes.absorb_channel_scales import AbsorbChannelScalesPass
 from qcompile.passes.cleanup import CleanupPass
+from qcompile.passes.depthwise_integer import DepthwiseIntegerPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
@@ -89,6 +90,9 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    An int8 layer feeding another: its epilogue and the next quantizer become one
             #    Requantize op (the same rounding, one pass); after the fold, which it takes in.
             Int8RequantizePass(rounds),
+            #    A depthwise int8 layer's ConvInteger runs on qcompile's depthwise kernel; last of
+            #    the int8 passes, which all read the layer's sums off a ConvInteger.
+            DepthwiseIntegerPass(),
             #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
             #    reproducing the float chain exactly); after affine folding, which it reproduces.
             *([MultibitThresholdsPass()] if options.packed_activations else []),

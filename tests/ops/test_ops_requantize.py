@@ -91,20 +91,21 @@ def test_requantize_equals_the_onnxruntime_chain_and_the_twin(dtype, lo, hi, sha
     np.testing.assert_array_equal(int8.requantize(acc, **twin), want)
 
 
-@pytest.mark.parametrize("pool", [None, dict(kernel_shape=[2, 2], strides=[2, 2])])
-def test_per_channel_y_scales_equal_a_per_channel_quantizelinear(pool):
+@pytest.mark.parametrize("shape,pool", [([2, 5, 6, 6], None), ([2, 5, 6, 6], dict(kernel_shape=[2, 2], strides=[2, 2])),
+                                        ([3, 37], None)])  # [3, 37]: a dense layer's rows, channels vectorized
+def test_per_channel_y_scales_equal_a_per_channel_quantizelinear(shape, pool):
     """Per-channel y_scale (a QONNX Quant's [1, M, 1, 1] scale) against the twin and onnxruntime's
     per-axis QuantizeLinear (divide, clamp, round half to even per channel)."""
-    shape = [2, 5, 6, 6]
+    m = shape[1]
     ref, new, twin = _models(shape, np.uint8, 0, 15, 1, pool)
-    ys = np.linspace(0.1, 0.9, 5).astype(np.float32)
+    ys = np.linspace(0.1, 0.9, m).astype(np.float32)
     for model in (ref, new):
         tensor = next(t for t in model.graph.initializer if t.name == "ys")
         tensor.CopyFrom(numpy_helper.from_array(ys, "ys"))
     qnode = next((n for n in ref.graph.node if n.op_type == "QuantizeLinear"), None)
     qnode.attribute.append(helper.make_attribute("axis", 1))
     zp = next(t for t in ref.graph.initializer if t.name == "zp")
-    zp.CopyFrom(numpy_helper.from_array(np.full(5, numpy_helper.to_array(zp)[0], np.uint8), "zp"))
+    zp.CopyFrom(numpy_helper.from_array(np.full(m, numpy_helper.to_array(zp)[0], np.uint8), "zp"))
     acc = _acc(shape)
     want = _session(ref).run(None, {"acc": acc})[0]
     np.testing.assert_array_equal(_session(new).run(None, {"acc": acc})[0], want)

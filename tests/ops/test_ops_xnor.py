@@ -497,7 +497,11 @@ def pack_model(group: int = 1) -> bytes:
         ((3, 130, 4, 4), 2),
         ((2, 64, 3, 5), 64),
         ((1, 256, 2, 2), 4),
-        # the 8-pixel x 64-channel blocks of the packing row: full, partial and tails
+        # the kernel's 256-pixel spans and 8-pixel x 64-channel blocks: full, partial and tails
+        ((1, 64, 17, 16), 1),  # one span and 16 pixels
+        ((2, 70, 20, 13), 1),  # one span and 4 pixels
+        ((1, 9, 16, 16), 1),  # exactly one span
+        ((1, 3, 23, 29), 3),  # two spans and 155 pixels
         ((1, 64, 3, 16), 1),
         ((2, 7, 2, 9), 1),
         ((1, 100, 3, 17), 1),
