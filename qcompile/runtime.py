@@ -136,6 +136,7 @@ KERNEL_OPS = (
     "ShiftGemm",
     "DepthwiseConvInteger",
     "DepthwiseConvRequantize",
+    "Requantize",
 )
 
 

@@ -341,7 +341,7 @@ def cases() -> list[Case]:
 
 KERNEL_OPS = {"XnorConv", "XnorConvThreshold", "XnorGemm", "QuantizePack", "BitSerialConv",
               "BitSerialGemm", "BitSerialConvThreshold", "BitSerialGemmThreshold", "ShiftConv", "ShiftGemm",
-              "DepthwiseConvInteger", "DepthwiseConvRequantize"}
+              "DepthwiseConvInteger", "DepthwiseConvRequantize", "Requantize"}
 
 
 # ------------------------------------------------------------------------------ one case

@@ -205,6 +205,7 @@ const VariantList* VariantsOf(const char* op_type) {
       (*m)[op] = ListOf(bitserial::Variants());
     (*m)["QuantizePack"] = ListOf(bitserial::QuantizePackVariants());
     for (const char* op : {"ShiftConv", "ShiftGemm"}) (*m)[op] = ListOf(ShiftVariants());
+    (*m)["Requantize"] = ListOf(CodesVariants());
     for (const char* op : {"DepthwiseConvInteger", "DepthwiseConvRequantize"})
       (*m)[op] = ListOf(DepthwiseVariants());
     return m;

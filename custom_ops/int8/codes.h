@@ -1,11 +1,13 @@
-// The int8 epilogue's arithmetic, shared by qcompile::Requantize and qcompile::Int8Gemm: int32
+// The int8 epilogue's arithmetic, shared by qcompile::Requantize and DepthwiseConvRequantize: int32
 // sums -> int8 / uint8 codes exactly as onnxruntime's Cast -> Mul -> Add -> QuantizeLinear -> Clip
-// chain computes them (custom_ops/SPEC.md, Requantize).
+// chain computes them (custom_ops/SPEC.md, Requantize); the rows' kernel variants (SSE2, AVX2).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+
+#include "../common/kernel_select.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -68,6 +70,51 @@ inline void CodesRow(const Codes& k, const int32_t* acc, int64_t n, T* out) {
   }
 #endif
   for (; i < n; ++i) out[i] = static_cast<T>(k.Of(acc[i]));
+}
+
+// Requantize's thresholds mode (AQE's power-of-two activations): the code of y = float(acc) * s + b
+// is Pow2Quant's a (|a| = 2^(j-1) for the j thresholds |y| reaches, 0 for none; negative iff
+// !(y >= 0); NaN: 0), then a + zp clamped to [lo, hi].
+struct Pow2Codes {
+  const float* t;  // the thresholds, ascending
+  int levels;
+  float s, b;
+  int32_t zp, lo, hi;
+};
+
+// The codes of a run of one channel's sums, per variant: CodesRow (SSE2, x86-64's baseline) or
+// codes__avx2.cc's 32 at a time, and the same for thresholds mode (the baseline through
+// ShiftConv's quantizer and scratch rows y, a of n values; AVX2 in registers); every variant
+// rounds exactly alike (the same steps lane by lane).
+template <typename T>
+using CodesRowFn = void (*)(const Codes& k, const int32_t* acc, int64_t n, T* out);
+template <typename T>
+using Pow2RowFn = void (*)(const Pow2Codes& p, const int32_t* acc, int64_t n, T* out, float* y,
+                           int8_t* a);
+struct CodesVariant {
+  VariantId id;
+  CodesRowFn<int8_t> i8;
+  CodesRowFn<uint8_t> u8;
+  Pow2RowFn<int8_t> pow2_i8;
+  Pow2RowFn<uint8_t> pow2_u8;
+};
+// The table (attribute `kernel` of Requantize, QCOMPILE_REQUANTIZE_KERNEL), best first.
+const VariantTable<CodesVariant>& CodesVariants();
+#ifdef QCOMPILE_HAVE_AVX2
+void CodesRowAvx2(const Codes& k, const int32_t* acc, int64_t n, int8_t* out);
+void CodesRowAvx2(const Codes& k, const int32_t* acc, int64_t n, uint8_t* out);
+void Pow2RowAvx2(const Pow2Codes& p, const int32_t* acc, int64_t n, int8_t* out, float*, int8_t*);
+void Pow2RowAvx2(const Pow2Codes& p, const int32_t* acc, int64_t n, uint8_t* out, float*, int8_t*);
+#endif
+
+// The row functions of variant v for code type T.
+template <typename T>
+inline CodesRowFn<T> CodesRowOf(const CodesVariant& v) {
+  if constexpr (std::is_signed_v<T>) return v.i8; else return v.u8;
+}
+template <typename T>
+inline Pow2RowFn<T> Pow2RowOf(const CodesVariant& v) {
+  if constexpr (std::is_signed_v<T>) return v.pow2_i8; else return v.pow2_u8;
 }
 
 // A dense layer's row ([.., M] with channels last, inner 1): one value per channel, so the channel

@@ -206,6 +206,7 @@ DepthwiseConvRequantizeOp<TX, TW, TY>::DepthwiseConvRequantizeOp(const OrtApi* a
       Fail(label_, "attributes lo, hi: expected ", tmin, " <= lo <= hi <= ", tmax, ", got ", lo_,
            ", ", hi_);
     sum_ = SelectVariant(kTable, label_, KernelAttr(at)).sum;
+    codes_ = &SelectVariant(CodesVariants(), label_, "");
   } catch (const std::exception& e) {
     init_error_ = e.what();
   }
@@ -246,7 +247,7 @@ Ort::Status DepthwiseConvRequantizeOp<TX, TW, TY>::Compute(
                    // the codes of the whole flat run (16 at a time, no scalar tail), then the rows
                    thread_local std::vector<TY> codes;
                    codes.resize(static_cast<size_t>(n_flat));
-                   CodesRow<TY>(Codes{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp}, acc, n_flat,
+                   CodesRowOf<TY>(*codes_)(Codes{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp}, acc, n_flat,
                                 codes.data());
                    TY* dst = out + (n * C + c) * OH * OW;
                    for (int64_t oh = 0; oh < OH; ++oh)

@@ -11,6 +11,7 @@
 #include "../common/conv_attrs.h"
 #include "../common/kernel_select.h"
 #include "../common/op_util.h"
+#include "codes.h"
 #include "depthwise_kernel.h"
 
 namespace qcompile {
@@ -61,6 +62,7 @@ struct DepthwiseConvRequantizeOp {
   int64_t group_ = 0;
   int64_t lo_ = 0, hi_ = 0;  // the codes' clamp (attributes lo / hi; default TY's range)
   dw::SumChannelFn sum_ = nullptr;
+  const CodesVariant* codes_ = nullptr;  // Requantize's best codes kernel here
 };
 
 }  // namespace qcompile

@@ -1,5 +1,6 @@
 #include "requantize.h"
 
+#include "../common/cpu_features.h"
 #include "../common/pool_window.h"
 #include "codes.h"
 #include "../shift/shift_ops.h"
@@ -23,13 +24,16 @@ constexpr int64_t kMinTaskValues = 1 << 13;
 // vectorized quantizer, then a + zp clamped to [lo, hi]; y_scale is 2^-(L-1), so the chain's
 // QuantizeLinear(Pow2Quant(y), y_scale) is exactly a + zp.
 template <typename T>
-void Pow2CodesRow(const shift::ActQuant& q, float s, float b, int32_t zp, int32_t lo, int32_t hi,
-                  const int32_t* acc, int64_t n, float* y, int8_t* a, T* out) {
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * s + b;
+void Pow2CodesRow(const Pow2Codes& p, const int32_t* acc, int64_t n, T* out, float* y, int8_t* a) {
+  shift::ActQuant q;
+  q.pow2 = true;
+  q.levels = p.levels;
+  for (int k = 0; k < p.levels; ++k) q.thresholds[k] = p.t[k];
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(acc[i]) * p.s + p.b;
   shift::QuantizeActs(q, y, n, a);
   for (int64_t i = 0; i < n; ++i) {
-    const int32_t v = a[i] + zp;
-    out[i] = static_cast<T>(v < lo ? lo : (v > hi ? hi : v));
+    const int32_t v = a[i] + p.zp;
+    out[i] = static_cast<T>(v < p.lo ? p.lo : (v > p.hi ? p.hi : v));
   }
 }
 
@@ -94,7 +98,20 @@ void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32
   }
 }
 
+const CodesVariant kCodesVariants[] = {
+#ifdef QCOMPILE_HAVE_AVX2
+    {{"avx2", "avx2", isa::Avx2}, CodesRowAvx2, CodesRowAvx2, Pow2RowAvx2, Pow2RowAvx2},
+#endif
+    // SSE2 on x86-64 (its baseline), the scalar loop elsewhere
+    {{"baseline", "", isa::None}, CodesRow<int8_t>, CodesRow<uint8_t>, Pow2CodesRow<int8_t>,
+     Pow2CodesRow<uint8_t>},
+};
+constexpr VariantTable<CodesVariant> kCodesTable{
+    kCodesVariants, sizeof(kCodesVariants) / sizeof(kCodesVariants[0]), "QCOMPILE_REQUANTIZE_KERNEL"};
+
 }  // namespace
+
+const VariantTable<CodesVariant>& CodesVariants() { return kCodesTable; }
 
 template <typename T>
 RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
@@ -117,6 +134,7 @@ RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noex
     if (pow2_) ParsePow2Thresholds(at, label_, "thresholds", &pow2_quant_);
     if (!pool_ && !at.Floats("kernel_shape", {}).empty())
       Fail(label_, "attribute 'kernel_shape': expected type ints, got floats");
+    codes_ = &SelectVariant(kCodesTable, label_, KernelAttr(at));
     if (pool_) {
       pool_attrs_.Parse(at, label_, /*with_channels=*/false);
       if (axis_ != 1) Fail(label_, "attribute axis: a pooled Requantize needs axis 1 (NCHW), got ", axis_);
@@ -205,10 +223,11 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
       std::vector<int8_t> a_row(pow2_ ? static_cast<size_t>(out_inner) : 0);
       auto codes = [&](const Codes& k, const int32_t* src, int64_t n, T* dst) {
         if (pow2_)
-          Pow2CodesRow<T>(pow2_quant_, k.s, k.b, zp, static_cast<int32_t>(lo_), static_cast<int32_t>(hi_),
-                          src, n, y_row.data(), a_row.data(), dst);
+          Pow2RowOf<T>(*codes_)(Pow2Codes{pow2_quant_.thresholds, pow2_quant_.levels, k.s, k.b, zp,
+                                          static_cast<int32_t>(lo_), static_cast<int32_t>(hi_)},
+                                src, n, dst, y_row.data(), a_row.data());
         else
-          CodesRow<T>(k, src, n, dst);
+          CodesRowOf<T>(*codes_)(k, src, n, dst);
       };
       for (int64_t c = c0; c < c0 + per_block && c < m; ++c) {
         const Codes k{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp};

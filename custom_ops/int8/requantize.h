@@ -11,6 +11,7 @@
 #include "../common/conv_attrs.h"
 #include "../common/op_util.h"
 #include "../shift/shift_kernel.h"
+#include "codes.h"
 
 namespace qcompile {
 
@@ -34,6 +35,7 @@ struct RequantizeOp {
   ConvAttrs pool_attrs_;     // its kernel_shape, strides, pads, dilations
   bool pow2_ = false;        // thresholds given: Pow2Quant's codes of y instead of y / y_scale
   shift::ActQuant pow2_quant_;
+  const CodesVariant* codes_ = nullptr;  // the codes kernel (attribute kernel, QCOMPILE_REQUANTIZE_KERNEL)
 };
 
 }  // namespace qcompile

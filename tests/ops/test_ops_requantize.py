@@ -35,7 +35,7 @@ def _params(m: int, dtype, seed: int):
     return s, b, ys, zp
 
 
-def _models(shape, dtype, lo, hi, axis=1, pool: dict | None = None, seed=0):
+def _models(shape, dtype, lo, hi, axis=1, pool: dict | None = None, seed=0, kernel: str | None = None):
     """(the onnxruntime chain, Requantize): the same constants, the chain's Mul / Add constants
     shaped to broadcast along `axis`."""
     m = shape[axis]
@@ -58,7 +58,7 @@ def _models(shape, dtype, lo, hi, axis=1, pool: dict | None = None, seed=0):
     ref = helper.make_model(helper.make_graph(chain, "chain", [x], [out], inits),
                             opset_imports=[helper.make_opsetid("", 17)])
     node = helper.make_node("Requantize", ["acc", "s", "b", "ys", "zp"], ["y"], domain="qcompile",
-                            axis=axis, lo=lo, hi=hi, **(pool or {}))
+                            axis=axis, lo=lo, hi=hi, **(pool or {}), **({"kernel": kernel} if kernel else {}))
     inits2 = [numpy_helper.from_array(v, k) for k, v in (("s", s), ("b", b), ("ys", consts["ys"]), ("zp", zp))]
     new = helper.make_model(helper.make_graph([node], "rq", [x], [out], inits2),
                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("qcompile", 1)])
@@ -76,13 +76,17 @@ def _acc(shape, seed=1) -> np.ndarray:
 
 
 GRIDS = [(np.int8, -2, 1), (np.uint8, 0, 3), (np.int8, -128, 127), (np.uint8, 0, 255), (np.int8, -8, 7)]
-SHAPES = [([2, 16, 7, 9], 1), ([1, 37], 1), ([3, 70], -1), ([2, 5, 11], 1), ([1, 3, 1, 1], 1), ([2, 4, 3, 20], -3)]
+# inner sizes 63, 11, 60 and 130: the 32-wide AVX2 and 16-wide SSE2 steps with and without tails
+SHAPES = [([2, 16, 7, 9], 1), ([1, 37], 1), ([3, 70], -1), ([2, 5, 11], 1), ([1, 3, 1, 1], 1), ([2, 4, 3, 20], -3),
+          ([1, 3, 10, 13], 1)]
+KERNELS = runtime.kernel_variants("Requantize")
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype,lo,hi", GRIDS)
 @pytest.mark.parametrize("shape,axis", SHAPES)
-def test_requantize_equals_the_onnxruntime_chain_and_the_twin(dtype, lo, hi, shape, axis):
-    ref, new, twin = _models(shape, dtype, lo, hi, axis)
+def test_requantize_equals_the_onnxruntime_chain_and_the_twin(dtype, lo, hi, shape, axis, kernel):
+    ref, new, twin = _models(shape, dtype, lo, hi, axis, kernel=kernel)
     acc = _acc(shape)
     want = _session(ref).run(None, {"acc": acc})[0]
     got = _session(new).run(None, {"acc": acc})[0]
@@ -130,12 +134,13 @@ POOLS = [
 ]
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype,lo,hi", GRIDS[:3])
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("hw", [(8, 8), (9, 19), (2, 2), (28, 28)])
-def test_pooled_requantize_equals_the_chain_with_maxpool(dtype, lo, hi, pool, hw):
+def test_pooled_requantize_equals_the_chain_with_maxpool(dtype, lo, hi, pool, hw, kernel):
     shape = [2, 6, *hw]
-    ref, new, twin = _models(shape, dtype, lo, hi, 1, pool)
+    ref, new, twin = _models(shape, dtype, lo, hi, 1, pool, kernel=kernel)
     acc = _acc(shape, seed=hw[1])
     try:
         want = _session(ref).run(None, {"acc": acc})[0]
@@ -204,10 +209,11 @@ def test_bad_input_is_a_clean_error(attrs, kwargs, shape, message):
 THRESHOLDS = {levels: [2.0 ** -(levels - 0.5 - k) for k in range(levels)] for levels in (3, 7)}
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("levels", [3, 7])
-@pytest.mark.parametrize("dtype,zp", [(np.int8, 0), (np.uint8, 64)])
+@pytest.mark.parametrize("dtype,zp,clip", [(np.int8, 0, None), (np.uint8, 64, None), (np.int8, 0, (-2, 2))])
 @pytest.mark.parametrize("pool", [None, POOLS[0], POOLS[1]])
-def test_pow2_codes_equal_quantizelinear_of_pow2quant(levels, dtype, zp, pool):
+def test_pow2_codes_equal_quantizelinear_of_pow2quant(levels, dtype, zp, clip, pool, kernel):
     """With thresholds: Pow2Quant's codes of y, bit for bit against the chain Cast -> Mul -> Add ->
     [MaxPool] -> qcompile::Pow2Quant -> QuantizeLinear(2^-(L-1)) and the twin; negative channel
     scales pool the min of the sums; y lands on thresholds and ±0 exactly on some channels."""
@@ -228,24 +234,30 @@ def test_pow2_codes_equal_quantizelinear_of_pow2quant(levels, dtype, zp, pool):
         chain.append(helper.make_node("MaxPool", ["y0"], ["yp"], **pool))
         y = "yp"
     chain += [helper.make_node("Pow2Quant", [y], ["p"], domain="qcompile", thresholds=[float(v) for v in t]),
-              helper.make_node("QuantizeLinear", ["p", "ys", "zp"], ["out"])]
+              helper.make_node("QuantizeLinear", ["p", "ys", "zp"], ["q" if clip else "out"])]
+    if clip:  # a grid narrower than the codes: the Clip after, as the lowering writes it
+        chain.append(helper.make_node("Clip", ["q", "lo", "hi"], ["out"]))
     inits = [numpy_helper.from_array(s.reshape(m, 1, 1), "s4"), numpy_helper.from_array(b.reshape(m, 1, 1), "b4"),
              numpy_helper.from_array(np.array([ys]), "ys"), numpy_helper.from_array(zpa, "zp"),
              numpy_helper.from_array(s, "s"), numpy_helper.from_array(b, "b")]
+    if clip:
+        inits += [numpy_helper.from_array(np.array([clip[0]], dtype), "lo"),
+                  numpy_helper.from_array(np.array([clip[1]], dtype), "hi")]
     x = helper.make_tensor_value_info("acc", TensorProto.INT32, None)
     out = helper.make_tensor_value_info("out", CODE_TYPES[dtype], None)
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("qcompile", 1)]
     ref = helper.make_model(helper.make_graph(chain, "chain", [x], [out], inits), opset_imports=opsets)
+    bounds = dict(lo=clip[0], hi=clip[1]) if clip else {}
     node = helper.make_node("Requantize", ["acc", "s", "b", "ys", "zp"], ["out"], domain="qcompile",
-                            thresholds=[float(v) for v in t], **(pool or {}))
+                            thresholds=[float(v) for v in t], kernel=kernel, **bounds, **(pool or {}))
     new = helper.make_model(helper.make_graph([node], "rq", [x], [out], inits), opset_imports=opsets)
     acc = _acc(shape, seed=levels)
     acc[:, 0] = rng.integers(-40, 40, acc[:, 0].shape) * 8
     want = _session(ref).run(None, {"acc": acc})[0]
     np.testing.assert_array_equal(_session(new).run(None, {"acc": acc})[0], want)
-    twin = int8.requantize(acc, s, b, ys, zpa, thresholds=t, **(pool or {}))
+    twin = int8.requantize(acc, s, b, ys, zpa, thresholds=t, **bounds, **(pool or {}))
     np.testing.assert_array_equal(twin, want)
-    assert len(np.unique(want)) >= levels  # the codes span the levels
+    assert len(np.unique(want)) >= (4 if clip else levels)  # the codes span the levels (clipped: most of -2..2)
 
 
 def test_pow2_codes_need_pow2quants_scale():
