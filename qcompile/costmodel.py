@@ -430,9 +430,10 @@ CALIBRATION_LAYERS = {
     "dense_small": (True, 256, 64, 1, 1, 1),
 }
 _FAMILIES = {"binary": ("xnor",), "uniform": ("bitserial", "int8", "float", "twin"), "pow2": ("shift",)}
-# bump when the features, the layers or what they compile to change (4: depthwise int8 layers run
-# DepthwiseConvInteger): cached constants of another version are re-measured
-CALIBRATION_VERSION = 4
+# bump when the features, the layers, what they compile to or the kernels change (4: depthwise int8
+# layers run DepthwiseConvInteger; 5: faster XnorConv and Requantize kernels): cached constants of
+# another version are re-measured
+CALIBRATION_VERSION = 5
 
 
 def _run_seconds(model: onnx.ModelProto, budget_s: float) -> float:

@@ -103,7 +103,7 @@ const CodesVariant kCodesVariants[] = {
     {{"avx2", "avx2", isa::Avx2}, CodesRowAvx2, CodesRowAvx2, Pow2RowAvx2, Pow2RowAvx2},
 #endif
     // SSE2 on x86-64 (its baseline), the scalar loop elsewhere
-    {{"baseline", "", isa::None}, CodesRow<int8_t>, CodesRow<uint8_t>, Pow2CodesRow<int8_t>,
+    {{"portable", "", isa::None}, CodesRow<int8_t>, CodesRow<uint8_t>, Pow2CodesRow<int8_t>,
      Pow2CodesRow<uint8_t>},
 };
 constexpr VariantTable<CodesVariant> kCodesTable{
