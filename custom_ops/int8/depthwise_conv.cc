@@ -6,6 +6,7 @@
 
 #include "../common/cpu_features.h"
 #include "codes.h"
+#include "epilogue_checks.h"
 
 namespace qcompile {
 namespace {
@@ -199,12 +200,7 @@ DepthwiseConvRequantizeOp<TX, TW, TY>::DepthwiseConvRequantizeOp(const OrtApi* a
     Attrs at(api, info, label_);
     attrs_.Parse(at, label_, /*with_channels=*/false);
     group_ = ParseGroup(at, label_);
-    constexpr int64_t tmin = std::numeric_limits<TY>::min(), tmax = std::numeric_limits<TY>::max();
-    lo_ = at.Int("lo", tmin);
-    hi_ = at.Int("hi", tmax);
-    if (lo_ < tmin || hi_ > tmax || lo_ > hi_)
-      Fail(label_, "attributes lo, hi: expected ", tmin, " <= lo <= hi <= ", tmax, ", got ", lo_,
-           ", ", hi_);
+    ParseCodeBounds<TY>(at, label_, &lo_, &hi_);
     sum_ = SelectVariant(kTable, label_, KernelAttr(at)).sum;
     codes_ = &SelectVariant(CodesVariants(), label_, "");
   } catch (const std::exception& e) {
@@ -224,17 +220,10 @@ Ort::Status DepthwiseConvRequantizeOp<TX, TW, TY>::Compute(
     const DepthwiseRun r = PlanDepthwise(label_, attrs_, group_, x.Shape(), w.Shape(),
                                          x_zero_point.Shape(), w_zero_point.Shape());
     const int64_t C = r.C;
-    if (NumElements(scale.Shape()) != C || NumElements(bias.Shape()) != C)
-      Fail(label_, "inputs scale, bias: expected ", C, " values each (one per channel), got shapes ",
-           ShapeStr(scale.Shape()), ", ", ShapeStr(bias.Shape()));
-    const int64_t n_ys = NumElements(y_scale.Shape());
-    if ((n_ys != 1 && n_ys != C) || NumElements(y_zero_point.Shape()) != 1)
-      Fail(label_, "inputs y_scale, y_zero_point: expected a scalar or ", C, " scales (per channel) "
-           "and a scalar zero point, got shapes ", ShapeStr(y_scale.Shape()), ", ",
-           ShapeStr(y_zero_point.Shape()));
     const float* ys = y_scale.Data();
-    for (int64_t c = 0; c < n_ys; ++c)
-      if (!(ys[c] > 0.0f)) Fail(label_, "input y_scale: expected positive scales, got ", ys[c]);
+    CheckEpilogueInputs(label_, C, "", scale.Shape(), bias.Shape(), y_scale.Shape(),
+                        y_zero_point.Shape(), ys);
+    const int64_t n_ys = NumElements(y_scale.Shape());
     TY* out = y.Allocate({r.N, C, r.OH, r.OW});
     if (r.N * C * r.OH * r.OW == 0) return;
     const int64_t ys_step = n_ys == 1 ? 0 : 1;

@@ -3,6 +3,7 @@
 #include "../common/cpu_features.h"
 #include "../common/pool_window.h"
 #include "codes.h"
+#include "epilogue_checks.h"
 #include "../shift/shift_ops.h"
 
 #include <cmath>
@@ -119,13 +120,8 @@ RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noex
     label_ = OpLabel(api, info, "qcompile::Requantize");
     CheckNodeArity(api, info, label_, 5, 1);
     Attrs at(api, info, label_);
-    constexpr int64_t tmin = std::numeric_limits<T>::min(), tmax = std::numeric_limits<T>::max();
     axis_ = at.Int("axis", 1);
-    lo_ = at.Int("lo", tmin);
-    hi_ = at.Int("hi", tmax);
-    if (lo_ < tmin || hi_ > tmax || lo_ > hi_)
-      Fail(label_, "attributes lo, hi: expected ", tmin, " <= lo <= hi <= ", tmax, ", got ", lo_,
-           ", ", hi_);
+    ParseCodeBounds<T>(at, label_, &lo_, &hi_);
     // kernel_shape absent: no pool; present (even empty, or of another type): a pool to check
     const std::vector<int64_t> absent{-1};
     pool_ = at.Ints("kernel_shape", absent) != absent;
@@ -163,18 +159,10 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     const int64_t m = shape[axis];
     const int64_t outer = NumElements(std::vector<int64_t>(shape.begin(), shape.begin() + axis));
     const int64_t inner = NumElements(std::vector<int64_t>(shape.begin() + axis + 1, shape.end()));
-    if (NumElements(scale.Shape()) != m || NumElements(bias.Shape()) != m)
-      Fail(label_, "inputs scale, bias: expected ", m, " values each (one per channel, axis ", axis_,
-           " of input acc ", ShapeStr(shape), "), got shapes ", ShapeStr(scale.Shape()), ", ",
-           ShapeStr(bias.Shape()));
-    const int64_t n_ys = NumElements(y_scale.Shape());
-    if ((n_ys != 1 && n_ys != m) || NumElements(y_zero_point.Shape()) != 1)
-      Fail(label_, "inputs y_scale, y_zero_point: expected a scalar or ", m, " scales (per channel) "
-           "and a scalar zero point, got shapes ", ShapeStr(y_scale.Shape()), ", ",
-           ShapeStr(y_zero_point.Shape()));
     const float* ys = y_scale.Data();
-    for (int64_t c = 0; c < n_ys; ++c)
-      if (!(ys[c] > 0.0f)) Fail(label_, "input y_scale: expected positive scales, got ", ys[c]);
+    CheckEpilogueInputs(label_, m, ", axis " + std::to_string(axis_) + " of input acc " + ShapeStr(shape),
+                        scale.Shape(), bias.Shape(), y_scale.Shape(), y_zero_point.Shape(), ys);
+    const int64_t n_ys = NumElements(y_scale.Shape());
     const int64_t ys_step = n_ys == 1 ? 0 : 1;
     if (pow2_ && (n_ys != 1 || ys[0] != std::ldexp(1.0f, -(pow2_quant_.levels - 1))))
       Fail(label_, "input y_scale: with thresholds (", pow2_quant_.levels, " levels) expected the "

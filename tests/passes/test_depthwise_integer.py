@@ -10,11 +10,10 @@ import numpy as np
 import onnx
 import pytest
 from graphs import GraphBuilder
+from helpers import equals_the_evaluator, random_inputs
 
 from qcompile.compiler import compile as compile_model
-from qcompile.ops import evaluator
 from qcompile.passes.depthwise_integer import DepthwiseIntegerPass, is_depthwise_conv_integer
-from qcompile.runtime import InferenceSession
 
 
 def _quant(g, x, scale, bits=4, signed=0):
@@ -41,22 +40,12 @@ def _mobilenet_block(per_channel: bool, stride: int = 1, signed_dw_input: int = 
     return g.model({"x": [2, 5, 9, 9]}, [out])
 
 
-def _inputs(ref, seed=0):
-    rng = np.random.default_rng(seed)
-    dims = [d.dim_value for d in ref.graph.input[0].type.tensor_type.shape.dim]
-    return {ref.graph.input[0].name: (rng.standard_normal(dims) * 3).astype(np.float32)}
-
 
 def _compiled(ref):
-    result = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref))
+    result = compile_model(ref, impl=["int8"], parity_inputs=random_inputs(ref))
     assert result.parity.passed
     return result.model
 
-
-def _equals_the_evaluator(model, feeds):
-    got = InferenceSession(model.SerializeToString()).run(None, feeds)
-    for g, w in zip(got, evaluator.run(model, feeds), strict=True):
-        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("per_channel,stride", [(True, 1), (False, 1), (True, 2)])
@@ -73,14 +62,14 @@ def test_a_depthwise_layer_between_int8_layers_runs_fused_on_codes(per_channel, 
     rq = next(n for n in model.graph.node if n.op_type == "Requantize" and n.output[0] == dw.input[0])
     y_scale = next(t for t in model.graph.initializer if t.name == rq.input[3])
     assert list(y_scale.dims) == ([6] if per_channel else [1])  # per channel: the Div's divisor
-    _equals_the_evaluator(model, _inputs(ref, seed=5))
+    equals_the_evaluator(model, random_inputs(ref, seed=5))
 
 
 def test_a_depthwise_layer_with_a_float_reader_keeps_its_sums():
     model = _compiled(_mobilenet_block(True, last_dw=True))
     ops = [n.op_type for n in model.graph.node]
     assert "DepthwiseConvInteger" in ops and "DepthwiseConvRequantize" not in ops and "ConvInteger" in ops
-    _equals_the_evaluator(model, _inputs(_mobilenet_block(True, last_dw=True), seed=6))
+    equals_the_evaluator(model, random_inputs(_mobilenet_block(True, last_dw=True), seed=6))
 
 
 def test_a_relu_before_codes_below_the_zero_point_stays():
@@ -89,7 +78,7 @@ def test_a_relu_before_codes_below_the_zero_point_stays():
     model = _compiled(ref)
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Relu") >= 1
-    _equals_the_evaluator(model, _inputs(ref, seed=7))
+    equals_the_evaluator(model, random_inputs(ref, seed=7))
 
 
 def test_the_pass_takes_only_depthwise_conv_integers():

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import pytest
 from graphs import GraphBuilder
+from helpers import equals_the_evaluator, random_inputs
 
 from qcompile.compiler import compile as compile_model
-from qcompile.ops import evaluator
 from qcompile.ops import qonnx as qref
 from qcompile.runtime import InferenceSession
 
@@ -45,24 +45,12 @@ def _two_dense(signed: int = 1):
     return g.model({"x": [3, 16]}, [z])
 
 
-def _inputs(ref, seed=0):
-    rng = np.random.default_rng(seed)
-    dims = [d.dim_value for d in ref.graph.input[0].type.tensor_type.shape.dim]
-    return {ref.graph.input[0].name: (rng.standard_normal(dims) * 3).astype(np.float32)}
-
 
 def _compile(ref):
-    result = compile_model(ref, impl=["int8"], parity_inputs=_inputs(ref))
+    result = compile_model(ref, impl=["int8"], parity_inputs=random_inputs(ref))
     assert result.parity.passed
     return result
 
-
-def _equals_the_evaluator(model, feeds):
-    got = InferenceSession(model.SerializeToString()).run(None, feeds)
-    want = evaluator.run(model, feeds)
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("signed,bits", [(0, 4), (1, 4), (1, 8), (0, 2)])
@@ -73,7 +61,7 @@ def test_an_int8_layer_hands_its_codes_to_the_next_with_one_requantize(signed, b
     assert ops.count("Requantize") == 1 and ops.count("QuantizeLinear") == 1  # only the first layer's input
     assert ops.index("Requantize") == ops.index("ConvInteger") + 1 and "Clip" not in ops[ops.index("Requantize"):]
     assert result.rows[0].op_after.endswith("+Requantize)")
-    _equals_the_evaluator(result.model, _inputs(ref, seed=3))
+    equals_the_evaluator(result.model, random_inputs(ref, seed=3))
 
 
 @pytest.mark.parametrize("pool", [dict(kernel_shape=[2, 2], strides=[2, 2]),
@@ -86,7 +74,7 @@ def test_a_maxpool_between_two_int8_layers_runs_inside_requantize(pool):
     rq = next(n for n in result.model.graph.node if n.op_type == "Requantize")
     assert [list(a.ints) for a in rq.attribute if a.name == "kernel_shape"] == [pool["kernel_shape"]]
     assert "+MaxPool, +Requantize" in result.rows[0].op_after
-    _equals_the_evaluator(result.model, _inputs(ref, seed=4))
+    equals_the_evaluator(result.model, random_inputs(ref, seed=4))
 
 
 def test_a_ceil_mode_maxpool_stays_a_float_pool_with_the_reason():
@@ -108,7 +96,7 @@ def test_dense_layers_requantize_along_the_last_axis():
     result = _compile(ref)
     rq = [n for n in result.model.graph.node if n.op_type == "Requantize"]
     assert len(rq) == 1 and [a.i for a in rq[0].attribute if a.name == "axis"] == [-1]
-    _equals_the_evaluator(result.model, _inputs(ref, seed=5))
+    equals_the_evaluator(result.model, random_inputs(ref, seed=5))
 
 
 def _int8_then_float(relu: bool, per_channel: bool, signed: int):
@@ -130,14 +118,14 @@ def _int8_then_float(relu: bool, per_channel: bool, signed: int):
 @pytest.mark.parametrize("relu,per_channel,signed", [(True, True, 0), (True, False, 1), (False, True, 1), (False, False, 0)])
 def test_a_float_reader_behind_a_quant_gets_dequantized_codes(relu, per_channel, signed):
     ref = _int8_then_float(relu, per_channel, signed)
-    result = compile_model(ref, impl=["int8", "dw=float"], parity_inputs=_inputs(ref))
+    result = compile_model(ref, impl=["int8", "dw=float"], parity_inputs=random_inputs(ref))
     assert result.parity.passed
     ops = [n.op_type for n in result.model.graph.node]
     assert "Quant" not in ops and "Relu" not in ops and ops.count("Requantize") == 1
     assert ops.index("DequantizeLinear") == ops.index("Requantize") + 1 and ops[-1] == "Conv"
     # the dequantized codes are what the replaced chain computed: Quant([Relu](float(acc) * s + b)),
     # from the compiled graph's own sums and the epilogue's constants, bit for bit
-    feeds = _inputs(ref, seed=6)
+    feeds = random_inputs(ref, seed=6)
     nodes = {n.op_type: n for n in result.model.graph.node}
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in result.model.graph.initializer}
     acc = _probe(result.model, nodes["ConvInteger"].output[0], feeds, onnx.TensorProto.INT32)
@@ -193,7 +181,7 @@ def test_pow2_activations_between_int8_layers_are_requantized(pool):
     assert "BatchNormalization" not in ops and "MaxPool" not in ops and "Clip" not in ops
     rq = next(n for n in result.model.graph.node if n.op_type == "Requantize")
     assert [list(a.floats) for a in rq.attribute if a.name == "thresholds"] == [pytest.approx(T3)]
-    _equals_the_evaluator(result.model, _inputs(ref, seed=7))
+    equals_the_evaluator(result.model, random_inputs(ref, seed=7))
 
 
 def test_a_negative_batchnorm_slope_keeps_it_behind_the_maxpool():
@@ -228,5 +216,5 @@ def test_a_conv_hands_its_codes_through_a_flatten_to_a_dense_layer(shape_op):
     ops = [n.op_type for n in result.model.graph.node]
     assert "Quant" not in ops and ops.count("Requantize") == 1
     assert ops[ops.index("Requantize") + 1] == shape_op and ops[ops.index("Requantize") + 2] == "MatMulInteger"
-    _equals_the_evaluator(result.model, _inputs(ref, seed=8))
+    equals_the_evaluator(result.model, random_inputs(ref, seed=8))
 
