@@ -456,7 +456,8 @@ _TARGETS = {
     "xnor": ("XnorConv", "XnorGemm"),
     "bitserial": ("BitSerialConv", "BitSerialGemm"),
     "shift": ("ShiftConv", "ShiftGemm"),
-    "int8": ("ConvInteger", "MatMulInteger"),
+    # a depthwise int8 layer runs on qcompile's own op (passes/depthwise_integer.py)
+    "int8": ("ConvInteger", "MatMulInteger", "DepthwiseConvInteger", "DepthwiseConvRequantize"),
 }
 # Without measured costs, int8 arithmetic replaces bit-serial from this many bits of weights or
 # activations up (an 8-bit-input first layer: 8 plane pairs against one int8 multiply-add)

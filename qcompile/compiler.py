@@ -217,6 +217,10 @@ def layer_rows(
         else:  # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
             row.impl = impl_of(row.op_after.split(" ")[0]) if row.op_after != layer.op_type else "float"
         _explain_choice(row, layer, (choices or {}).get(layer.name))
+        if compiled is not None and row.op_after != layer.op_type:  # the kernel of the op it became
+            from qcompile.costmodel import kernel_variant
+
+            row.variant = kernel_variant(row.op_after.split(" ")[0])
         rows.append(row)
     return rows
 

@@ -191,6 +191,29 @@ def test_estimates_take_float_past_the_models_error():
     assert choose_impls(layers, {"conv": object()}, slow)["conv"].impl == "float"  # int8 2x float: never
 
 
+def test_a_depthwise_layer_stays_float_by_estimate_but_not_by_measure():
+    """Estimates keep a depthwise layer float (its int8 kernel is slower than the float one on
+    most shapes, which one calibrated layer does not capture); measured costs still decide."""
+    g = GraphBuilder(7)
+    ins = [g.op("Relu", ["x"]), g.const(np.float32(0.25), "s"), g.const(np.float32(0), "z"), g.const(np.float32(4), "b")]
+    q = g.op("Quant", ins, domain="qonnx.custom_op.general", signed=0, narrow=0, rounding_mode="ROUND")
+    w = g.quant(g.const(g.rng.standard_normal((6, 1, 3, 3)).astype(np.float32)), 0.2, 4)
+    y = g.op("Conv", [q, w], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=6)
+    (layer,) = analyze_model(ir.serde.deserialize_model(g.model({"x": [1, 6, 8, 8]}, [y])))
+    assert "int8" in layer.options and "float" in layer.options
+    table = {("dw", impl): 1.0 for impl in layer.options} | {("dw", "int8"): 0.1, ("dw", "float"): 1.0}
+
+    class Estimates(GivenCosts):
+        kind = "estimated"
+
+    assert choose_impls([layer], {"dw": object()}, Estimates(table))["dw"].impl == "float"
+    assert choose_impls([layer], {"dw": object()}, GivenCosts(table))["dw"].impl == "int8"
+    assert choose_impls([layer], {"dw": object()}, Estimates(table), overrides={"dw": "int8"})["dw"].impl == "int8"
+    assert choose_impls([layer], {}, None)["dw"].impl == "float"  # no costs known: float too, not the analysis' int8
+    assert choose_impls(_layers()[:1], {"conv": object()}, Estimates(
+        {("conv", "bitserial"): 3.0, ("conv", "int8"): 0.1, ("conv", "float"): 1.0}))["conv"].impl == "int8"
+
+
 def test_a_float_choice_that_fails_parity_is_lowered_after_all(monkeypatch):
     """A layer left float by its costs is computed by onnxruntime in another order than the
     reference; when parity fails, compile lowers such layers to their cheapest exact option and

@@ -12,6 +12,7 @@ import pytest
 from graphs import GraphBuilder
 from helpers import equals_the_evaluator, random_inputs
 
+from qcompile import runtime
 from qcompile.compiler import compile as compile_model
 from qcompile.passes.depthwise_integer import DepthwiseIntegerPass, is_depthwise_conv_integer
 
@@ -44,6 +45,10 @@ def _mobilenet_block(per_channel: bool, stride: int = 1, signed_dw_input: int = 
 def _compiled(ref):
     result = compile_model(ref, impl=["int8"], parity_inputs=random_inputs(ref))
     assert result.parity.passed
+    # the layer table says what the depthwise layer became and which kernel runs it
+    (row,) = [r for r in result.rows if r.name == "dw"]
+    assert row.impl == "int8" and row.op_after.startswith("DepthwiseConv")
+    assert row.variant == runtime.kernel_variants(row.op_after.split(" ")[0])[0]
     return result.model
 
 
