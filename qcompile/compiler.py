@@ -282,6 +282,11 @@ def front_end(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Layer]]:
     try:
         model = run_frontend(model)
         normalized = ir.serde.serialize_model(model)
+    except ir.passes.PassError as exc:  # a pass refused the input (an attribute of the wrong type...)
+        cause = _root_cause(exc)
+        if isinstance(cause, QCompileError):
+            raise cause from None
+        raise
     except ir.serde.SerdeError as exc:  # protobuf lets text that is not UTF-8 through; onnx-ir does not
         cause = _root_cause(exc)
         if not isinstance(cause, UnicodeError):
@@ -406,6 +411,8 @@ def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_par
     try:
         run = compile_pipeline(ir.serde.deserialize_model(proto), options)
     except ir.passes.PassError as exc:  # name the pass and its cause in one line
+        if isinstance(_root_cause(exc), QCompileError):  # a pass refused the input: that is the error
+            raise _root_cause(exc) from None
         cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
         raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
     compiled = ir.serde.serialize_model(run.model)

@@ -86,6 +86,24 @@ def check_qonnx_arity(proto: onnx.ModelProto, where: str) -> None:
                                      f"{len(node.output)} output(s), expected {lo} input(s) and 1 output")
 
 
+# The QONNX ops' attributes and their types (onnx checks no custom op's attributes).
+_QONNX_ATTR_TYPES = {"signed": (onnx.AttributeProto.INT, "an int"), "narrow": (onnx.AttributeProto.INT, "an int"),
+                     "rounding_mode": (onnx.AttributeProto.STRING, "a string")}
+
+
+def check_qonnx_attribute_types(proto: onnx.ModelProto, where: str) -> None:
+    for node in proto.graph.node:
+        if node.domain != QONNX_DOMAIN:
+            continue
+        for attr in node.attribute:
+            want = _QONNX_ATTR_TYPES.get(attr.name)
+            if want is not None and attr.type != want[0]:
+                got = onnx.AttributeProto.AttributeType.Name(attr.type) if attr.type in (
+                    onnx.AttributeProto.AttributeType.values()) else str(attr.type)
+                raise ModelLoadError(f"{where}: node {node.name!r} ({node.op_type}): attribute {attr.name!r} must be "
+                                     f"{want[1]}, got type {got}")
+
+
 def check_quantizer_constants(proto: onnx.ModelProto, where: str) -> None:
     """Refuse QONNX quantizers whose constant parameters no QONNX runtime defines: a bit width that
     is not one integer in QUANT_BITWIDTH_RANGE (NaN, inf, 0, 33, negative), a scale that is not
@@ -181,6 +199,7 @@ def check_proto(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
     check_text_attributes(proto, where)
     check_initializers(proto, where)
     check_qonnx_arity(proto, where)
+    check_qonnx_attribute_types(proto, where)
     check_quantizer_constants(proto, where)
     return proto
 
