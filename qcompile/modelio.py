@@ -92,7 +92,13 @@ _QONNX_ATTR_TYPES = {"signed": (onnx.AttributeProto.INT, "an int"), "narrow": (o
 
 
 def check_qonnx_attribute_types(proto: onnx.ModelProto, where: str) -> None:
+    """Every attribute has a type (onnx checks only its own ops'; onnx-ir cannot even write one
+    without), and the QONNX ops' known attributes theirs."""
     for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.UNDEFINED:
+                raise ModelLoadError(f"{where}: node {node.name!r} ({node.op_type}): attribute {attr.name!r} has no "
+                                     "type (UNDEFINED)")
         if node.domain != QONNX_DOMAIN:
             continue
         for attr in node.attribute:

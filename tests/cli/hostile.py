@@ -122,14 +122,18 @@ def bad_models(root: Path) -> dict[str, tuple[Path, str]]:
         f6_init.graph.initializer.append(f6)
         put("float6_raw_size", "cannot be read", f6_init)
     # a QONNX attribute of the wrong type (onnx checks no custom op's attributes; a fuzz finding)
-    for label, attr in (("float", helper.make_attribute("signed", 1.0)),
-                        ("undefined", onnx.AttributeProto(name="signed", type=onnx.AttributeProto.UNDEFINED))):
+    untyped = onnx.AttributeProto.UNDEFINED
+    for label, attr, expect in (("float", helper.make_attribute("signed", 1.0), "attribute 'signed' must be an int"),
+                                ("undefined", onnx.AttributeProto(name="signed", type=untyped),
+                                 "attribute 'signed' has no type"),
+                                ("unknown_untyped", onnx.AttributeProto(name="si]ned", type=untyped),
+                                 "attribute 'si]ned' has no type")):
         typed = _quant_model(4.0)
         quant = next(n for n in typed.graph.node if n.op_type == "Quant")
-        kept = [a for a in quant.attribute if a.name != "signed"]
+        kept = [a for a in quant.attribute if a.name != attr.name]
         del quant.attribute[:]
         quant.attribute.extend([*kept, attr])
-        put(f"quant_signed_{label}", "attribute 'signed' must be an int", typed)
+        put(f"quant_attr_{label}", expect, typed)
     for label, bits in (("nan", float("nan")), ("inf", float("inf")), ("zero", 0.0), ("33", 33.0),
                         ("negative", -2.0), ("fraction", 2.5)):
         put(f"quant_bits_{label}", "bit width", _quant_model(bits))
