@@ -211,27 +211,29 @@ def layer_rows(
     rows = []
     for layer in layers:
         row = _layer_row(layer, lowered, shapes, compiled, report)
+        op = None  # the op the layer became, if compiled and lowered
         if compiled is None:  # inspect: what compile would take
             choice = (choices or {}).get(layer.name)
             row.impl = choice.impl if choice is not None else layer.impl
         else:  # what the layer became (a dense layer's quantizer is hoisted to it only in the pipeline)
-            row.impl = impl_of(row.op_after.split(" ")[0]) if row.op_after != layer.op_type else "float"
-        _explain_choice(row, layer, (choices or {}).get(layer.name))
-        if compiled is not None and row.op_after != layer.op_type:  # the kernel of the op it became
-            from qcompile.costmodel import kernel_variant
-
-            row.variant = kernel_variant(row.op_after.split(" ")[0])
+            op = row.op_after.split(" ")[0] if row.op_after != layer.op_type else None
+            row.impl = impl_of(op) if op is not None else "float"
+        _explain_choice(row, layer, (choices or {}).get(layer.name), op)
         rows.append(row)
     return rows
 
 
-def _explain_choice(row: LayerRow, layer: Layer, choice) -> None:
-    """The row's why, times and kernel variant for the implementation it shows."""
+def _explain_choice(row: LayerRow, layer: Layer, choice, op: str | None) -> None:
+    """The row's why, times and kernel variant for the implementation it shows (the variant of
+    `op`, the op the layer became, when given: a depthwise int8 layer's is qcompile's own)."""
     from qcompile.analysis import target_of
     from qcompile.costmodel import kernel_variant
 
     row.options = list(layer.options)
-    row.variant = kernel_variant(target_of(row.impl, layer.op_type)) if row.impl in layer.options else ""
+    if op is not None:
+        row.variant = kernel_variant(op)
+    else:
+        row.variant = kernel_variant(target_of(row.impl, layer.op_type)) if row.impl in layer.options else ""
     if choice is None:
         row.why = "only option" if len(layer.options) < 2 else "default"
         return
@@ -411,8 +413,9 @@ def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_par
     try:
         run = compile_pipeline(ir.serde.deserialize_model(proto), options)
     except ir.passes.PassError as exc:  # name the pass and its cause in one line
-        if isinstance(_root_cause(exc), QCompileError):  # a pass refused the input: that is the error
-            raise _root_cause(exc) from None
+        root = _root_cause(exc)
+        if isinstance(root, QCompileError):  # a pass refused the input: that is the error
+            raise root from None
         cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
         raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
     compiled = ir.serde.serialize_model(run.model)

@@ -100,12 +100,12 @@ def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] |
         wanted = wanted or (overall if overall in layer.options else None)
         if wanted is not None:
             choices[layer.name] = Choice(wanted, "--impl", seconds, kind)
+        elif kind in ("estimated", "") and "float" in layer.options and is_depthwise(layer):
+            choices[layer.name] = Choice("float", kind or "default", seconds, kind)  # DEPTHWISE_FLOAT
         elif kind == "estimated":
-            choices[layer.name] = Choice(_cheapest(layer.options, seconds, is_depthwise(layer)), kind, seconds, kind)
+            choices[layer.name] = Choice(_cheapest(layer.options, seconds), kind, seconds, kind)
         elif kind:
             choices[layer.name] = Choice(_fastest(layer.options, seconds), kind, seconds, kind)
-        elif is_depthwise(layer) and "float" in layer.options:  # as _cheapest: float unless measured or asked
-            choices[layer.name] = Choice("float", "default")
         else:
             choices[layer.name] = Choice(layer.impl, "default")
     return choices
@@ -119,6 +119,13 @@ def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] |
 ESTIMATE_TIE = 1 / 1.2
 
 
+# DEPTHWISE_FLOAT: a depthwise layer with a float option stays float unless measured (--tune) or
+# asked (--impl): its int8 kernel (DepthwiseConvRequantize) measured 0.29-1.13x onnxruntime's float
+# depthwise conv on MobileNet v1's shapes (tools/bench_depthwise.py), and whole MobileNet the same,
+# ProxylessNAS (5x5 and 7x7 depthwise) ~7% slower, with it; one calibrated 3x3 layer prices it too
+# cheaply. (A float layer that fails parity is still lowered after all, by the compiler.)
+
+
 def is_depthwise(layer: Layer) -> bool:
     """A conv with one input channel per group and a group per output channel."""
     from qcompile.analysis import conv_attrs
@@ -129,17 +136,11 @@ def is_depthwise(layer: Layer) -> bool:
     return int(conv_attrs(layer.node, tuple(w.shape[2:]))["group"]) == w.shape[0]
 
 
-def _cheapest(options: list[str], seconds: dict[str, float], depthwise: bool = False) -> str:
+def _cheapest(options: list[str], seconds: dict[str, float]) -> str:
     """By estimates: the cheapest exact option, or float when it is estimated cheaper by more than
-    the model's error (ESTIMATE_TIE); among exact options a tie goes to the earlier one.
-
-    A depthwise layer with a float option stays float by estimate: its int8 kernel
-    (DepthwiseConvRequantize) measured 0.29-1.13x onnxruntime's float depthwise conv on MobileNet
-    v1's shapes (tools/bench_depthwise.py), and whole MobileNet the same, ProxylessNAS (5x5 and 7x7
-    depthwise) ~7% slower, with it; one calibrated 3x3 layer prices it too cheaply. --tune
-    measures the layer and --impl picks int8."""
+    the model's error (ESTIMATE_TIE); among exact options a tie goes to the earlier one."""
     exact = [impl for impl in options if impl != "float"]
-    if not exact or (depthwise and "float" in options):
+    if not exact:
         return "float"
     best = min(exact, key=lambda impl: seconds[impl])
     return "float" if "float" in options and seconds["float"] < ESTIMATE_TIE * seconds[best] else best

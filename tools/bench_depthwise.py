@@ -9,8 +9,6 @@ Conv, in alternating rounds (medians); JSON, a PNG and the table.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 
 import click
@@ -57,23 +55,16 @@ def contenders(c: int, hw: int, stride: int, rng) -> dict[str, tuple[bytes, np.n
     return out
 
 
-def race(models: dict, threads: int, rounds: int, budget: float) -> dict[str, float]:
+def race_us(models: dict, threads: int, rounds: int, budget: float) -> dict[str, float]:
+    """Median microseconds per run of each (model, input), by tools.bench_models.race."""
+    from tools.bench_models import race
+
     sessions = {}
     for name, (model, x) in models.items():
         so = runtime.session_options()
         so.intra_op_num_threads = threads
         sessions[name] = (ort.InferenceSession(model, so, providers=["CPUExecutionProvider"]), {"x": x})
-    samples: dict[str, list[float]] = {k: [] for k in sessions}
-    for sess, feeds in sessions.values():
-        sess.run(None, feeds)
-    for _ in range(rounds):
-        for name, (sess, feeds) in sessions.items():
-            t0, n = time.perf_counter(), 0
-            while n == 0 or time.perf_counter() - t0 < budget:
-                sess.run(None, feeds)
-                n += 1
-            samples[name].append((time.perf_counter() - t0) / n * 1e6)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return {k: v["median_ms"] * 1e3 for k, v in race(sessions, rounds, budget).items()}
 
 
 @click.command()
@@ -86,7 +77,7 @@ def main(out: Path, threads: int, rounds: int, budget: float) -> None:
     rng = np.random.default_rng(0)
     rows = []
     for c, hw, stride in SHAPES:
-        us = race(contenders(c, hw, stride, rng), threads, rounds, budget)
+        us = race_us(contenders(c, hw, stride, rng), threads, rounds, budget)
         rows.append({"layer": f"{c}x{hw}x{hw} s{stride}", "us": us})
         best = min((k for k in us if k.startswith("DepthwiseConvInteger")), key=us.get)
         print(f"{rows[-1]['layer']:>18}  " + "  ".join(f"{k} {v:8.1f} us" for k, v in us.items()) +

@@ -23,14 +23,6 @@ constexpr VariantTable<DepthwiseVariant> kTable{kVariants, sizeof(kVariants) / s
 // Channels per parallel task are grouped so each task has at least this many outputs.
 constexpr int64_t kMinTaskOutputs = 1 << 12;
 
-int64_t ParseGroup(const Attrs& at, const std::string& label) {
-  const int64_t group = at.Int("group", -1);
-  if (group < 1)
-    Fail(label, "attribute 'group': expected the channel count (depthwise), got ", group,
-         group == -1 ? " (missing; it is required)" : "");
-  return group;
-}
-
 }  // namespace
 
 const VariantTable<DepthwiseVariant>& DepthwiseVariants() { return kTable; }
@@ -153,16 +145,22 @@ void RunDepthwise(OrtKernelContext* ctx, const DepthwiseRun& r, dw::SumChannelFn
 
 }  // namespace
 
+void DepthwiseConvState::Init(const Attrs& at, const std::string& label) {
+  attrs_.Parse(at, label, /*with_channels=*/false);
+  group_ = at.Int("group", -1);
+  if (group_ < 1)
+    Fail(label, "attribute 'group': expected the channel count (depthwise), got ", group_,
+         group_ == -1 ? " (missing; it is required)" : "");
+  sum_ = SelectVariant(kTable, label, KernelAttr(at)).sum;
+}
+
 template <typename TX, typename TW>
 DepthwiseConvIntegerOp<TX, TW>::DepthwiseConvIntegerOp(const OrtApi* api,
                                                        const OrtKernelInfo* info) noexcept {
   try {
     label_ = OpLabel(api, info, "qcompile::DepthwiseConvInteger");
     CheckNodeArity(api, info, label_, 4, 1);
-    Attrs at(api, info, label_);
-    attrs_.Parse(at, label_, /*with_channels=*/false);
-    group_ = ParseGroup(at, label_);
-    sum_ = SelectVariant(kTable, label_, KernelAttr(at)).sum;
+    Init(Attrs(api, info, label_), label_);
   } catch (const std::exception& e) {
     init_error_ = e.what();
   }
@@ -198,10 +196,8 @@ DepthwiseConvRequantizeOp<TX, TW, TY>::DepthwiseConvRequantizeOp(const OrtApi* a
     label_ = OpLabel(api, info, "qcompile::DepthwiseConvRequantize");
     CheckNodeArity(api, info, label_, 8, 1);
     Attrs at(api, info, label_);
-    attrs_.Parse(at, label_, /*with_channels=*/false);
-    group_ = ParseGroup(at, label_);
+    Init(at, label_);
     ParseCodeBounds<TY>(at, label_, &lo_, &hi_);
-    sum_ = SelectVariant(kTable, label_, KernelAttr(at)).sum;
     codes_ = &SelectVariant(CodesVariants(), label_, "");
   } catch (const std::exception& e) {
     init_error_ = e.what();

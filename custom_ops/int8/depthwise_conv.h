@@ -29,9 +29,19 @@ struct DepthwiseVariant {
 };
 const VariantTable<DepthwiseVariant>& DepthwiseVariants();
 
+// What both depthwise ops read from their node: the conv attributes, group (must equal the
+// channels) and the sum kernel (the variant table's pick: attribute kernel, QCOMPILE_DW_KERNEL).
+struct DepthwiseConvState {
+  void Init(const Attrs& at, const std::string& label);
+
+  ConvAttrs attrs_;  // kernel_shape, strides, pads, dilations
+  int64_t group_ = 0;
+  dw::SumChannelFn sum_ = nullptr;
+};
+
 // TX, TW: int8_t or uint8_t, the types of x and w (ConvInteger's T1, T2); four kernels, one name.
 template <typename TX, typename TW>
-struct DepthwiseConvIntegerOp {
+struct DepthwiseConvIntegerOp : DepthwiseConvState {
   DepthwiseConvIntegerOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   // x [N, C, H, W]; w [C, 1, KH, KW]; x_zero_point, w_zero_point scalars -> int32 [N, C, OH, OW].
   Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x,
@@ -39,16 +49,13 @@ struct DepthwiseConvIntegerOp {
                       const Ort::Custom::Tensor<TW>& w_zero_point, Ort::Custom::Tensor<int32_t>& y);
 
   std::string label_, init_error_;
-  ConvAttrs attrs_;         // kernel_shape, strides, pads, dilations
-  int64_t group_ = 0;       // attribute group: must equal the channels
-  dw::SumChannelFn sum_ = nullptr;  // the variant table's pick (attribute kernel, QCOMPILE_DW_KERNEL)
 };
 
 // The op above with qcompile::Requantize's epilogue fused: the sums become the next layer's codes
 // (scale, bias, y_scale scalar or [C], y_zero_point of type TY; attributes lo, hi) without the
 // int32 tensor in between. TY: int8_t or uint8_t; eight kernels, one name.
 template <typename TX, typename TW, typename TY>
-struct DepthwiseConvRequantizeOp {
+struct DepthwiseConvRequantizeOp : DepthwiseConvState {
   DepthwiseConvRequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x,
                       const Ort::Custom::Tensor<TW>& w, const Ort::Custom::Tensor<TX>& x_zero_point,
@@ -58,10 +65,7 @@ struct DepthwiseConvRequantizeOp {
                       const Ort::Custom::Tensor<TY>& y_zero_point, Ort::Custom::Tensor<TY>& y);
 
   std::string label_, init_error_;
-  ConvAttrs attrs_;
-  int64_t group_ = 0;
   int64_t lo_ = 0, hi_ = 0;  // the codes' clamp (attributes lo / hi; default TY's range)
-  dw::SumChannelFn sum_ = nullptr;
   const CodesVariant* codes_ = nullptr;  // Requantize's best codes kernel here
 };
 
