@@ -456,8 +456,10 @@ _TARGETS = {
     "xnor": ("XnorConv", "XnorGemm"),
     "bitserial": ("BitSerialConv", "BitSerialGemm"),
     "shift": ("ShiftConv", "ShiftGemm"),
-    # a depthwise int8 layer runs on qcompile's own op (passes/depthwise_integer.py)
-    "int8": ("ConvInteger", "MatMulInteger", "DepthwiseConvInteger", "DepthwiseConvRequantize"),
+    # a depthwise or direct int8 conv runs on qcompile's own op (passes/depthwise_integer.py,
+    # passes/direct_integer.py)
+    "int8": ("ConvInteger", "MatMulInteger", "DepthwiseConvInteger", "DepthwiseConvRequantize", "DirectConvInteger",
+             "DirectConvRequantize"),
 }
 # Without measured costs, int8 arithmetic replaces bit-serial from this many bits of weights or
 # activations up (an 8-bit-input first layer: 8 plane pairs against one int8 multiply-add)

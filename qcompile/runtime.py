@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from qcompile.errors import QCompileError
+
 LIBRARY_NAME = "libqcompile_ops.so"
 
 _BUILD_HINT = (
@@ -136,6 +138,8 @@ KERNEL_OPS = (
     "ShiftGemm",
     "DepthwiseConvInteger",
     "DepthwiseConvRequantize",
+    "DirectConvInteger",
+    "DirectConvRequantize",
     "Requantize",
 )
 
@@ -175,6 +179,23 @@ def selected_kernel(op_type: str) -> str | None:
     if not forced:
         return runnable[0]
     return forced if forced in runnable else None
+
+
+# DirectConvInteger's kernels that beat onnxruntime's ConvInteger (tools/bench_direct_conv.py);
+# its AVX2 and portable kernels do not, so without these int8 convs stay on ConvInteger.
+DIRECT_CONV_FAST = ("amx", "avx512vnni")
+DIRECT_CONV_ENV = "QCOMPILE_DIRECT_CONV"  # "auto" (default), "1": always, "0": never
+
+
+def direct_conv_is_fast() -> bool:
+    """Whether the compiler lowers stride-1 int8 convs to qcompile::DirectConvInteger: where this
+    CPU runs one of DIRECT_CONV_FAST, unless QCOMPILE_DIRECT_CONV says otherwise."""
+    mode = os.environ.get(DIRECT_CONV_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "0", "1"):
+        raise QCompileError(f"{DIRECT_CONV_ENV}={os.environ[DIRECT_CONV_ENV]!r}: expected 'auto', '1' or '0'")
+    if mode != "auto":
+        return mode == "1"
+    return selected_kernel("DirectConvInteger") in DIRECT_CONV_FAST
 
 
 def with_kernel(model: Any, name: str | None) -> bytes:

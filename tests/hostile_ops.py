@@ -95,6 +95,7 @@ def base_specs() -> list[Spec]:
     ones = lambda n: r.uniform(0.5, 2, n).astype(np.float32)
     conv = dict(in_channels=5, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1])
     dw_conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 1], dilations=[1, 1], group=4)
+    direct_conv = dict(kernel_shape=[3, 3], pads=[1, 0, 1, 2], strides=[1, 1], dilations=[1, 1])
     thr = r.integers(-10, 10, 8).astype(np.int32)
     dirs = r.choice(np.array([-1, 1], np.int32), 8)
     shift_w = r.integers(0, 256, (8, 18)).astype(np.uint8)
@@ -162,6 +163,18 @@ def base_specs() -> list[Spec]:
                                              "bias": f(4), "y_scale": np.array([0.5], np.float32),
                                              "y_zero_point": np.array([0], np.uint8)},
              {**dw_conv, "lo": 0, "hi": 15}, [TensorProto.UINT8]),
+        Spec("DirectConvInteger", QC, {"x": r.integers(-8, 8, (1, 4, 5, 5)).astype(np.int8),
+                                       "w": r.integers(0, 16, (6, 4, 3, 3)).astype(np.uint8),
+                                       "x_zero_point": np.array([1], np.int8),
+                                       "w_zero_point": np.array([7], np.uint8)},
+             direct_conv, [TensorProto.INT32], constant=("w",)),
+        Spec("DirectConvRequantize", QC, {"x": r.integers(-8, 8, (1, 4, 5, 5)).astype(np.int8),
+                                          "w": r.integers(-8, 8, (6, 2, 3, 3)).astype(np.int8),
+                                          "x_zero_point": np.array([1], np.int8),
+                                          "w_zero_point": np.array([0], np.int8), "scale": f(6),
+                                          "bias": f(6), "y_scale": np.array([0.5], np.float32),
+                                          "y_zero_point": np.array([0], np.uint8)},
+             {**direct_conv, "group": 2, "lo": 0, "hi": 15}, [TensorProto.UINT8]),
         Spec("ThresholdPack", QC, {"D": r.integers(-50, 50, (1, 8, 3, 3)).astype(np.int32), "threshold": thr,
                                    "direction": dirs}, {"out_group": 2}, [TensorProto.UINT64]),
         Spec("BipolarQuant", QONNX, {"X": f(2, 3), "scale": ones(1)}, {}, [TensorProto.FLOAT]),
@@ -341,7 +354,8 @@ def cases() -> list[Case]:
 
 KERNEL_OPS = {"XnorConv", "XnorConvThreshold", "XnorGemm", "QuantizePack", "BitSerialConv",
               "BitSerialGemm", "BitSerialConvThreshold", "BitSerialGemmThreshold", "ShiftConv", "ShiftGemm",
-              "DepthwiseConvInteger", "DepthwiseConvRequantize", "Requantize"}
+              "DepthwiseConvInteger", "DepthwiseConvRequantize", "DirectConvInteger", "DirectConvRequantize",
+              "Requantize"}
 
 
 # ------------------------------------------------------------------------------ one case

@@ -67,6 +67,27 @@ def race_us(models: dict, threads: int, rounds: int, budget: float) -> dict[str,
     return {k: v["median_ms"] * 1e3 for k, v in race(sessions, rounds, budget).items()}
 
 
+def plot_us_rows(rows: list[dict], path: Path, threads: int) -> None:
+    """A grouped bar chart (log scale) of rows [{"layer": name, "us": {contender: us}}] to path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows[0]["us"])
+    fig, ax = plt.subplots(figsize=(11, 4))
+    xs = np.arange(len(rows))
+    for i, name in enumerate(names):
+        ax.bar(xs + (i - len(names) / 2) * 0.8 / len(names), [r["us"][name] for r in rows], 0.8 / len(names), label=name)
+    ax.set_xticks(xs, [r["layer"] for r in rows], rotation=20, fontsize=8)
+    ax.set_ylabel(f"us per layer (batch 1, {threads} thread)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 @click.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/bench_depthwise.json"))
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
@@ -85,22 +106,7 @@ def main(out: Path, threads: int, rounds: int, budget: float) -> None:
               f"  float/Requantize-fused {us['float Conv'] / us['DepthwiseConvRequantize']:.2f}x")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"cpu": cpu_model(), "threads": threads, "rounds": rounds, "rows": rows}, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(rows[0]["us"])
-    fig, ax = plt.subplots(figsize=(11, 4))
-    xs = np.arange(len(rows))
-    for i, name in enumerate(names):
-        ax.bar(xs + (i - len(names) / 2) * 0.8 / len(names), [r["us"][name] for r in rows], 0.8 / len(names), label=name)
-    ax.set_xticks(xs, [r["layer"] for r in rows], rotation=20, fontsize=8)
-    ax.set_ylabel(f"us per layer (batch 1, {threads} thread)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
+    plot_us_rows(rows, out.with_suffix(".png"), threads)
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

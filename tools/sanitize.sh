@@ -27,7 +27,8 @@ done
 # test_ops_bitserial.py, test_ops_lut.py, test_ops_kernels_emulated.py) are not in the list.
 tests=(tests/ops/test_ops_hostile_corpus.py tests/ops/test_ops_hostile_pads.py tests/ops/test_ops_hostile_threads.py
        tests/ops/test_ops_xnor_small.py tests/ops/test_ops_qonnx.py tests/ops/test_ops_shift.py
-       tests/ops/test_ops_requantize.py tests/ops/test_ops_threshold_pack.py tests/ops/test_ops_depthwise.py)
+       tests/ops/test_ops_requantize.py tests/ops/test_ops_threshold_pack.py tests/ops/test_ops_depthwise.py
+       tests/ops/test_ops_direct_conv.py)
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=("${tests[@]}")
 

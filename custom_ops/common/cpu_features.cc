@@ -1,7 +1,16 @@
 #include "cpu_features.h"
 
+#if defined(QCOMPILE_HAVE_AMX) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace qcompile {
 namespace {
+
+#if defined(QCOMPILE_HAVE_AMX) && defined(__linux__)
+constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // asm/prctl.h, the XTILEDATA bit
+#endif
 
 CpuFeatures Detect() {
   CpuFeatures f;
@@ -12,6 +21,8 @@ CpuFeatures Detect() {
   f.avx2 = __builtin_cpu_supports("avx2");
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512vpopcntdq = __builtin_cpu_supports("avx512vpopcntdq");
+  f.avx512vnni = __builtin_cpu_supports("avx512vnni");
+  f.amx_int8 = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8");
 #endif
   return f;
 }
@@ -58,6 +69,24 @@ bool Avx512Vpopcnt() {
   return kCpu.avx512f && kCpu.avx512vpopcntdq;
 #else
   return false;  // compiler lacks -mavx512vpopcntdq
+#endif
+}
+
+bool Avx512Vnni() {
+#ifdef QCOMPILE_HAVE_AVX512VNNI
+  return kCpu.avx512f && kCpu.avx512vnni;
+#else
+  return false;  // compiler lacks -mavx512vnni
+#endif
+}
+
+bool AmxInt8() {
+#if defined(QCOMPILE_HAVE_AMX) && defined(__linux__)
+  // Linux hands out the 8 KB tile state only to a process that asks (once, for all threads).
+  static const bool granted = kCpu.amx_int8 && syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  return granted;
+#else
+  return false;  // no AMX in this build, or an OS without the permission call
 #endif
 }
 

@@ -11,6 +11,7 @@
 #include "../bitserial/bitserial_ops.h"
 #include "../bitserial/bitserial_threshold_ops.h"
 #include "../int8/depthwise_conv.h"
+#include "../int8/direct_conv.h"
 #include "../int8/requantize.h"
 #include "../int8/threshold_pack.h"
 #include "../qonnx/qonnx_ops.h"
@@ -129,6 +130,18 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, int8_t, uint8_t>>("DepthwiseConvRequantize"));
     r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, uint8_t, int8_t>>("DepthwiseConvRequantize"));
     r->ops.emplace_back(MakeOp<DepthwiseConvRequantizeOp<uint8_t, uint8_t, uint8_t>>("DepthwiseConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvIntegerOp<int8_t, int8_t>>("DirectConvInteger"));
+    r->ops.emplace_back(MakeOp<DirectConvIntegerOp<int8_t, uint8_t>>("DirectConvInteger"));
+    r->ops.emplace_back(MakeOp<DirectConvIntegerOp<uint8_t, int8_t>>("DirectConvInteger"));
+    r->ops.emplace_back(MakeOp<DirectConvIntegerOp<uint8_t, uint8_t>>("DirectConvInteger"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<int8_t, int8_t, int8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<int8_t, int8_t, uint8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<int8_t, uint8_t, int8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<int8_t, uint8_t, uint8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<uint8_t, int8_t, int8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<uint8_t, int8_t, uint8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<uint8_t, uint8_t, int8_t>>("DirectConvRequantize"));
+    r->ops.emplace_back(MakeOp<DirectConvRequantizeOp<uint8_t, uint8_t, uint8_t>>("DirectConvRequantize"));
     for (auto& op : r->ops) qc.Add(op.get());
     const size_t n_qc = r->ops.size();
 
@@ -208,6 +221,8 @@ const VariantList* VariantsOf(const char* op_type) {
     (*m)["Requantize"] = ListOf(CodesVariants());
     for (const char* op : {"DepthwiseConvInteger", "DepthwiseConvRequantize"})
       (*m)[op] = ListOf(DepthwiseVariants());
+    for (const char* op : {"DirectConvInteger", "DirectConvRequantize"})
+      (*m)[op] = ListOf(DirectConvVariants());
     return m;
   }();
   if (!op_type) return nullptr;
@@ -276,4 +291,11 @@ QCOMPILE_EXPORT uint64_t qcompile_lut_runs(void) { return qcompile::lut::LutRuns
 // `seconds`; 0 for an unknown variant or one this CPU cannot run. Used by tools/bench.py.
 QCOMPILE_EXPORT double qcompile_popcount_ceiling(const char* variant, double seconds) {
   return qcompile::xnor::PopcountCeiling(variant, seconds);
+}
+
+// Multiply-adds per second on one core of the named DirectConvInteger variant's sum kernel on
+// L1-resident data, measured for about `seconds`; 0 for an unknown or unsupported variant. Used
+// by tools/bench_direct_conv.py.
+QCOMPILE_EXPORT double qcompile_direct_conv_ceiling(const char* variant, double seconds) {
+  return qcompile::DirectConvCeiling(variant, seconds);
 }

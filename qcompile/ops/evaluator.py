@@ -183,6 +183,25 @@ class DepthwiseConvRequantize(OpRun):
         return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=1, lo=lo, hi=hi),)
 
 
+class DirectConvInteger(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, x_zero_point, w_zero_point, kernel_shape=None, strides=None, pads=None, dilations=None,
+             group=None, kernel=None):
+        return (int8.conv_integer(x, w, x_zero_point, w_zero_point, kernel_shape, strides or (1, 1),
+                                  pads or (0, 0, 0, 0), dilations or (1, 1), int(group or 1)),)
+
+
+class DirectConvRequantize(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, x_zero_point, w_zero_point, scale, bias, y_scale, y_zero_point, kernel_shape=None,
+             strides=None, pads=None, dilations=None, group=None, lo=None, hi=None, kernel=None):
+        acc = int8.conv_integer(x, w, x_zero_point, w_zero_point, kernel_shape, strides or (1, 1),
+                                pads or (0, 0, 0, 0), dilations or (1, 1), int(group or 1))
+        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=1, lo=lo, hi=hi),)
+
+
 class ThresholdPack(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
@@ -244,7 +263,7 @@ class Trunc(OpRun):
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
        BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, DepthwiseConvInteger,
-       DepthwiseConvRequantize, ThresholdPack, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
+       DepthwiseConvRequantize, DirectConvInteger, DirectConvRequantize, ThresholdPack, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
        Trunc]
 
 

@@ -56,6 +56,29 @@ def requantize(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray, y_scale, y_
     return (np.rint(q).astype(np.int64) + zp).astype(dtype)  # rint: half to even
 
 
+def conv_integer(x: np.ndarray, w: np.ndarray, x_zero_point, w_zero_point, kernel_shape, strides=(1, 1),
+                 pads=(0, 0, 0, 0), dilations=(1, 1), group: int = 1) -> np.ndarray:
+    """Reference qcompile::DirectConvInteger: ONNX ConvInteger, sum (x - x_zp)(w - w_zp) over the
+    window of each group's channels, x_zp in the padding (0 after the shift), int32."""
+    (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = kernel_shape, strides, dilations, pads
+    n, c, h, wd = x.shape
+    m, cg = w.shape[:2]
+    xs = np.zeros((n, c, h + pt + pb, wd + pl + pr), np.int64)
+    xs[:, :, pt:pt + h, pl:pl + wd] = x.astype(np.int64) - int(np.asarray(x_zero_point).reshape(-1)[0])
+    ws = w.astype(np.int64) - int(np.asarray(w_zero_point).reshape(-1)[0])
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, m, oh, ow), np.int64)
+    mg = m // group
+    for g in range(group):
+        xg, wg = xs[:, g * cg:(g + 1) * cg], ws[g * mg:(g + 1) * mg]
+        for i in range(kh):
+            for j in range(kw):
+                tap = xg[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+                out[:, g * mg:(g + 1) * mg] += np.einsum("nchw,mc->nmhw", tap, wg[:, :, i, j])
+    return out.astype(np.int32)
+
+
 def depthwise_conv_integer(x: np.ndarray, w: np.ndarray, x_zero_point, w_zero_point, kernel_shape, strides=(1, 1),
                            pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
     """Reference qcompile::DepthwiseConvInteger: ONNX ConvInteger with group = C, i.e. per channel

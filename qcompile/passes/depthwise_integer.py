@@ -37,9 +37,9 @@ def is_depthwise_conv_integer(node: ir.Node) -> bool:
     return all(node.inputs[i] is not None for i in (2, 3)) and "kernel_shape" in node.attributes
 
 
-def _fusable_requantize(node: ir.Node) -> ir.Node | None:
-    """The Requantize that alone reads a DepthwiseConvInteger's sums, if it has no pool and
-    uniform codes along the channel axis (what DepthwiseConvRequantize computes)."""
+def fusable_requantize(node: ir.Node) -> ir.Node | None:
+    """The Requantize that alone reads a conv's int32 sums, if it has no pool and uniform codes
+    along the channel axis (what DepthwiseConvRequantize and DirectConvRequantize compute)."""
     out = node.outputs[0]
     uses = list(out.uses())
     if len(uses) != 1 or out.is_graph_output():
@@ -65,15 +65,21 @@ class DepthwiseIntegerPass(NamedPass, ir.passes.InPlacePass):
                 continue
             node.op_type, node.domain = "DepthwiseConvInteger", QCOMPILE_DOMAIN
             modified = True
-            rq = _fusable_requantize(node)
-            if rq is None:
-                continue
-            attrs = [a for a in node.attributes.values() if a.name != "kernel"]
-            attrs += [rq.attributes[k] for k in ("lo", "hi") if k in rq.attributes]
-            fused = ir.Node(QCOMPILE_DOMAIN, "DepthwiseConvRequantize", [*node.inputs, *rq.inputs[1:]],
-                            attributes=attrs, name=node.name)
-            fused.metadata_props.update(node.metadata_props)
-            graph.insert_before(rq, fused)
-            ir.convenience.replace_all_uses_with(rq.outputs[0], fused.outputs[0])
-            graph.remove([rq, node], safe=True)
+            fuse_requantize(graph, node, "DepthwiseConvRequantize")
         return ir.passes.PassResult(model, modified)
+
+
+def fuse_requantize(graph: ir.Graph, node: ir.Node, fused_op: str) -> bool:
+    """node (a qcompile conv writing int32 sums) and the Requantize that alone reads them become
+    one `fused_op` node (node's inputs, then Requantize's parameters); False: no such Requantize."""
+    rq = fusable_requantize(node)
+    if rq is None:
+        return False
+    attrs = [a for a in node.attributes.values() if a.name != "kernel"]
+    attrs += [rq.attributes[k] for k in ("lo", "hi") if k in rq.attributes]
+    fused = ir.Node(QCOMPILE_DOMAIN, fused_op, [*node.inputs, *rq.inputs[1:]], attributes=attrs, name=node.name)
+    fused.metadata_props.update(node.metadata_props)
+    graph.insert_before(rq, fused)
+    ir.convenience.replace_all_uses_with(rq.outputs[0], fused.outputs[0])
+    graph.remove([rq, node], safe=True)
+    return True

@@ -11,6 +11,7 @@ from qcompile.base.domains import QCOMPILE_DOMAIN, QCOMPILE_OPSET
 from qcompile.passes.absorb_channel_scales import AbsorbChannelScalesPass
 from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.depthwise_integer import DepthwiseIntegerPass
+from qcompile.passes.direct_integer import DirectIntegerPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
@@ -42,12 +43,20 @@ class CompileOptions:
     # layer name -> (implementation, why), chosen before the run (qcompile.costmodel); a layer not
     # named keeps its analysis' default
     choices: dict[str, tuple[str, str]] | None = None
+    # stride-1 int8 convs on qcompile::DirectConvInteger (passes/direct_integer.py); None: where
+    # this CPU runs its fast kernels (qcompile.runtime.direct_conv_is_fast)
+    direct_conv: bool | None = None
 
 
 def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManager:
     options = options or CompileOptions()
     rounds = options.max_rewrite_rounds
     packing = [PackActivationsPass()] if options.packed_activations else []
+    direct = options.direct_conv
+    if direct is None:
+        from qcompile.runtime import direct_conv_is_fast
+
+        direct = direct_conv_is_fast()
     return ir.passes.PassManager(
         [
             # 1. Normalise first so the patterns below see initializers, not Constant/Identity chains.
@@ -93,6 +102,8 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    A depthwise int8 layer's ConvInteger runs on qcompile's depthwise kernel; last of
             #    the int8 passes, which all read the layer's sums off a ConvInteger.
             DepthwiseIntegerPass(),
+            #    ...and any other stride-1 int8 conv on its direct kernel, where that is fast here.
+            DirectIntegerPass(direct),
             #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
             #    reproducing the float chain exactly); after affine folding, which it reproduces.
             *([MultibitThresholdsPass()] if options.packed_activations else []),

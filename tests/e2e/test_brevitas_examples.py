@@ -133,7 +133,8 @@ def test_resnet18_classifier_takes_int8_arithmetic(brevitas):
     lowered = {r.name: r.op_after for r in result.rows}
     body = [n for n in lowered if n != "/conv1/Conv"]  # the first conv reads the float input
     # the 8-bit classifier takes int8 arithmetic (MatMulInteger), not 8 bit planes
-    assert all(lowered[n].startswith(("BitSerial", "Xnor", "Shift", "ConvInteger", "MatMulInteger")) for n in body), lowered
+    assert all(lowered[n].startswith(("BitSerial", "Xnor", "Shift", "ConvInteger", "DirectConv", "MatMulInteger"))
+               for n in body), lowered
     assert lowered["/linear/Gemm"] == "MatMulInteger"
 
 
