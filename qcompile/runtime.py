@@ -188,7 +188,7 @@ DIRECT_CONV_ENV = "QCOMPILE_DIRECT_CONV"  # "auto" (default), "1": always, "0": 
 
 
 def direct_conv_is_fast() -> bool:
-    """Whether the compiler lowers stride-1 int8 convs to qcompile::DirectConvInteger: where this
+    """Whether the compiler lowers int8 convs (not depthwise) to qcompile::DirectConvInteger: where this
     CPU runs one of DIRECT_CONV_FAST, unless QCOMPILE_DIRECT_CONV says otherwise."""
     mode = os.environ.get(DIRECT_CONV_ENV, "auto").strip().lower() or "auto"
     if mode not in ("auto", "0", "1"):

@@ -1,4 +1,4 @@
-"""Stride-1 int8 conv layers (CNV's, the Fashion-MNIST ConvNet's, ResNet-18's 3x3 and a 1x1):
+"""Int8 conv layers (CNV's, the Fashion-MNIST ConvNet's, ResNet-18's 3x3 and its strided ones, 1x1):
 qcompile's DirectConvInteger (each kernel variant this CPU runs) and DirectConvRequantize (sums ->
 next layer's 2-bit codes) against onnxruntime's ConvInteger (int8 codes x uint8 weights with a
 zero point, the types the compiler emits), its QLinearConv (uint8 x int8, QDQ's fused int8 conv)
@@ -23,20 +23,22 @@ from qcompile import runtime
 from tools.bench_depthwise import _model, plot_us_rows, race_us
 from tools.machine_info import cpu_model
 
-# name, in channels, out channels, input size, kernel, pad
+# name, in channels, out channels, input size, kernel, pad, stride
 SHAPES = [
-    ("cnv 3->64 32", 3, 64, 32, 3, 0),
-    ("cnv 64->64 30", 64, 64, 30, 3, 0),
-    ("cnv 64->128 14", 64, 128, 14, 3, 0),
-    ("cnv 128->128 12", 128, 128, 12, 3, 0),
-    ("cnv 128->256 5", 128, 256, 5, 3, 0),
-    ("convnet 32->64 14", 32, 64, 14, 3, 1),
-    ("convnet 64->64 7", 64, 64, 7, 3, 1),
-    ("resnet 64 56", 64, 64, 56, 3, 1),
-    ("resnet 128 28", 128, 128, 28, 3, 1),
-    ("resnet 256 14", 256, 256, 14, 3, 1),
-    ("resnet 512 7", 512, 512, 7, 3, 1),
-    ("1x1 256->256 14", 256, 256, 14, 1, 0),
+    ("cnv 3->64 32", 3, 64, 32, 3, 0, 1),
+    ("cnv 64->64 30", 64, 64, 30, 3, 0, 1),
+    ("cnv 64->128 14", 64, 128, 14, 3, 0, 1),
+    ("cnv 128->128 12", 128, 128, 12, 3, 0, 1),
+    ("cnv 128->256 5", 128, 256, 5, 3, 0, 1),
+    ("convnet 32->64 14", 32, 64, 14, 3, 1, 1),
+    ("convnet 64->64 7", 64, 64, 7, 3, 1, 1),
+    ("resnet 64 56", 64, 64, 56, 3, 1, 1),
+    ("resnet 64->128 56 /2", 64, 128, 56, 3, 1, 2),
+    ("resnet 128 28", 128, 128, 28, 3, 1, 1),
+    ("resnet 1x1 128->256 28 /2", 128, 256, 28, 1, 0, 2),
+    ("resnet 256 14", 256, 256, 14, 3, 1, 1),
+    ("resnet 512 7", 512, 512, 7, 3, 1, 1),
+    ("1x1 256->256 14", 256, 256, 14, 1, 0, 1),
 ]
 
 
@@ -49,9 +51,9 @@ def ceilings(seconds: float = 0.3) -> dict[str, float]:
             for v in runtime.kernel_variants("DirectConvInteger")}
 
 
-def contenders(c: int, m: int, hw: int, k: int, pad: int, rng) -> dict[str, tuple[bytes, np.ndarray]]:
+def contenders(c: int, m: int, hw: int, k: int, pad: int, stride: int, rng) -> dict[str, tuple[bytes, np.ndarray]]:
     shape = [1, c, hw, hw]
-    attrs = dict(kernel_shape=[k, k], pads=[pad] * 4)
+    attrs = dict(kernel_shape=[k, k], pads=[pad] * 4, strides=[stride, stride])
     ints = {"w": rng.integers(0, 3, (m, c, k, k)).astype(np.uint8), "xzp": np.zeros(1, np.int8),
             "wzp": np.array([1], np.uint8)}
     rq = {"s": rng.uniform(0.01, 0.05, m).astype(np.float32), "b": rng.uniform(-1, 1, m).astype(np.float32),
@@ -89,14 +91,14 @@ def main(out: Path, threads: int, rounds: int, budget: float) -> None:
     print("kernel ceilings (L1-resident, 1 core): " + "  ".join(f"{v} {p / 1e9:.0f} GMAC/s" for v, p in peaks.items()))
     rng = np.random.default_rng(0)
     rows = []
-    for name, c, m, hw, k, pad in SHAPES:
-        us = race_us(contenders(c, m, hw, k, pad, rng), threads, rounds, budget)
-        out_hw = hw + 2 * pad - k + 1
+    for name, c, m, hw, k, pad, stride in SHAPES:
+        us = race_us(contenders(c, m, hw, k, pad, stride, rng), threads, rounds, budget)
+        out_hw = (hw + 2 * pad - k) // stride + 1
         macs = m * c * k * k * out_hw * out_hw
         fraction = {v: macs / (us[f"Direct {v}"] * 1e-6) / peaks[v] for v in peaks if peaks[v] > 0}
         rows.append({"layer": name, "macs": macs, "us": us, "fraction_of_ceiling": fraction})
         best = min((k for k in us if k.startswith("Direct ")), key=us.get)
-        print(f"{name:>18}  " + "  ".join(f"{k} {v:7.1f}" for k, v in us.items()) +
+        print(f"{name:>26}  " + "  ".join(f"{k} {v:7.1f}" for k, v in us.items()) +
               f"  | {best.split()[-1]}: {us['ConvInteger'] / us[best]:.2f}x ConvInteger, "
               f"{us['QLinearConv'] / us[best]:.2f}x QLinearConv, {us['float Conv'] / us[best]:.2f}x float, "
               f"{fraction.get(best.split()[-1], 0):.0%} of ceiling")

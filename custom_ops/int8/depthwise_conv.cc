@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../common/cpu_features.h"
+#include "../common/phases.h"
 #include "codes.h"
 #include "epilogue_checks.h"
 
@@ -66,18 +67,6 @@ DepthwiseRun PlanDepthwise(const std::string& label, const ConvAttrs& a, int64_t
   const int64_t Hp = r.H + r.pt + a.pads[2], Wp = r.W + r.pl + a.pads[3];
   r.g = {r.OH, r.OW, r.KH * r.KW, (Hp + r.sh - 1) / r.sh, (Wp + r.sw - 1) / r.sw};
   return r;
-}
-
-// The distinct phases the kernel's offsets k * step (k < K) fall in, modulo `stride`, and each
-// offset's index among them: at most K of them, however large the stride.
-void UsedPhases(int64_t K, int64_t step, int64_t stride, std::vector<int64_t>* phases,
-                std::vector<int64_t>* index_of) {
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t p = k * step % stride;
-    const auto it = std::find(phases->begin(), phases->end(), p);
-    index_of->push_back(it - phases->begin());
-    if (it == phases->end()) phases->push_back(p);
-  }
 }
 
 template <typename TX, typename TW, typename Sink>

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "../common/cpu_features.h"
+#include "../common/phases.h"
 #include "epilogue_checks.h"
 
 #if defined(__SSE2__)
@@ -74,8 +75,8 @@ double DirectConvCeiling(const char* name, double seconds) {
   for (size_t i = 0; i < kTable.count; ++i)
     if (std::strcmp(kTable.rows[i].id.name, name) == 0 && kTable.rows[i].id.supported()) v = &kTable.rows[i];
   if (v == nullptr) return 0.0;
-  // 64 input channels, a 3x3 window on a 16-wide plane, 96 flat outputs: ~9 KB of x, 18 KB of w
-  dc::Geometry g{16, 9, 16, 96, RoundUp(96, v->tile), 0};
+  // 64 input channels, a 3x3 window on a 16-wide plane, 480 flat outputs: ~33 KB of x, 18 KB of w
+  dc::Geometry g{16, 9, 16, 480, RoundUp(480, v->tile), 0};  // CQ, taps, Q, flat, run, P
   const int64_t runs[9] = {0, 1, 2, 16, 17, 18, 32, 33, 34};
   g.P = RoundUp(g.run + runs[8], 16) + 16;
   std::vector<uint8_t> xq(static_cast<size_t>(g.CQ * g.P * 4));
@@ -133,9 +134,11 @@ void PrepareWeights(const std::string& label, const TW* w, const std::vector<int
 
 struct DirectRun {
   int64_t N = 0, C = 0, H = 0, W = 0, M = 0, cg = 0, OH = 0, OW = 0;
-  int64_t pt = 0, pl = 0, Hp = 0;
+  int64_t pt = 0, pl = 0, sh = 1, sw = 1, Hq = 0;  // Hq: rows of a phase plane
   dc::Geometry g{};
-  std::vector<int64_t> runs;
+  std::vector<int64_t> row_phases, col_phases;  // the phases some tap reads (common/phases.h)
+  std::vector<int64_t> tap_phase, tap_offset;   // per tap: its phase plane, its run's start in it
+  std::vector<int64_t> runs;                    // per tap: the run's start in xq (RunDirect)
 };
 
 DirectRun PlanDirect(const std::string& label, const ConvAttrs& a, int64_t group,
@@ -152,62 +155,92 @@ DirectRun PlanDirect(const std::string& label, const ConvAttrs& a, int64_t group
     Fail(label, "input w: expected [M, ", r.C / group, ", ", a.kernel_shape[0], ", ",
          a.kernel_shape[1], "] (C / group from input x ", ShapeStr(xs), ", kernel_shape), got ",
          ShapeStr(ws));
-  if (a.strides[0] != 1 || a.strides[1] != 1)
-    Fail(label, "attribute 'strides': expected [1, 1] (this op computes stride-1 convs), got ",
-         ShapeStr(a.strides));
   if (NumElements(xzs) != 1 || NumElements(wzs) != 1)
     Fail(label, "inputs x_zero_point, w_zero_point: expected scalars (per tensor), got shapes ",
          ShapeStr(xzs), ", ", ShapeStr(wzs));
   a.OutputSize(label, xs, r.H, r.W, &r.OH, &r.OW);
-  r.pt = a.pads[0], r.pl = a.pads[1];
-  r.Hp = r.H + a.pads[0] + a.pads[2];
-  const int64_t Wp = r.W + a.pads[1] + a.pads[3], KH = a.kernel_shape[0], KW = a.kernel_shape[1];
+  r.pt = a.pads[0], r.pl = a.pads[1], r.sh = a.strides[0], r.sw = a.strides[1];
+  const int64_t Hp = r.H + a.pads[0] + a.pads[2], Wp = r.W + a.pads[1] + a.pads[3];
+  const int64_t KH = a.kernel_shape[0], KW = a.kernel_shape[1], dh = a.dilations[0], dw = a.dilations[1];
+  // phase (rp, cp) holds padded rows rp, rp + sh, ... and columns cp, cp + sw, ... as a [Hq, Q]
+  // plane: output (oh, ow)'s tap (kh, kw) is its element (oh + kh dh / sh, ow + kw dw / sw)
+  r.Hq = (Hp + r.sh - 1) / r.sh;
+  r.g.Q = (Wp + r.sw - 1) / r.sw;
+  std::vector<int64_t> row_of, col_of;
+  UsedPhases(KH, dh, r.sh, &r.row_phases, &row_of);
+  UsedPhases(KW, dw, r.sw, &r.col_phases, &col_of);
   for (int64_t kh = 0; kh < KH; ++kh)
-    for (int64_t kw = 0; kw < KW; ++kw) r.runs.push_back(kh * a.dilations[0] * Wp + kw * a.dilations[1]);
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      r.tap_phase.push_back(row_of[kh] * static_cast<int64_t>(r.col_phases.size()) + col_of[kw]);
+      r.tap_offset.push_back(kh * dh / r.sh * r.g.Q + kw * dw / r.sw);
+    }
   r.g.taps = KH * KW;
-  r.g.Wp = Wp;
-  r.g.flat = (r.OH - 1) * Wp + r.OW;
+  r.g.flat = (r.OH - 1) * r.g.Q + r.OW;
   return r;
 }
 
-// Image n's channels [c0, c0 + cg) as [CQ, P, 4] u8 (direct_conv_kernel.h): int8 x shifted by
-// +128, the padding and the slack x_zp's code (0 after the shift), channels past cg zero.
+// Image n's channels [c0, c0 + cg) as the used phase planes, each [CQ, P, 4] u8
+// (direct_conv_kernel.h): int8 x shifted by +128, the padding and the slack x_zp's code (0 after
+// the shift), channels past cg zero.
 template <typename TX>
 void PackInput(const DirectRun& r, const TX* x, uint8_t pad_code, uint8_t* xq) {
   const dc::Geometry& g = r.g;
   constexpr uint8_t kShift = std::is_signed_v<TX> ? 0x80 : 0;
-  std::memset(xq, pad_code, static_cast<size_t>(g.CQ * g.P * 4));
+  const int64_t n_cols = static_cast<int64_t>(r.col_phases.size());
+  const int64_t phase_size = g.CQ * g.P * 4;
+  std::memset(xq, pad_code, static_cast<size_t>(phase_size * n_cols * static_cast<int64_t>(r.row_phases.size())));
   const int64_t HW = r.H * r.W;
   for (int64_t cq = 0; cq < (r.cg + 3) / 4; ++cq) {  // quads past the channels keep pad_code
     const int64_t nc = std::min<int64_t>(4, r.cg - 4 * cq);
     const TX* src[4];
     for (int64_t k = 0; k < 4; ++k) src[k] = x + (4 * cq + std::min(k, nc - 1)) * HW;
-    uint8_t* plane = xq + cq * g.P * 4;
     for (int64_t h = 0; h < r.H; ++h) {
-      uint8_t* dst = plane + ((h + r.pt) * g.Wp + r.pl) * 4;
-      const int64_t off = h * r.W;
+      const auto rp = std::find(r.row_phases.begin(), r.row_phases.end(), (h + r.pt) % r.sh);
+      if (rp == r.row_phases.end()) continue;  // no tap reads this row
+      const int64_t off = h * r.W, row = (h + r.pt) / r.sh;
+      for (int64_t ci = 0; ci < n_cols; ++ci) {
+        // phase column j holds padded column j sw + cp, i.e. input column j sw + cp - pl
+        const int64_t cp = r.col_phases[ci], first_j = r.pl > cp ? (r.pl - cp + r.sw - 1) / r.sw : 0;
+        const int64_t first_col = first_j * r.sw + cp - r.pl;
+        uint8_t* dst = xq + ((rp - r.row_phases.begin()) * n_cols + ci) * phase_size +
+                       (cq * g.P + row * g.Q + first_j) * 4;
 #if defined(__SSE2__)
-      if (nc == 4 && r.W >= 16) {  // 16 pixels a step (the last step overlapping the one before)
-        const __m128i shift = _mm_set1_epi8(static_cast<char>(kShift));
-        for (int64_t w0 = 0;; w0 = std::min(w0 + 16, r.W - 16)) {
-          __m128i v[4];
-          for (int k = 0; k < 4; ++k)
-            v[k] = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src[k] + off + w0)), shift);
-          const __m128i ab_lo = _mm_unpacklo_epi8(v[0], v[1]), ab_hi = _mm_unpackhi_epi8(v[0], v[1]);
-          const __m128i cd_lo = _mm_unpacklo_epi8(v[2], v[3]), cd_hi = _mm_unpackhi_epi8(v[2], v[3]);
-          __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * w0);
-          _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
-          _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
-          _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
-          _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
-          if (w0 == r.W - 16) break;
+        if (nc == 4 && r.sw == 1 && r.W >= 16) {  // 16 pixels a step (the last overlapping)
+          const __m128i shift = _mm_set1_epi8(static_cast<char>(kShift));
+          for (int64_t w0 = 0;; w0 = std::min(w0 + 16, r.W - 16)) {
+            __m128i v[4];
+            for (int k = 0; k < 4; ++k)
+              v[k] = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src[k] + off + w0)), shift);
+            const __m128i ab_lo = _mm_unpacklo_epi8(v[0], v[1]), ab_hi = _mm_unpackhi_epi8(v[0], v[1]);
+            const __m128i cd_lo = _mm_unpacklo_epi8(v[2], v[3]), cd_hi = _mm_unpackhi_epi8(v[2], v[3]);
+            __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * w0);
+            _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
+            if (w0 == r.W - 16) break;
+          }
+          continue;
         }
-        continue;
-      }
+        if (nc == 4 && r.sw == 1 && r.W >= 8) {  // 8 pixels a step (the last overlapping)
+          const __m128i shift = _mm_set1_epi8(static_cast<char>(kShift));
+          for (int64_t w0 = 0;; w0 = std::min(w0 + 8, r.W - 8)) {
+            __m128i v[4];
+            for (int k = 0; k < 4; ++k)
+              v[k] = _mm_xor_si128(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src[k] + off + w0)), shift);
+            const __m128i ab = _mm_unpacklo_epi8(v[0], v[1]), cd = _mm_unpacklo_epi8(v[2], v[3]);
+            __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * w0);
+            _mm_storeu_si128(out, _mm_unpacklo_epi16(ab, cd));
+            _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab, cd));
+            if (w0 == r.W - 8) break;
+          }
+          continue;
+        }
 #endif
-      for (int64_t w = 0; w < r.W; ++w)
-        for (int64_t k = 0; k < 4; ++k)
-          dst[4 * w + k] = k < nc ? static_cast<uint8_t>(static_cast<uint8_t>(src[k][off + w]) ^ kShift) : 0;
+        for (int64_t j = 0, col = first_col; col < r.W; ++j, col += r.sw)
+          for (int64_t k = 0; k < 4; ++k)
+            dst[4 * j + k] = k < nc ? static_cast<uint8_t>(static_cast<uint8_t>(src[k][off + col]) ^ kShift) : 0;
+      }
     }
   }
 }
@@ -216,7 +249,7 @@ void PackInput(const DirectRun& r, const TX* x, uint8_t pad_code, uint8_t* xq) {
 constexpr int64_t kMinTaskOutputs = 1 << 12;
 
 // The sums of every output channel, handed to sink(n, m, acc) with acc the channel's flat
-// [OH, Wp] outputs (columns OW.. scratch).
+// [OH, Q] outputs (columns OW.. scratch).
 template <typename TX, typename Sink>
 void RunDirect(OrtKernelContext* ctx, DirectRun& r, int64_t group, const DirectWeights& weights,
                const TX* xd, int32_t xzp, const Sink& sink) {
@@ -226,15 +259,19 @@ void RunDirect(OrtKernelContext* ctx, DirectRun& r, int64_t group, const DirectW
   g.run = RoundUp(g.flat, v.tile);
   // planes 16 pixels times an odd number apart: the 16 rows of an AMX input tile (16 quads) fall
   // in 16 different cache sets instead of aliasing to a few (a plane often spans ~4 KB)
-  g.P = RoundUp(std::max(r.Hp * g.Wp, g.run + r.runs.back()), 16);
+  const int64_t longest = *std::max_element(r.tap_offset.begin(), r.tap_offset.end());
+  g.P = RoundUp(std::max(r.Hq * g.Q, g.run + longest), 16);
   if (g.P / 16 % 2 == 0) g.P += 16;
+  const int64_t phases = static_cast<int64_t>(r.row_phases.size() * r.col_phases.size());
+  r.runs.resize(r.tap_phase.size());
+  for (size_t t = 0; t < r.runs.size(); ++t) r.runs[t] = r.tap_phase[t] * g.CQ * g.P + r.tap_offset[t];
   // x's codes as the kernel reads them, u8 (int8 x shifted by +128, as its zero point)
   const int32_t zp_code = std::is_signed_v<TX> ? xzp + 128 : xzp;
   const int64_t Mg = r.M / group, MB = v.block, blocks = (Mg + MB - 1) / MB;
   const int64_t per_task = std::max<int64_t>(1, kMinTaskOutputs / std::max<int64_t>(1, MB * g.run));
   const int64_t tasks = (blocks + per_task - 1) / per_task;
   const int64_t wblock = g.taps * g.CQ * MB * 4;
-  std::vector<uint8_t> xq(static_cast<size_t>(g.CQ * g.P * 4));
+  std::vector<uint8_t> xq(static_cast<size_t>(phases * g.CQ * g.P * 4));
   for (int64_t n = 0; n < r.N; ++n)
     for (int64_t gi = 0; gi < group; ++gi) {
       PackInput(r, xd + (n * r.C + gi * r.cg) * r.H * r.W, static_cast<uint8_t>(zp_code), xq.data());
@@ -319,12 +356,12 @@ Ort::Status DirectConvIntegerOp<TX, TW>::Compute(OrtKernelContext* ctx, const Or
     if (r.N * r.M * r.OH * r.OW == 0) return;
     DirectWeights scratch;
     const DirectWeights& weights = WeightsFor(label_, *this, w, int32_t{w_zero_point.Data()[0]}, &scratch);
-    const int64_t Wp = r.g.Wp, OH = r.OH, OW = r.OW, M = r.M;
+    const int64_t Q = r.g.Q, OH = r.OH, OW = r.OW, M = r.M;
     RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]},
               [&](int64_t n, int64_t m, const int32_t* acc) {
                 int32_t* dst = out + (n * M + m) * OH * OW;
                 for (int64_t oh = 0; oh < OH; ++oh)
-                  std::memcpy(dst + oh * OW, acc + oh * Wp, static_cast<size_t>(OW) * sizeof(int32_t));
+                  std::memcpy(dst + oh * OW, acc + oh * Q, static_cast<size_t>(OW) * sizeof(int32_t));
               });
   });
 }
@@ -368,7 +405,7 @@ Ort::Status DirectConvRequantizeOp<TX, TW, TY>::Compute(
     const int32_t zp = static_cast<int32_t>(y_zero_point.Data()[0]);
     const float lo_f = static_cast<float>(lo_ - zp), hi_f = static_cast<float>(hi_ - zp);
     const float *s = scale.Data(), *b = bias.Data();
-    const int64_t Wp = r.g.Wp, OH = r.OH, OW = r.OW;
+    const int64_t Q = r.g.Q, OH = r.OH, OW = r.OW;
     const CodesRowFn<TY> row = CodesRowOf<TY>(*codes_);
     RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]},
               [&](int64_t n, int64_t m, const int32_t* acc) {
@@ -377,7 +414,7 @@ Ort::Status DirectConvRequantizeOp<TX, TW, TY>::Compute(
                 row(Codes{s[m], b[m], ys[m * ys_step], lo_f, hi_f, zp}, acc, r.g.flat, codes.data());
                 TY* dst = out + (n * M + m) * OH * OW;
                 for (int64_t oh = 0; oh < OH; ++oh)
-                  std::memcpy(dst + oh * OW, codes.data() + oh * Wp, static_cast<size_t>(OW));
+                  std::memcpy(dst + oh * OW, codes.data() + oh * Q, static_cast<size_t>(OW));
               });
   });
 }

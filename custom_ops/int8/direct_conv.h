@@ -1,5 +1,5 @@
-// qcompile::DirectConvInteger (custom_ops/SPEC.md): onnxruntime's ConvInteger for a stride-1
-// conv, the same inputs, attributes and int32 sums, computed without im2col (direct_conv_kernel.h).
+// qcompile::DirectConvInteger (custom_ops/SPEC.md): onnxruntime's ConvInteger for a conv that is not
+// depthwise, the same inputs, attributes and int32 sums, computed without im2col (direct_conv_kernel.h).
 // onnxruntime's ConvInteger writes an im2col copy of the input (K x pixels bytes) and runs a
 // general int8 GEMM that packs both operands on every call; on the small images of quantized
 // CNNs (CNV, the Fashion-MNIST ConvNet) that was 53-73% of the compiled model's time.
@@ -43,7 +43,7 @@ struct DirectConvVariant {
 const VariantTable<DirectConvVariant>& DirectConvVariants();
 
 // Multiply-adds per second of the named variant's sum kernel on L1-resident data (64 input
-// channels, a 3x3 window, 96 outputs, one block of channels), measured for about `seconds`; 0 for
+// channels, a 3x3 window, 480 outputs, one block of channels), measured for about `seconds`; 0 for
 // an unknown variant or one this CPU cannot run (qcompile_direct_conv_ceiling).
 double DirectConvCeiling(const char* name, double seconds);
 

@@ -1,12 +1,15 @@
-// The sum kernels of qcompile::DirectConvInteger (a stride-1 int8 conv without im2col); included
-// by direct_conv.cc (portable) and the ISA files direct_conv__avx2.cc / __avx512vnni.cc.
+// The sum kernels of qcompile::DirectConvInteger (an int8 conv without im2col); included by
+// direct_conv.cc (portable) and the ISA files direct_conv__avx2.cc / __avx512vnni.cc / __amx.cc.
 //
-// Layout. x is packed per image and group as [CQ, P, 4] bytes: channel quad cq holds input
-// channels 4cq..4cq+3 of every pixel of the padded plane, flattened (p = hp Wp + wp), each
-// pixel's four channels adjacent (what vpdpbusd / vpmaddubsw multiply and add in one lane).
-// With stride 1, output (oh, ow)'s tap (kh, kw) reads padded pixel (oh + kh dh) Wp + ow + kw dw:
-// taken over the flat outputs q = oh Wp + ow (columns OW..Wp-1 are scratch), every tap is one
-// contiguous run of the plane starting at runs[t] = kh dh Wp + kw dw. So a vector of 16 (8)
+// Layout. The padded input plane is split by row and column phase modulo the strides (one phase
+// at stride 1): phase (rp, cp) holds padded rows rp, rp + sh, ... and columns cp, cp + sw, ... as
+// a [Hq, Q] plane, so output (oh, ow)'s tap (kh, kw) is element (oh + kh dh / sh, ow + kw dw / sw)
+// of phase ((kh dh) % sh, (kw dw) % sw). Taken over the flat outputs q = oh Q + ow (columns
+// OW..Q-1 are scratch), every tap reads one contiguous run of one phase plane, starting at
+// runs[t]. Each used phase is packed per image and group as [CQ, P, 4] bytes: channel quad cq
+// holds input channels 4cq..4cq+3 of every pixel of the plane, flattened, each pixel's four
+// channels adjacent (what vpdpbusd / vpmaddubsw multiply and add in one lane); runs[t] counts
+// pixels from the first phase's start (a phase is CQ P pixels). So a vector of 16 (8)
 // consecutive q times one broadcast weight quad is a whole tap's multiply-add, for any C, H, W.
 // x values are u8 (int8 inputs are shifted by +128 with their zero point); the padding holds
 // the zero point; the accumulators start at -x_zp * sum(w), so a sum is ConvInteger's
@@ -23,10 +26,10 @@ namespace qcompile {
 namespace dc {
 
 struct Geometry {
-  int64_t CQ, taps, Wp;  // input channel quads (with the variant's rounding), KH KW, padded width
-  int64_t flat;          // the flat outputs a channel needs: OH Wp, less the last row's scratch
-  int64_t run;           // flat rounded up to the variant's pixel tile
-  int64_t P;             // pixels per quad plane: every padded pixel plus the slack the runs read
+  int64_t CQ, taps, Q;  // input channel quads (with the variant's rounding), KH KW, flat row width
+  int64_t flat;         // the flat outputs a channel needs: OH Q, less the last row's scratch
+  int64_t run;          // flat rounded up to the variant's pixel tile
+  int64_t P;            // pixels per quad plane: every (phase) pixel plus the slack the runs read
 };
 
 // One block of MB output channels: acc[j, q] for j < MB, q < g.run (channel j's flat outputs),

@@ -1,6 +1,6 @@
-"""A stride-1 int8 conv runs on qcompile's direct integer kernel instead of onnxruntime's ConvInteger.
+"""An int8 conv runs on qcompile's direct integer kernel instead of onnxruntime's ConvInteger.
 
-Rewrite:  ConvInteger(x, w, x_zp, w_zp; strides 1, not depthwise)
+Rewrite:  ConvInteger(x, w, x_zp, w_zp; not depthwise, not 1x1)
        -> qcompile::DirectConvInteger(x, w, x_zp, w_zp; the same attributes)
 and, when its sums go only to a Requantize (no pool, uniform codes), both become one
           qcompile::DirectConvRequantize(x, w, x_zp, w_zp, scale, bias, y_scale, y_zp)
@@ -11,7 +11,8 @@ x_zp in the padding, in int32 (custom_ops/SPEC.md; tests compare the two on ever
 dilation and group). It takes weights with w - w_zp in int8, which every lowered layer of 8 bits
 or fewer has; others keep ConvInteger. Why: onnxruntime's ConvInteger copies the input into an
 im2col matrix and packs both GEMM operands on every call; the direct kernel reads the input in
-place (a tap is a shifted run of the padded plane) with AMX or AVX-512 VNNI. It is used only where
+place (a tap is a shifted run of the padded plane, or of one of its phase planes at a stride) with
+AMX or AVX-512 VNNI. It is used only where
 one of those runs (qcompile.runtime.direct_conv_is_fast): its AVX2 kernel measured 0.3-0.8x
 onnxruntime's own int8 conv on this project's machine.
 """
@@ -28,7 +29,8 @@ from qcompile.passes.rewrite import NamedPass
 
 
 def is_direct_conv_integer(node: ir.Node) -> bool:
-    """A 2-D stride-1 ConvInteger with constant weights and zero points, w - w_zp in int8."""
+    """A 2-D ConvInteger with a window of more than one tap (not depthwise), constant weights and
+    zero points, w - w_zp in int8."""
     if node.op_type != "ConvInteger" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 4:
         return False
     if any(v is None for v in node.inputs) or is_depthwise_conv_integer(node):
@@ -36,17 +38,19 @@ def is_direct_conv_integer(node: ir.Node) -> bool:
     w, xzp, wzp = (const_array(node.inputs[i]) for i in (1, 2, 3))
     if w is None or xzp is None or wzp is None or w.ndim != 4 or xzp.size != 1 or wzp.size != 1:
         return False
-    pad, strides = node.attributes.get("auto_pad"), node.attributes.get("strides")
+    pad = node.attributes.get("auto_pad")
     if pad is not None and pad.as_string() not in ("", "NOTSET"):
         return False
-    if strides is not None and any(s != 1 for s in strides.as_ints()):
+    # a 1x1 conv is a plain GEMM for onnxruntime too (no im2col): its ConvInteger measured 1.5-2x
+    # faster than the direct kernel there (tools/bench_direct_conv.py), so it stays
+    if w.shape[2] * w.shape[3] == 1:
         return False
     shifted = w.astype(np.int32) - int(wzp.reshape(-1)[0])
     return "kernel_shape" in node.attributes and bool(shifted.min() >= -128 and shifted.max() <= 127)
 
 
 class DirectIntegerPass(NamedPass, ir.passes.InPlacePass):
-    """Stride-1 ConvInteger nodes become qcompile::DirectConvInteger (same inputs and attributes),
+    """ConvInteger nodes (not depthwise) become qcompile::DirectConvInteger (same inputs and attributes),
     fused with the Requantize after it where there is one; nothing when not `enabled`."""
 
     def __init__(self, enabled: bool):

@@ -43,7 +43,7 @@ class CompileOptions:
     # layer name -> (implementation, why), chosen before the run (qcompile.costmodel); a layer not
     # named keeps its analysis' default
     choices: dict[str, tuple[str, str]] | None = None
-    # stride-1 int8 convs on qcompile::DirectConvInteger (passes/direct_integer.py); None: where
+    # int8 convs (not depthwise) on qcompile::DirectConvInteger (passes/direct_integer.py); None: where
     # this CPU runs its fast kernels (qcompile.runtime.direct_conv_is_fast)
     direct_conv: bool | None = None
 
@@ -102,7 +102,7 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    A depthwise int8 layer's ConvInteger runs on qcompile's depthwise kernel; last of
             #    the int8 passes, which all read the layer's sums off a ConvInteger.
             DepthwiseIntegerPass(),
-            #    ...and any other stride-1 int8 conv on its direct kernel, where that is fast here.
+            #    ...and any other int8 conv on its direct kernel, where that is fast here.
             DirectIntegerPass(direct),
             #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
             #    reproducing the float chain exactly); after affine folding, which it reproduces.

@@ -1,6 +1,6 @@
 """qcompile::DirectConvInteger and DirectConvRequantize: the C++ kernels against onnxruntime's
 ConvInteger (and ConvInteger -> Requantize) and the numpy twin, bit for bit, on every type pair,
-pads, dilations, kernel sizes, channel counts around the kernels' blocks (4 input channels a quad,
+pads, strides, dilations, kernel sizes, channel counts around the kernels' blocks (4 input channels a quad,
 4 / 8 output channels a block), groups, batch, every kernel variant this CPU runs and 1 / 2
 threads, with constant and non-constant weights; and their clean errors."""
 
@@ -25,23 +25,29 @@ VARIANTS = runtime.kernel_variants("DirectConvInteger")
 # (below one vector) to thousands (past several 48-output tiles), and channels past one AMX chunk
 # of 64 (100: 25 quads, rounded up to 32; 136 in 2 groups: 17 quads each)
 GEOMETRIES = [
-    ((1, 3, 12, 12), 8, (3, 3), (0, 0, 0, 0), (1, 1), 1),
-    ((1, 8, 9, 10), 5, (3, 3), (1, 1, 1, 1), (1, 1), 1),
-    ((2, 5, 7, 6), 9, (3, 3), (0, 1, 2, 1), (1, 1), 1),
-    ((1, 17, 6, 6), 33, (1, 1), (0, 0, 0, 0), (1, 1), 1),
-    ((1, 4, 11, 13), 4, (5, 3), (2, 1, 0, 2), (2, 1), 1),
-    ((1, 8, 3, 3), 16, (3, 3), (0, 0, 0, 0), (1, 1), 1),
-    ((1, 6, 20, 23), 7, (7, 7), (3, 3, 3, 3), (1, 1), 1),
-    ((1, 8, 8, 8), 12, (3, 3), (1, 1, 1, 1), (1, 1), 2),
-    ((1, 64, 30, 30), 64, (3, 3), (0, 0, 0, 0), (1, 1), 1),
-    ((1, 1, 5, 5), 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
-    ((1, 100, 6, 7), 40, (3, 3), (1, 1, 1, 1), (1, 1), 1),
-    ((1, 136, 5, 5), 34, (1, 1), (0, 0, 0, 0), (1, 1), 2),
+    ((1, 3, 12, 12), 8, (3, 3), (0, 0, 0, 0), (1, 1), 1, (1, 1)),
+    ((1, 8, 9, 10), 5, (3, 3), (1, 1, 1, 1), (1, 1), 1, (1, 1)),
+    ((2, 5, 7, 6), 9, (3, 3), (0, 1, 2, 1), (1, 1), 1, (1, 1)),
+    ((1, 17, 6, 6), 33, (1, 1), (0, 0, 0, 0), (1, 1), 1, (1, 1)),
+    ((1, 4, 11, 13), 4, (5, 3), (2, 1, 0, 2), (2, 1), 1, (1, 1)),
+    ((1, 8, 3, 3), 16, (3, 3), (0, 0, 0, 0), (1, 1), 1, (1, 1)),
+    ((1, 6, 20, 23), 7, (7, 7), (3, 3, 3, 3), (1, 1), 1, (1, 1)),
+    ((1, 8, 8, 8), 12, (3, 3), (1, 1, 1, 1), (1, 1), 2, (1, 1)),
+    ((1, 64, 30, 30), 64, (3, 3), (0, 0, 0, 0), (1, 1), 1, (1, 1)),
+    ((1, 1, 5, 5), 1, (2, 2), (0, 0, 0, 0), (1, 1), 1, (1, 1)),
+    ((1, 100, 6, 7), 40, (3, 3), (1, 1, 1, 1), (1, 1), 1, (1, 1)),
+    ((1, 136, 5, 5), 34, (1, 1), (0, 0, 0, 0), (1, 1), 2, (1, 1)),
+    # strides: ResNet's 3x3 / 2 and 1x1 / 2 downsampling, odd sizes, 3 x 2, a stride past the kernel
+    ((1, 16, 9, 9), 24, (3, 3), (1, 1, 1, 1), (1, 1), 1, (2, 2)),
+    ((2, 20, 8, 7), 9, (1, 1), (0, 0, 0, 0), (1, 1), 1, (2, 2)),
+    ((1, 6, 11, 13), 5, (5, 3), (2, 1, 0, 2), (2, 1), 1, (3, 2)),
+    ((1, 4, 10, 10), 4, (2, 2), (0, 0, 1, 1), (1, 1), 2, (4, 3)),
+    ((1, 64, 28, 28), 32, (3, 3), (1, 1, 1, 1), (1, 1), 1, (2, 2)),
 ]
 
 
 def _ids(g):
-    return "x".join(map(str, g[0])) + f"-m{g[1]}-k{g[2][0]}{g[2][1]}-g{g[5]}"
+    return "x".join(map(str, g[0])) + f"-m{g[1]}-k{g[2][0]}{g[2][1]}-g{g[5]}-s{g[6][0]}{g[6][1]}"
 
 
 def _session(model, threads: int = 1) -> ort.InferenceSession:
@@ -66,12 +72,12 @@ def _weights(rng, wdt, shape, small: bool):
 
 
 def _case(geometry, xdt, wdt, seed, small=True):
-    shape, m, k, p, d, group = geometry
+    shape, m, k, p, d, group, strides = geometry
     rng = np.random.default_rng(seed)
     w, wzp = _weights(rng, wdt, (m, shape[1] // group, *k), small)
     xzp = np.array([rng.integers(*_range(xdt))], xdt)
     x = rng.integers(*_range(xdt), shape).astype(xdt)
-    attrs = dict(kernel_shape=list(k), pads=list(p), dilations=list(d), group=group)
+    attrs = dict(kernel_shape=list(k), pads=list(p), dilations=list(d), group=group, strides=list(strides))
     return x, w, xzp, wzp, attrs
 
 
@@ -103,8 +109,8 @@ def test_direct_conv_integer_equals_conv_integer_and_the_twin(geometry, xdt, wdt
                                        kernel=kernel, **attrs)], x, inits, TensorProto.INT32)
         for threads in (1, 2):
             np.testing.assert_array_equal(_session(new, threads).run(None, {"x": x})[0], want, err_msg=kernel)
-    twin = int8.conv_integer(x, w, xzp, wzp, attrs["kernel_shape"], (1, 1), attrs["pads"], attrs["dilations"],
-                             attrs["group"])
+    twin = int8.conv_integer(x, w, xzp, wzp, attrs["kernel_shape"], attrs["strides"], attrs["pads"],
+                             attrs["dilations"], attrs["group"])
     np.testing.assert_array_equal(twin, want)
 
 
@@ -139,7 +145,7 @@ def _requantize_inputs(m, ydt, per_channel, seed):
 
 @pytest.mark.parametrize("kernel", VARIANTS)
 @pytest.mark.parametrize("ydt,per_channel", [(np.int8, False), (np.uint8, True), (np.uint8, False)])
-@pytest.mark.parametrize("geometry", GEOMETRIES[:3] + GEOMETRIES[7:9], ids=_ids)
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3] + GEOMETRIES[7:9] + GEOMETRIES[12:14], ids=_ids)
 def test_direct_conv_requantize_equals_conv_integer_then_requantize(geometry, ydt, per_channel, kernel):
     x, w, xzp, wzp, attrs = _case(geometry, np.uint8, np.int8, seed=3)
     params, lo, hi = _requantize_inputs(geometry[1], ydt, per_channel, seed=4)
@@ -176,7 +182,6 @@ BIG = np.full((8, 4, 3, 3), 100, np.int8)  # adjacent pairs 200 > 128: past vpma
 
 
 @pytest.mark.parametrize("op,attrs,w,n_inputs,ys,wzp,message", [
-    ("DirectConvInteger", {**BASE, "strides": [2, 2]}, None, 4, None, 0, "attribute 'strides': expected [1, 1]"),
     ("DirectConvInteger", {**BASE, "group": 3}, None, 4, None, 0, "attribute 'group': 3 must divide"),
     ("DirectConvInteger", BASE, np.zeros((8, 2, 3, 3), np.int8), 4, None, 0, "input w: expected [M, 4, 3, 3]"),
     ("DirectConvInteger", {**BASE, "kernel_shape": [9, 9], "pads": [0, 0, 0, 0]}, np.zeros((8, 4, 9, 9), np.int8), 4,
