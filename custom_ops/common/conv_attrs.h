@@ -20,19 +20,24 @@ struct ConvAttrs {
   int64_t in_channels = 0, group = 1;  // only with_channels
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
 
-  // kernel_shape is required; with_channels also reads in_channels (required) and group.
-  void Parse(const Attrs& at, const std::string& label, bool with_channels);
+  // kernel_shape is required; with_channels also reads in_channels (required) and group. prefix:
+  // the attribute names' (DirectConvRequantize's pool_kernel_shape, ... beside its conv's own).
+  void Parse(const Attrs& at, const std::string& label, bool with_channels,
+             const std::string& prefix = "");
 
   // Output size for an H x W input; fails (naming input X and its shape) when < 1.
   void OutputSize(const std::string& label, const std::vector<int64_t>& xs, int64_t H, int64_t W,
                   int64_t* OH, int64_t* OW) const;
 };
 
-inline void ConvAttrs::Parse(const Attrs& at, const std::string& label, bool with_channels) {
-  kernel_shape = at.Ints("kernel_shape", {});
-  strides = at.Ints("strides", {1, 1});
-  pads = at.Ints("pads", {0, 0, 0, 0});
-  dilations = at.Ints("dilations", {1, 1});
+inline void ConvAttrs::Parse(const Attrs& at, const std::string& label, bool with_channels,
+                             const std::string& prefix) {
+  const std::string ks = prefix + "kernel_shape", st = prefix + "strides", pa = prefix + "pads",
+                    di = prefix + "dilations";
+  kernel_shape = at.Ints(ks.c_str(), {});
+  strides = at.Ints(st.c_str(), {1, 1});
+  pads = at.Ints(pa.c_str(), {0, 0, 0, 0});
+  dilations = at.Ints(di.c_str(), {1, 1});
   auto in_range = [](const std::vector<int64_t>& v, size_t n, int64_t lo) {
     if (v.size() != n) return false;
     for (int64_t e : v)
@@ -50,17 +55,14 @@ inline void ConvAttrs::Parse(const Attrs& at, const std::string& label, bool wit
            "), got ", group);
   }
   if (!in_range(kernel_shape, 2, 1))
-    Fail(label, "attribute 'kernel_shape': expected [KH, KW] with KH, KW >= 1, got ",
+    Fail(label, "attribute '", ks, "': expected [KH, KW] with KH, KW >= 1, got ",
          ShapeStr(kernel_shape), kernel_shape.empty() ? " (missing; it is required)" : "");
   if (!in_range(strides, 2, 1))
-    Fail(label, "attribute 'strides': expected [sh, sw] with values >= 1, got ",
-         ShapeStr(strides));
+    Fail(label, "attribute '", st, "': expected [sh, sw] with values >= 1, got ", ShapeStr(strides));
   if (!in_range(dilations, 2, 1))
-    Fail(label, "attribute 'dilations': expected [dh, dw] with values >= 1, got ",
-         ShapeStr(dilations));
+    Fail(label, "attribute '", di, "': expected [dh, dw] with values >= 1, got ", ShapeStr(dilations));
   if (!in_range(pads, 4, 0))
-    Fail(label, "attribute 'pads': expected [pt, pl, pb, pr] with values >= 0, got ",
-         ShapeStr(pads));
+    Fail(label, "attribute '", pa, "': expected [pt, pl, pb, pr] with values >= 0, got ", ShapeStr(pads));
 }
 
 inline void ConvAttrs::OutputSize(const std::string& label, const std::vector<int64_t>& xs,

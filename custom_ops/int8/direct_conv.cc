@@ -19,15 +19,17 @@ namespace {
 
 const DirectConvVariant kVariants[] = {
 #ifdef QCOMPILE_HAVE_AMX
-    {{"amx", "amx-tile amx-int8", isa::AmxInt8}, DirectSumAmx, kAmxBlock, 32, false, true},
+    // an AMX step multiplies 16 quads: with fewer input channels the tiles run mostly empty (CNV's
+    // 3-channel first layer: 0.5x the VNNI kernel), so the best-available pick needs 8 quads
+    {{"amx", "amx-tile amx-int8", isa::AmxInt8}, DirectSumAmx, kAmxBlock, 32, false, true, 8},
 #endif
 #ifdef QCOMPILE_HAVE_AVX512VNNI
-    {{"avx512vnni", "avx512f avx512vnni", isa::Avx512Vnni}, DirectSumVnni, kVnniBlock, 16, false, false},
+    {{"avx512vnni", "avx512f avx512vnni", isa::Avx512Vnni}, DirectSumVnni, kVnniBlock, 16, false, false, 1},
 #endif
 #ifdef QCOMPILE_HAVE_AVX2
-    {{"avx2", "avx2", isa::Avx2}, DirectSumAvx2, kAvx2Block, 8, true, false},
+    {{"avx2", "avx2", isa::Avx2}, DirectSumAvx2, kAvx2Block, 8, true, false, 1},
 #endif
-    {{"portable", "", isa::None}, dc::SumBlockPortable, dc::kPortableBlock, 1, false, false},
+    {{"portable", "", isa::None}, dc::SumBlockPortable, dc::kPortableBlock, 1, false, false, 1},
 };
 constexpr VariantTable<DirectConvVariant> kTable{kVariants, sizeof(kVariants) / sizeof(kVariants[0]),
                                                  "QCOMPILE_DIRECT_KERNEL"};
@@ -52,17 +54,21 @@ bool PairsFitInt16(const std::vector<int32_t>& wv, int64_t rows, int64_t cg, int
 }
 
 // The variant a node runs: the one it names, else the first this CPU runs that is exact for
-// these weights (the AVX2 kernel's pair bound).
+// these weights (the AVX2 kernel's pair bound) and made for this many input channel quads.
 const DirectConvVariant& PickVariant(const std::string& label, const std::string& kernel,
-                                     bool pairs_fit) {
+                                     bool pairs_fit, int64_t quads) {
   bool forced = false;
   const DirectConvVariant& v = SelectVariant(kTable, label, kernel, &forced);
-  if (!v.pairs_int16 || pairs_fit) return v;
-  if (forced)
-    Fail(label, "kernel variant '", v.id.name, "' needs weights with |w0| + |w1| <= 128 for every "
-         "adjacent pair of input channels (vpmaddubsw's int16 pairs); these weights exceed it");
-  for (size_t i = 0; i < kTable.count; ++i)
-    if (kTable.rows[i].id.supported() && !kTable.rows[i].pairs_int16) return kTable.rows[i];
+  if (forced) {
+    if (v.pairs_int16 && !pairs_fit)
+      Fail(label, "kernel variant '", v.id.name, "' needs weights with |w0| + |w1| <= 128 for every "
+           "adjacent pair of input channels (vpmaddubsw's int16 pairs); these weights exceed it");
+    return v;
+  }
+  for (size_t i = 0; i < kTable.count; ++i) {
+    const DirectConvVariant& row = kTable.rows[i];
+    if (row.id.supported() && (pairs_fit || !row.pairs_int16) && quads >= row.min_quads) return row;
+  }
   Fail(label, "no exact kernel variant for these weights on this CPU");
 }
 
@@ -109,7 +115,7 @@ void PrepareWeights(const std::string& label, const TW* w, const std::vector<int
       Fail(label, "input w: every w - w_zero_point must fit int8 (this kernel multiplies int8 "
            "weights), got ", int32_t{w[i]}, " - ", w_zp, " at element ", i);
   }
-  const DirectConvVariant& v = PickVariant(label, kernel, PairsFitInt16(wv, M, cg, taps));
+  const DirectConvVariant& v = PickVariant(label, kernel, PairsFitInt16(wv, M, cg, taps), (cg + 3) / 4);
   const int64_t MB = v.block, blocks = (Mg + MB - 1) / MB, CQ = QuadsFor(v, cg);
   const int64_t qk = v.amx_rows ? std::min<int64_t>(16, CQ) : 1;
   out->variant = &v;
@@ -374,8 +380,7 @@ DirectConvRequantizeOp<TX, TW, TY>::DirectConvRequantizeOp(const OrtApi* api,
     CheckNodeArity(api, info, label_, 8, 1);
     Attrs at(api, info, label_);
     Init(at, label_);
-    ParseCodeBounds<TY>(at, label_, &lo_, &hi_);
-    codes_ = &SelectVariant(CodesVariants(), label_, "");
+    steps_.Parse<TY>(at, label_, "pool_", "");
     PrepareConstant<TW>(info, label_, this);
   } catch (const std::exception& e) {
     init_error_ = e.what();
@@ -397,22 +402,36 @@ Ort::Status DirectConvRequantizeOp<TX, TW, TY>::Compute(
     const float* ys = y_scale.Data();
     CheckEpilogueInputs(label_, M, " of w", scale.Shape(), bias.Shape(), y_scale.Shape(),
                         y_zero_point.Shape(), ys);
-    const int64_t ys_step = NumElements(y_scale.Shape()) == 1 ? 0 : 1;
-    TY* out = y.Allocate({r.N, M, r.OH, r.OW});
-    if (r.N * M * r.OH * r.OW == 0) return;
+    const int64_t n_ys = NumElements(y_scale.Shape());
+    const int64_t ys_step = n_ys == 1 ? 0 : 1;
+    steps_.CheckScale(label_, ys, n_ys);
+    // pooled: the pool reads each channel's [OH, OW] sums in place (rows Q apart in the flat run)
+    PoolGeometry pool{};
+    int64_t YH = r.OH, YW = r.OW;
+    if (steps_.pool) {
+      pool = steps_.Pool(label_, {r.N, M, r.OH, r.OW}, r.OH, r.OW, r.g.Q);
+      YH = pool.OH, YW = pool.OW;
+    }
+    TY* out = y.Allocate({r.N, M, YH, YW});
+    if (r.N * M * YH * YW == 0) return;
     DirectWeights scratch;
     const DirectWeights& weights = WeightsFor(label_, *this, w, int32_t{w_zero_point.Data()[0]}, &scratch);
     const int32_t zp = static_cast<int32_t>(y_zero_point.Data()[0]);
-    const float lo_f = static_cast<float>(lo_ - zp), hi_f = static_cast<float>(hi_ - zp);
+    const float lo_f = static_cast<float>(steps_.lo - zp), hi_f = static_cast<float>(steps_.hi - zp);
     const float *s = scale.Data(), *b = bias.Data();
     const int64_t Q = r.g.Q, OH = r.OH, OW = r.OW;
-    const CodesRowFn<TY> row = CodesRowOf<TY>(*codes_);
     RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]},
               [&](int64_t n, int64_t m, const int32_t* acc) {
+                const Codes k{s[m], b[m], ys[m * ys_step], lo_f, hi_f, zp};
+                TY* dst = out + (n * M + m) * YH * YW;
+                if (steps_.pool) {
+                  ChannelCodes<TY>(steps_, pool, YH * YW, zp).Run(k, acc, dst);
+                  return;
+                }
+                // the codes of the flat run, then its rows
                 thread_local std::vector<TY> codes;
                 codes.resize(static_cast<size_t>(r.g.flat));
-                row(Codes{s[m], b[m], ys[m * ys_step], lo_f, hi_f, zp}, acc, r.g.flat, codes.data());
-                TY* dst = out + (n * M + m) * OH * OW;
+                ChannelCodes<TY>(steps_, pool, r.g.flat, zp).Run(k, acc, codes.data());
                 for (int64_t oh = 0; oh < OH; ++oh)
                   std::memcpy(dst + oh * OW, codes.data() + oh * Q, static_cast<size_t>(OW));
               });

@@ -15,6 +15,7 @@
 #include "../common/op_util.h"
 #include "codes.h"
 #include "direct_conv_kernel.h"
+#include "requantize.h"
 
 namespace qcompile {
 
@@ -39,6 +40,7 @@ struct DirectConvVariant {
   int64_t tile;   // flat outputs a step computes: g.run is a multiple
   bool pairs_int16;  // exact only when every adjacent weight pair has |w0| + |w1| <= 128
   bool amx_rows;     // weights as AMX tile rows (direct_conv_kernel.h), quads in chunks of 16
+  int64_t min_quads;  // the best-available pick skips it below this many input channel quads
 };
 const VariantTable<DirectConvVariant>& DirectConvVariants();
 
@@ -82,8 +84,9 @@ struct DirectConvIntegerOp : DirectConvState {
   std::string label_, init_error_;
 };
 
-// The op above with Requantize's epilogue fused (scale, bias [M], y_scale scalar or [M],
-// y_zero_point of type TY; attributes lo, hi): the next layer's codes, no int32 tensor between.
+// The op above with Requantize fused (scale, bias [M], y_scale scalar or [M], y_zero_point of type
+// TY; Requantize's attributes lo, hi, thresholds, and its pool's as pool_kernel_shape,
+// pool_strides, pool_pads, pool_dilations): the next layer's codes, no int32 tensor between.
 template <typename TX, typename TW, typename TY>
 struct DirectConvRequantizeOp : DirectConvState {
   DirectConvRequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
@@ -95,8 +98,7 @@ struct DirectConvRequantizeOp : DirectConvState {
                       const Ort::Custom::Tensor<TY>& y_zero_point, Ort::Custom::Tensor<TY>& y);
 
   std::string label_, init_error_;
-  int64_t lo_ = 0, hi_ = 0;
-  const CodesVariant* codes_ = nullptr;
+  RequantizeSteps steps_;
 };
 
 }  // namespace qcompile

@@ -43,10 +43,6 @@ void Pow2CodesRow(const Pow2Codes& p, const int32_t* acc, int64_t n, T* out, flo
 // so the code of the window's max y is the code of its max acc (s > 0) or min acc (s < 0):
 // the pool runs on the int32 sums. A window with no tap inside the input is MaxPool's -inf,
 // whose code Compute writes itself (lo; in thresholds mode Pow2Quant's -2^(L-1) + zp, clamped).
-struct PoolGeometry {
-  int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
-};
-
 #if defined(__SSE2__)
 inline __m128i Max32(__m128i a, __m128i b) {  // SSE2 has no pmaxsd
   const __m128i gt = _mm_cmpgt_epi32(a, b);
@@ -54,7 +50,7 @@ inline __m128i Max32(__m128i a, __m128i b) {  // SSE2 has no pmaxsd
 }
 #endif
 
-// One channel's pooled sums: plane [H, W] -> out [OH, OW], max (take_max) or min.
+// One channel's pooled sums: plane [H, W] (rows g.stride apart) -> out [OH, OW], max (take_max) or min.
 // Windows with no tap inside the input (possible with large pads or dilations) go to empty_at.
 void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32_t* out,
                std::vector<int64_t>* empty_at) {
@@ -69,8 +65,8 @@ void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32
     int64_t ow = 0;
 #if defined(__SSE2__)
     if (pairs) {
-      const int32_t* r0 = plane + (2 * oh) * g.W;
-      const int32_t* r1 = r0 + g.W;
+      const int32_t* r0 = plane + (2 * oh) * g.stride;
+      const int32_t* r1 = r0 + g.stride;
       for (; ow + 4 <= g.OW; ow += 4) {
         const __m128i* p0 = reinterpret_cast<const __m128i*>(r0 + 2 * ow);
         const __m128i* p1 = reinterpret_cast<const __m128i*>(r1 + 2 * ow);
@@ -89,7 +85,7 @@ void PoolPlane(const PoolGeometry& g, const int32_t* plane, bool take_max, int32
       bool any = false;
       int32_t best = 0;
       ForEachWindowTap(g, oh, ow, [&](int64_t ih, int64_t iw) {
-        const int32_t v = plane[ih * g.W + iw];
+        const int32_t v = plane[ih * g.stride + iw];
         if (!any || (take_max ? v > best : v < best)) best = v;
         any = true;
       });
@@ -115,26 +111,82 @@ constexpr VariantTable<CodesVariant> kCodesTable{
 const VariantTable<CodesVariant>& CodesVariants() { return kCodesTable; }
 
 template <typename T>
+void RequantizeSteps::Parse(const Attrs& at, const std::string& label, const std::string& pool_prefix,
+                            const std::string& kernel) {
+  ParseCodeBounds<T>(at, label, &lo, &hi);
+  // kernel_shape absent: no pool; present (even empty, or of another type): a pool to check
+  const std::string ks = pool_prefix + "kernel_shape";
+  const std::vector<int64_t> absent{-1};
+  pool = at.Ints(ks.c_str(), absent) != absent;
+  // thresholds absent: the uniform codes; present: Pow2Quant's, checked as Pow2Quant checks them
+  pow2 = !at.Floats("thresholds", {}).empty() || at.Ints("thresholds", absent) != absent;
+  if (pow2) ParsePow2Thresholds(at, label, "thresholds", &pow2_quant);
+  if (!pool && !at.Floats(ks.c_str(), {}).empty())
+    Fail(label, "attribute '", ks, "': expected type ints, got floats");
+  codes = &SelectVariant(kCodesTable, label, kernel);
+  if (pool) pool_attrs.Parse(at, label, /*with_channels=*/false, pool_prefix);
+}
+
+template void RequantizeSteps::Parse<int8_t>(const Attrs&, const std::string&, const std::string&,
+                                             const std::string&);
+template void RequantizeSteps::Parse<uint8_t>(const Attrs&, const std::string&, const std::string&,
+                                              const std::string&);
+
+void RequantizeSteps::CheckScale(const std::string& label, const float* ys, int64_t n_ys) const {
+  if (pow2 && (n_ys != 1 || ys[0] != std::ldexp(1.0f, -(pow2_quant.levels - 1))))
+    Fail(label, "input y_scale: with thresholds (", pow2_quant.levels, " levels) expected the "
+         "one scale 2^-", pow2_quant.levels - 1, " of Pow2Quant's codes, got ", ys[0],
+         n_ys == 1 ? "" : " and more");
+}
+
+PoolGeometry RequantizeSteps::Pool(const std::string& label, const std::vector<int64_t>& shape, int64_t H,
+                                   int64_t W, int64_t stride) const {
+  const ConvAttrs& p = pool_attrs;
+  int64_t OH = 0, OW = 0;
+  p.OutputSize(label, shape, H, W, &OH, &OW);
+  return {H, W, OH, OW, p.kernel_shape[0], p.kernel_shape[1], p.strides[0], p.strides[1],
+          p.dilations[0], p.dilations[1], p.pads[0], p.pads[1], stride};
+}
+
+template <typename T>
+ChannelCodes<T>::ChannelCodes(const RequantizeSteps& s, const PoolGeometry& g, int64_t n, int32_t zp)
+    : s_(s), g_(g), n_(n), zp_(zp) {
+  // the code of MaxPool's -inf: lo, or (pow2) Pow2Quant's -2^(L-1) + zp, clamped
+  const int64_t minus_inf = s.pow2 ? zp - int64_t{s.pow2_quant.max_abs} : s.lo;
+  empty_code_ = static_cast<T>(minus_inf < s.lo ? s.lo : (minus_inf > s.hi ? s.hi : minus_inf));
+  if (s.pool) pooled_.resize(static_cast<size_t>(n));
+  if (s.pow2) y_row_.resize(static_cast<size_t>(n)), a_row_.resize(static_cast<size_t>(n));
+}
+
+template <typename T>
+void ChannelCodes<T>::Run(const Codes& k, const int32_t* src, T* dst) {
+  if (s_.pool) {
+    empty_at_.clear();
+    PoolPlane(g_, src, !(k.s < 0.0f), pooled_.data(), &empty_at_);
+    src = pooled_.data();
+  }
+  if (s_.pow2)
+    Pow2RowOf<T>(*s_.codes)(Pow2Codes{s_.pow2_quant.thresholds, s_.pow2_quant.levels, k.s, k.b, zp_,
+                                      static_cast<int32_t>(s_.lo), static_cast<int32_t>(s_.hi)},
+                            src, n_, dst, y_row_.data(), a_row_.data());
+  else
+    CodesRowOf<T>(*s_.codes)(k, src, n_, dst);
+  for (int64_t i : empty_at_) dst[i] = empty_code_;  // MaxPool's -inf
+}
+
+template class ChannelCodes<int8_t>;
+template class ChannelCodes<uint8_t>;
+
+template <typename T>
 RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
   try {
     label_ = OpLabel(api, info, "qcompile::Requantize");
     CheckNodeArity(api, info, label_, 5, 1);
     Attrs at(api, info, label_);
     axis_ = at.Int("axis", 1);
-    ParseCodeBounds<T>(at, label_, &lo_, &hi_);
-    // kernel_shape absent: no pool; present (even empty, or of another type): a pool to check
-    const std::vector<int64_t> absent{-1};
-    pool_ = at.Ints("kernel_shape", absent) != absent;
-    // thresholds absent: the uniform codes; present: Pow2Quant's, checked as Pow2Quant checks them
-    pow2_ = !at.Floats("thresholds", {}).empty() || at.Ints("thresholds", absent) != absent;
-    if (pow2_) ParsePow2Thresholds(at, label_, "thresholds", &pow2_quant_);
-    if (!pool_ && !at.Floats("kernel_shape", {}).empty())
-      Fail(label_, "attribute 'kernel_shape': expected type ints, got floats");
-    codes_ = &SelectVariant(kCodesTable, label_, KernelAttr(at));
-    if (pool_) {
-      pool_attrs_.Parse(at, label_, /*with_channels=*/false);
-      if (axis_ != 1) Fail(label_, "attribute axis: a pooled Requantize needs axis 1 (NCHW), got ", axis_);
-    }
+    steps_.Parse<T>(at, label_, "", KernelAttr(at));
+    if (steps_.pool && axis_ != 1)
+      Fail(label_, "attribute axis: a pooled Requantize needs axis 1 (NCHW), got ", axis_);
   } catch (const std::exception& e) {
     init_error_ = e.what();
   }
@@ -151,7 +203,7 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& shape = acc.Shape();
     const int64_t rank = static_cast<int64_t>(shape.size());
-    if (pool_) CheckRank(label_, "acc", shape, 4, "[N, M, H, W] (pooled)");
+    if (steps_.pool) CheckRank(label_, "acc", shape, 4, "[N, M, H, W] (pooled)");
     const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
     if (axis < 0 || axis >= rank)
       Fail(label_, "attribute axis: ", axis_, " is out of range for input acc of shape ", ShapeStr(shape));
@@ -164,33 +216,23 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
                         scale.Shape(), bias.Shape(), y_scale.Shape(), y_zero_point.Shape(), ys);
     const int64_t n_ys = NumElements(y_scale.Shape());
     const int64_t ys_step = n_ys == 1 ? 0 : 1;
-    if (pow2_ && (n_ys != 1 || ys[0] != std::ldexp(1.0f, -(pow2_quant_.levels - 1))))
-      Fail(label_, "input y_scale: with thresholds (", pow2_quant_.levels, " levels) expected the "
-           "one scale 2^-", pow2_quant_.levels - 1, " of Pow2Quant's codes, got ", ys[0],
-           n_ys == 1 ? "" : " and more");
+    steps_.CheckScale(label_, ys, n_ys);
     const int32_t zp = static_cast<int32_t>(y_zero_point.Data()[0]);
-    const float lo_f = static_cast<float>(lo_ - zp), hi_f = static_cast<float>(hi_ - zp);
+    const float lo_f = static_cast<float>(steps_.lo - zp), hi_f = static_cast<float>(steps_.hi - zp);
     std::vector<int64_t> out_shape = shape;
     PoolGeometry g{};
-    if (pool_) {
-      const ConvAttrs& p = pool_attrs_;
-      int64_t OH = 0, OW = 0;
-      p.OutputSize(label_, shape, shape[2], shape[3], &OH, &OW);
-      g = {shape[2], shape[3], OH, OW, p.kernel_shape[0], p.kernel_shape[1], p.strides[0],
-           p.strides[1], p.dilations[0], p.dilations[1], p.pads[0], p.pads[1]};
-      out_shape = {shape[0], m, OH, OW};
+    if (steps_.pool) {
+      g = steps_.Pool(label_, shape, shape[2], shape[3], shape[3]);
+      out_shape = {shape[0], m, g.OH, g.OW};
     }
     T* out = y.Allocate(out_shape);
     if (NumElements(out_shape) == 0) return;
     const int32_t* a = acc.Data();
     const float *s = scale.Data(), *b = bias.Data();
-    const int64_t out_inner = pool_ ? g.OH * g.OW : inner;
+    const int64_t out_inner = steps_.pool ? g.OH * g.OW : inner;
     const int64_t per_block = out_inner >= kMinTaskValues ? 1 : (kMinTaskValues + out_inner - 1) / out_inner;
     const int64_t blocks = (m + per_block - 1) / per_block;
-    // the code of MaxPool's -inf: lo, or (pow2) Pow2Quant's -2^(L-1) + zp, clamped
-    const int64_t minus_inf = pow2_ ? zp - int64_t{pow2_quant_.max_abs} : lo_;
-    const T empty_code = static_cast<T>(minus_inf < lo_ ? lo_ : (minus_inf > hi_ ? hi_ : minus_inf));
-    if (inner == 1 && !pool_ && !pow2_) {
+    if (inner == 1 && !steps_.pool && !steps_.pow2) {
       // a dense layer's [rows, M]: whole rows per task, vectorized over the channels
       const int64_t rows_per_task = (kMinTaskValues + m - 1) / m;
       const int64_t tasks = (outer + rows_per_task - 1) / rows_per_task;
@@ -205,31 +247,10 @@ Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::T
     ParallelFor(ctx, static_cast<size_t>(outer * blocks), [&](size_t t) {
       const int64_t o = static_cast<int64_t>(t) / blocks;
       const int64_t c0 = static_cast<int64_t>(t) % blocks * per_block;
-      std::vector<int32_t> pooled(pool_ ? static_cast<size_t>(out_inner) : 0);
-      std::vector<int64_t> empty_at;
-      std::vector<float> y_row(pow2_ ? static_cast<size_t>(out_inner) : 0);
-      std::vector<int8_t> a_row(pow2_ ? static_cast<size_t>(out_inner) : 0);
-      auto codes = [&](const Codes& k, const int32_t* src, int64_t n, T* dst) {
-        if (pow2_)
-          Pow2RowOf<T>(*codes_)(Pow2Codes{pow2_quant_.thresholds, pow2_quant_.levels, k.s, k.b, zp,
-                                          static_cast<int32_t>(lo_), static_cast<int32_t>(hi_)},
-                                src, n, dst, y_row.data(), a_row.data());
-        else
-          CodesRowOf<T>(*codes_)(k, src, n, dst);
-      };
-      for (int64_t c = c0; c < c0 + per_block && c < m; ++c) {
-        const Codes k{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp};
-        const int32_t* src = a + (o * m + c) * inner;
-        T* dst = out + (o * m + c) * out_inner;
-        if (!pool_) {
-          codes(k, src, inner, dst);
-          continue;
-        }
-        empty_at.clear();
-        PoolPlane(g, src, !(s[c] < 0.0f), pooled.data(), &empty_at);
-        codes(k, pooled.data(), out_inner, dst);
-        for (int64_t i : empty_at) dst[i] = empty_code;  // MaxPool's -inf
-      }
+      ChannelCodes<T> channel(steps_, g, out_inner, zp);
+      for (int64_t c = c0; c < c0 + per_block && c < m; ++c)
+        channel.Run(Codes{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp}, a + (o * m + c) * inner,
+                    out + (o * m + c) * out_inner);
     });
   });
 }

@@ -196,10 +196,15 @@ class DirectConvRequantize(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, w, x_zero_point, w_zero_point, scale, bias, y_scale, y_zero_point, kernel_shape=None,
-             strides=None, pads=None, dilations=None, group=None, lo=None, hi=None, kernel=None):
+             strides=None, pads=None, dilations=None, group=None, lo=None, hi=None, thresholds=None,
+             pool_kernel_shape=None, pool_strides=None, pool_pads=None, pool_dilations=None, kernel=None):
         acc = int8.conv_integer(x, w, x_zero_point, w_zero_point, kernel_shape, strides or (1, 1),
                                 pads or (0, 0, 0, 0), dilations or (1, 1), int(group or 1))
-        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=1, lo=lo, hi=hi),)
+        pool = {} if pool_kernel_shape is None else dict(
+            kernel_shape=pool_kernel_shape, strides=pool_strides or (1, 1), pads=pool_pads or (0, 0, 0, 0),
+            dilations=pool_dilations or (1, 1))
+        return (int8.requantize(acc, scale, bias, y_scale, y_zero_point, axis=1, lo=lo, hi=hi,
+                                thresholds=None if thresholds is None else list(thresholds), **pool),)
 
 
 class ThresholdPack(OpRun):

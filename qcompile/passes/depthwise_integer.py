@@ -37,9 +37,10 @@ def is_depthwise_conv_integer(node: ir.Node) -> bool:
     return all(node.inputs[i] is not None for i in (2, 3)) and "kernel_shape" in node.attributes
 
 
-def fusable_requantize(node: ir.Node) -> ir.Node | None:
-    """The Requantize that alone reads a conv's int32 sums, if it has no pool and uniform codes
-    along the channel axis (what DepthwiseConvRequantize and DirectConvRequantize compute)."""
+def fusable_requantize(node: ir.Node, pooled: bool = False) -> ir.Node | None:
+    """The Requantize that alone reads a conv's int32 sums, if its codes are uniform along the
+    channel axis and, unless `pooled` (DirectConvRequantize takes those too), it has no pool and
+    no thresholds (what DepthwiseConvRequantize computes)."""
     out = node.outputs[0]
     uses = list(out.uses())
     if len(uses) != 1 or out.is_graph_output():
@@ -47,7 +48,9 @@ def fusable_requantize(node: ir.Node) -> ir.Node | None:
     rq = uses[0].node
     if rq.op_type != "Requantize" or rq.domain != QCOMPILE_DOMAIN or uses[0].idx != 0:
         return None
-    if "kernel_shape" in rq.attributes or "thresholds" in rq.attributes or rq.outputs[0].is_graph_output():
+    if rq.outputs[0].is_graph_output():
+        return None
+    if not pooled and ("kernel_shape" in rq.attributes or "thresholds" in rq.attributes):
         return None
     axis = rq.attributes.get("axis")
     return rq if axis is None or axis.as_int() in (1, -3) else None
@@ -69,14 +72,21 @@ class DepthwiseIntegerPass(NamedPass, ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified)
 
 
-def fuse_requantize(graph: ir.Graph, node: ir.Node, fused_op: str) -> bool:
+# Requantize's pool attributes, as DirectConvRequantize names them beside its conv's own
+POOL_ATTRS = {"kernel_shape": "pool_kernel_shape", "strides": "pool_strides", "pads": "pool_pads",
+              "dilations": "pool_dilations"}
+
+
+def fuse_requantize(graph: ir.Graph, node: ir.Node, fused_op: str, pooled: bool = False) -> bool:
     """node (a qcompile conv writing int32 sums) and the Requantize that alone reads them become
-    one `fused_op` node (node's inputs, then Requantize's parameters); False: no such Requantize."""
-    rq = fusable_requantize(node)
+    one `fused_op` node (node's inputs, then Requantize's parameters; with `pooled`, its pool as
+    pool_* attributes and its thresholds too); False: no such Requantize."""
+    rq = fusable_requantize(node, pooled)
     if rq is None:
         return False
     attrs = [a for a in node.attributes.values() if a.name != "kernel"]
-    attrs += [rq.attributes[k] for k in ("lo", "hi") if k in rq.attributes]
+    attrs += [rq.attributes[k] for k in ("lo", "hi", "thresholds") if k in rq.attributes]
+    attrs += [ir.Attr(POOL_ATTRS[k], a.type, a.value) for k, a in rq.attributes.items() if k in POOL_ATTRS]
     fused = ir.Node(QCOMPILE_DOMAIN, fused_op, [*node.inputs, *rq.inputs[1:]], attributes=attrs, name=node.name)
     fused.metadata_props.update(node.metadata_props)
     graph.insert_before(rq, fused)

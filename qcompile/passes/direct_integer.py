@@ -2,7 +2,8 @@
 
 Rewrite:  ConvInteger(x, w, x_zp, w_zp; not depthwise, not 1x1)
        -> qcompile::DirectConvInteger(x, w, x_zp, w_zp; the same attributes)
-and, when its sums go only to a Requantize (no pool, uniform codes), both become one
+and, when its sums go only to a Requantize (uniform codes along the channels; its MaxPool and
+power-of-two thresholds included), both become one
           qcompile::DirectConvRequantize(x, w, x_zp, w_zp, scale, bias, y_scale, y_zp)
 which writes the next layer's codes without the int32 tensor.
 
@@ -69,5 +70,5 @@ class DirectIntegerPass(NamedPass, ir.passes.InPlacePass):
             # an int8-only model has no other qcompile op: a cleanup may have dropped the import
             model.opset_imports.setdefault(QCOMPILE_DOMAIN, QCOMPILE_OPSET)
             modified = True
-            fuse_requantize(graph, node, "DirectConvRequantize")
+            fuse_requantize(graph, node, "DirectConvRequantize", pooled=True)
         return ir.passes.PassResult(model, modified)

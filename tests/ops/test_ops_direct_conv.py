@@ -204,3 +204,48 @@ def test_bad_nodes_fail_cleanly_naming_the_op(op, attrs, w, n_inputs, ys, wzp, m
         return
     with pytest.raises(Exception, match=f"qcompile::{op}.*{re.escape(message)}"):
         _session(model).run(None, {"x": x})
+
+
+# Requantize's pool (2x2 / 2, CNV's and the ConvNet's; 3x3 / 2 padded, with a window partly outside)
+# and its power-of-two thresholds (AQE's 3-level activations), taken into the fused op
+POOLS = [dict(kernel_shape=[2, 2], strides=[2, 2]), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+POW2 = [2.0 ** -(3 - 0.5 - k) for k in range(3)]
+
+
+@pytest.mark.parametrize("kernel", VARIANTS)
+@pytest.mark.parametrize("pool", [None, *POOLS], ids=["no-pool", "pool2", "pool3-pad"])
+@pytest.mark.parametrize("pow2", [False, True], ids=["uniform", "pow2"])
+@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[8], GEOMETRIES[12]], ids=_ids)
+def test_direct_conv_requantize_takes_the_pool_and_the_thresholds(geometry, pool, pow2, kernel):
+    x, w, xzp, wzp, attrs = _case(geometry, np.int8, np.uint8, seed=8)
+    m = geometry[1]
+    rng = np.random.default_rng(9)
+    # scales that bring each channel's sums to about +-1 (negative ones pool the min of the sums)
+    acc = int8.conv_integer(x, w, xzp, wzp, attrs["kernel_shape"], attrs["strides"], attrs["pads"],
+                            attrs["dilations"], attrs["group"]).astype(np.float64)
+    spread = acc.std(axis=(0, 2, 3)) + 1.0
+    s = (rng.uniform(-0.6, 1.0, m) / spread).astype(np.float32)
+    b = rng.uniform(-0.3, 0.3, m).astype(np.float32)
+    ys = np.array([0.25 if pow2 else 0.5], np.float32)  # pow2: 2^-(L-1), the codes' one scale
+    inits = {"w": w, "xzp": xzp, "wzp": wzp, "s": s, "b": b, "ys": ys, "yzp": np.zeros(1, np.int8)}
+    rq_attrs = dict(lo=-4, hi=4, **({"thresholds": POW2} if pow2 else {}))
+    ref = _model([helper.make_node("ConvInteger", ["x", "w", "xzp", "wzp"], ["acc"], **attrs),
+                  helper.make_node("Requantize", ["acc", "s", "b", "ys", "yzp"], ["y"], domain="qcompile",
+                                   **rq_attrs, **(pool or {}))], x, inits, TensorProto.INT8)
+    fused_pool = {f"pool_{k}": v for k, v in (pool or {}).items()}
+    new = _model([helper.make_node("DirectConvRequantize", ["x", "w", "xzp", "wzp", "s", "b", "ys", "yzp"], ["y"],
+                                   domain="qcompile", kernel=kernel, **attrs, **rq_attrs, **fused_pool)],
+                 x, inits, TensorProto.INT8)
+    want = _session(ref).run(None, {"x": x})[0]
+    assert len(np.unique(want)) >= 3  # the codes are not all clamped to one value
+    for threads in (1, 2):
+        np.testing.assert_array_equal(_session(new, threads).run(None, {"x": x})[0], want)
+    from qcompile.ops.evaluator import evaluator
+
+    np.testing.assert_array_equal(evaluator(new).run(None, {"x": x})[0], want)
+
+
+def test_a_bad_pool_attribute_names_itself():
+    model, x = _bad_model("DirectConvRequantize", {**BASE, "pool_kernel_shape": [0, 2]}, None, 8)
+    with pytest.raises(Exception, match=re.escape("attribute 'pool_kernel_shape': expected [KH, KW]")):
+        _session(model).run(None, {"x": x})

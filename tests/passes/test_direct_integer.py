@@ -1,6 +1,6 @@
 """Int8 convs (not depthwise) compile to qcompile::DirectConvInteger / DirectConvRequantize where the
 direct kernel is fast (QCOMPILE_DIRECT_CONV=1 forces it here): an int8 layer feeding another
-fuses with its Requantize, a pooled or float reader keeps the int32 sums; the compiled model
+fuses with its Requantize (a MaxPool between the two included), a float reader keeps the int32 sums; the compiled model
 equals the pure-Python evaluator bit for bit and passes parity; what the rewrite leaves alone
 (depthwise, 1x1, weights past int8, auto_pad, no zero points); the switch and its clean error."""
 
@@ -25,8 +25,8 @@ def _quant(g, x, scale, bits=4, signed=0):
 
 
 def _three_convs(pool: bool):
-    """Quant -> conv1 (3x3, pad 1) -> BN -> Relu -> Quant -> conv2 (valid 3x3, strides 2 x 1) [-> MaxPool] -> Relu ->
-    Quant -> conv3 (3x3, pad 1) -> float output: conv1 feeds codes to conv2 (fused), conv2 (pooled or
+    """Quant -> conv1 (3x3, pad 1) -> BN -> Relu -> Quant -> conv2 (valid 3x3, strides 2 x 1) ->
+    Quant (signed) [-> MaxPool] -> conv3 (3x3, pad 1) -> float output: conv1 feeds codes to conv2 (fused), conv2 (pooled or
     not) to conv3, whose sums a float reader takes."""
     g = GraphBuilder(31)
     w = [g.quant(g.const(g.rng.standard_normal(s).astype(np.float32)), 0.2, 4)
@@ -34,9 +34,10 @@ def _three_convs(pool: bool):
     y = g.op("Relu", [g.bn(g.op("Conv", [_quant(g, "x", 0.3), w[0]], name="conv1", kernel_shape=[3, 3],
                                  pads=[1, 1, 1, 1]), 12)])
     z = g.op("Conv", [_quant(g, y, 0.4), w[1]], name="conv2", kernel_shape=[3, 3], strides=[2, 1])
-    if pool:
-        z = g.op("MaxPool", [z], kernel_shape=[2, 2], strides=[2, 2])
-    out = g.op("Conv", [_quant(g, g.op("Relu", [z]), 0.5), w[2]], name="conv3", kernel_shape=[3, 3], pads=[1] * 4)
+    q = _quant(g, z, 0.5, signed=1)
+    if pool:  # CNV's order: the quantizer, then the pool
+        q = g.op("MaxPool", [q], kernel_shape=[2, 2], strides=[2, 2])
+    out = g.op("Conv", [q, w[2]], name="conv3", kernel_shape=[3, 3], pads=[1] * 4)
     return g.model({"x": [2, 5, 10, 10]}, [out])
 
 
@@ -48,8 +49,11 @@ def test_int8_convs_run_on_the_direct_kernel(monkeypatch, pool):
     assert result.parity.passed
     ops = [n.op_type for n in result.model.graph.node]
     assert "ConvInteger" not in ops
-    assert ops.count("DirectConvRequantize") == (1 if pool else 2)
-    assert ops.count("DirectConvInteger") == (2 if pool else 1)  # pooled sums and the float reader
+    # conv1 and conv2 (its MaxPool taken in) write the next layer's codes; conv3's sums go to a float reader
+    assert ops.count("DirectConvRequantize") == 2 and ops.count("DirectConvInteger") == 1
+    assert "Requantize" not in ops and "MaxPool" not in ops
+    pooled = next(n for n in result.model.graph.node if n.name == "conv2")
+    assert {a.name for a in pooled.attribute} >= ({"pool_kernel_shape", "pool_strides"} if pool else set())
     rows = {r.name: r for r in result.rows}
     assert rows["conv1"].impl == "int8" and rows["conv1"].op_after.startswith("DirectConvRequantize")
     assert rows["conv1"].variant == runtime.kernel_variants("DirectConvRequantize")[0]
