@@ -186,7 +186,26 @@ def race(contenders: dict, rounds: int, budget_s: float) -> dict[str, dict[str, 
                 "p75_ms": float(np.percentile(v, 75))} for k, v in samples.items()}
 
 
-def bench_one(name: str, build, threads_list, rounds: int, budget_s: float, tune: bool) -> list[dict]:
+def _compiled_without_direct_conv(ref: onnx.ModelProto, tune: bool) -> onnx.ModelProto:
+    """The model compiled with its int8 convs left on onnxruntime's ConvInteger (QCOMPILE_DIRECT_CONV=0)."""
+    import os
+
+    from qcompile.compiler import compile as compile_model
+    from qcompile.runtime import DIRECT_CONV_ENV
+
+    before = os.environ.get(DIRECT_CONV_ENV)
+    os.environ[DIRECT_CONV_ENV] = "0"
+    try:
+        return compile_model(ref, None, check_parity=True, tune=tune).model
+    finally:
+        if before is None:
+            del os.environ[DIRECT_CONV_ENV]
+        else:
+            os.environ[DIRECT_CONV_ENV] = before
+
+
+def bench_one(name: str, build, threads_list, rounds: int, budget_s: float, tune: bool,
+              direct_ab: bool = False) -> list[dict]:
     from qcompile import runtime
     from qcompile.compiler import compile as compile_model
     from qcompile.costmodel import float_twin
@@ -203,6 +222,8 @@ def bench_one(name: str, build, threads_list, rounds: int, budget_s: float, tune
     shape = [d.dim_value or 1 for d in twin.graph.input[0].type.tensor_type.shape.dim]
     rng = np.random.default_rng(0)
     models = {"float": twin, "qcompile": compiled.model}
+    if direct_ab and any(n.op_type.startswith("DirectConv") for n in compiled.model.graph.node):
+        models["qcompile ConvInteger"] = _compiled_without_direct_conv(ref, tune)
     try:
         models["int8"] = int8_model(twin, shape, rng)
     except Exception as exc:
@@ -220,6 +241,8 @@ def bench_one(name: str, build, threads_list, rounds: int, budget_s: float, tune
                "vs_float": ms["float"]["median_ms"] / ms["qcompile"]["median_ms"]}
         if "int8" in ms:
             row["vs_int8"] = ms["int8"]["median_ms"] / ms["qcompile"]["median_ms"]
+        if "qcompile ConvInteger" in ms:  # the A/B of DirectConvInteger against onnxruntime's ConvInteger
+            row["direct_vs_convinteger"] = ms["qcompile ConvInteger"]["median_ms"] / ms["qcompile"]["median_ms"]
         else:
             row["int8_error"] = int8_error
         rows.append(row)
@@ -302,10 +325,13 @@ def _main():
                   help="Seconds each contender runs per round.")
     @click.option("--tune/--no-tune", default=True, show_default=True,
                   help="Choose each layer's implementation by timing it (qcompile --tune; cached).")
+    @click.option("--direct-ab", is_flag=True,
+                  help="Also race each model compiled with its int8 convs on onnxruntime's ConvInteger "
+                       "(QCOMPILE_DIRECT_CONV=0) instead of qcompile's DirectConvInteger.")
     @click.option("--validate-costs", is_flag=True,
                   help="Instead: each model compiled with the cost model's estimated choice and with --tune's "
                        "measured one; layers that agree, both vs the float twin (1 thread).")
-    def main(out: Path, only, threads, rounds, budget, tune, validate_costs) -> None:
+    def main(out: Path, only, threads, rounds, budget, tune, direct_ab, validate_costs) -> None:
         """Whole models compiled by qcompile vs their float twin vs onnxruntime int8 QDQ: JSON, PNG, table."""
         out.mkdir(parents=True, exist_ok=True)
         work = out / "models"
@@ -323,7 +349,7 @@ def _main():
         for name, build in sets.items():
             if only and name not in only:
                 continue
-            for row in bench_one(name, build, threads, rounds, budget, tune):
+            for row in bench_one(name, build, threads, rounds, budget, tune, direct_ab):
                 result["rows"].append(row)
                 if "error" in row:
                     click.echo(f"{name:24s} {row['error']}")
@@ -333,7 +359,8 @@ def _main():
                 click.echo(f"{name:24s} {row['threads']}T  float {t['float']['median_ms']:.3f} ms  qcompile "
                            f"{t['qcompile']['median_ms']:.3f} ms [{t['qcompile']['p25_ms']:.3f}-"
                            f"{t['qcompile']['p75_ms']:.3f}] -> {row['vs_float']:.2f}x float, {int8}  "
-                           f"({', '.join(row['impls'])})")
+                           f"({', '.join(row['impls'])})" + (f"; DirectConv {row['direct_vs_convinteger']:.2f}x "
+                           "ConvInteger" if "direct_vs_convinteger" in row else ""))
         result["machine"]["loadavg_after"] = os.getloadavg()
         (out / "bench_models.json").write_text(json.dumps(result, indent=2))
         timed = [r for r in result["rows"] if "error" not in r]
