@@ -21,6 +21,7 @@ CpuFeatures Detect() {
   f.avx2 = __builtin_cpu_supports("avx2");
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512vpopcntdq = __builtin_cpu_supports("avx512vpopcntdq");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vnni = __builtin_cpu_supports("avx512vnni");
   f.amx_int8 = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8");
 #endif
@@ -74,7 +75,7 @@ bool Avx512Vpopcnt() {
 
 bool Avx512Vnni() {
 #ifdef QCOMPILE_HAVE_AVX512VNNI
-  return kCpu.avx512f && kCpu.avx512vnni;
+  return kCpu.avx512f && kCpu.avx512bw && kCpu.avx512vnni;
 #else
   return false;  // compiler lacks -mavx512vnni
 #endif

@@ -13,6 +13,9 @@ namespace qcompile {
 namespace {
 
 const DepthwiseVariant kVariants[] = {
+#ifdef QCOMPILE_HAVE_AVX512VNNI
+    {{"avx512vnni", "avx512f avx512bw avx512vnni", isa::Avx512Vnni}, DepthwiseSumVnni},
+#endif
 #ifdef QCOMPILE_HAVE_AVX2
     {{"avx2", "avx2", isa::Avx2}, DepthwiseSumAvx2},
 #endif
@@ -218,7 +221,7 @@ Ort::Status DepthwiseConvRequantizeOp<TX, TW, TY>::Compute(
     const int64_t Q = r.g.Q, OH = r.OH, OW = r.OW, n_flat = r.g.Run();
     RunDepthwise(ctx, r, sum_, x.Data(), w.Data(), int32_t{x_zero_point.Data()[0]},
                  int32_t{w_zero_point.Data()[0]}, [&](int64_t n, int64_t c, const int32_t* acc) {
-                   // the codes of the whole flat run (16 at a time, no scalar tail), then the rows
+                   // the codes of the whole flat run (no scalar tail: Run() rounds up), then the rows
                    thread_local std::vector<TY> codes;
                    codes.resize(static_cast<size_t>(n_flat));
                    CodesRowOf<TY>(*codes_)(Codes{s[c], b[c], ys[c * ys_step], lo_f, hi_f, zp}, acc, n_flat,

@@ -18,6 +18,10 @@ namespace qcompile {
 
 void DepthwiseSumPortable(const dw::Geometry& g, const int64_t* runs, const int16_t* phases,
                           const int32_t* wv, int32_t* acc);
+#ifdef QCOMPILE_HAVE_AVX512VNNI
+void DepthwiseSumVnni(const dw::Geometry& g, const int64_t* runs, const int16_t* phases,
+                      const int32_t* wv, int32_t* acc);
+#endif
 #ifdef QCOMPILE_HAVE_AVX2
 void DepthwiseSumAvx2(const dw::Geometry& g, const int64_t* runs, const int16_t* phases,
                       const int32_t* wv, int32_t* acc);

@@ -17,10 +17,10 @@ namespace dw {
 struct Geometry {
   int64_t OH, OW, taps;
   int64_t Hq, Q;  // rows and columns of a phase plane: ceil(padded height / sh), ceil(padded width / sw)
-  // acc's length: the flat [OH, Q] outputs rounded up to whole 16-lane steps (no scalar tail)
-  int64_t Run() const { return (OH * Q + 15) / 16 * 16; }
+  // acc's length: the flat [OH, Q] outputs rounded up to whole 32-lane steps (no scalar tail)
+  int64_t Run() const { return (OH * Q + 31) / 32 * 32; }
   // a plane with the slack that the longest run reads past its last row
-  int64_t PlaneSize() const { return Hq * Q + Q + 16; }
+  int64_t PlaneSize() const { return Hq * Q + Q + 32; }
 };
 
 // acc[oh Q + ow] = sum over taps t of wv[t] * phases[runs[t] + oh Q + ow], i.e. the window's
