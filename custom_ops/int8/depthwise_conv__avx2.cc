@@ -5,8 +5,6 @@
 // outputs {0-3, 8-11} and {4-7, 12-15}; one permute per store puts them back in order.
 #include <immintrin.h>
 
-#include <vector>
-
 #include "depthwise_conv.h"
 #include "depthwise_kernel.h"
 
@@ -14,32 +12,14 @@ namespace qcompile {
 
 void DepthwiseSumAvx2(const dw::Geometry& g, const int64_t* runs, const int16_t* phases,
                       const int32_t* wv, int32_t* acc) {
-  const int64_t taps = g.taps, pairs = (taps + 1) / 2;
-  // per-tap tables on the stack for the usual kernels (up to 7x7), else on the heap
-  constexpr int64_t kStackPairs = 25;
-  const int16_t* run_stack[2 * kStackPairs];
-  int32_t w_stack[kStackPairs];
-  std::vector<const int16_t*> run_heap(pairs > kStackPairs ? static_cast<size_t>(2 * pairs) : 0);
-  std::vector<int32_t> w_heap(pairs > kStackPairs ? static_cast<size_t>(pairs) : 0);
-  const int16_t** run = pairs > kStackPairs ? run_heap.data() : run_stack;
-  int32_t* wpair = pairs > kStackPairs ? w_heap.data() : w_stack;
-  for (int64_t t = 0; t < 2 * pairs; ++t) {
-    const int64_t tap = t < taps ? t : taps - 1;  // an odd count: the last tap again, weight 0
-    run[t] = phases + runs[tap];
-  }
-  for (int64_t p = 0; p < pairs; ++p) {
-    const int32_t w0 = wv[2 * p], w1 = 2 * p + 1 < taps ? wv[2 * p + 1] : 0;
-    // |w| <= 255 fits int16; the pair as one int32 lane: w0 in the low half
-    wpair[p] = static_cast<int32_t>((static_cast<uint32_t>(w1) << 16) |
-                                    (static_cast<uint32_t>(w0) & 0xffffu));
-  }
+  const dw::TapPairs pairs(g, runs, phases, wv);
   const int64_t n = g.Run();
   for (int64_t i = 0; i < n; i += 16) {
     __m256i lo = _mm256_setzero_si256(), hi = lo;
-    for (int64_t p = 0; p < pairs; ++p) {
-      const __m256i wp = _mm256_set1_epi32(wpair[p]);
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run[2 * p] + i));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run[2 * p + 1] + i));
+    for (int64_t p = 0; p < pairs.count(); ++p) {
+      const __m256i wp = _mm256_set1_epi32(pairs.weight(p));
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pairs.run(2 * p) + i));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pairs.run(2 * p + 1) + i));
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wp));
       hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wp));
     }

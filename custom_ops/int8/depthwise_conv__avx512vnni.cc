@@ -6,8 +6,6 @@
 // outputs {8L..8L+3} and {8L+4..8L+7} of each lane L; two two-source permutes put them in order.
 #include <immintrin.h>
 
-#include <vector>
-
 #include "depthwise_conv.h"
 #include "depthwise_kernel.h"
 
@@ -15,33 +13,16 @@ namespace qcompile {
 
 void DepthwiseSumVnni(const dw::Geometry& g, const int64_t* runs, const int16_t* phases,
                       const int32_t* wv, int32_t* acc) {
-  const int64_t taps = g.taps, pairs = (taps + 1) / 2;
-  // per-tap tables on the stack for the usual kernels (up to 7x7), else on the heap
-  constexpr int64_t kStackPairs = 25;
-  const int16_t* run_stack[2 * kStackPairs];
-  int32_t w_stack[kStackPairs];
-  std::vector<const int16_t*> run_heap(pairs > kStackPairs ? static_cast<size_t>(2 * pairs) : 0);
-  std::vector<int32_t> w_heap(pairs > kStackPairs ? static_cast<size_t>(pairs) : 0);
-  const int16_t** run = pairs > kStackPairs ? run_heap.data() : run_stack;
-  int32_t* wpair = pairs > kStackPairs ? w_heap.data() : w_stack;
-  for (int64_t t = 0; t < 2 * pairs; ++t) {
-    const int64_t tap = t < taps ? t : taps - 1;  // an odd count: the last tap again, weight 0
-    run[t] = phases + runs[tap];
-  }
-  for (int64_t p = 0; p < pairs; ++p) {
-    const int32_t w0 = wv[2 * p], w1 = 2 * p + 1 < taps ? wv[2 * p + 1] : 0;
-    wpair[p] = static_cast<int32_t>((static_cast<uint32_t>(w1) << 16) |
-                                    (static_cast<uint32_t>(w0) & 0xffffu));
-  }
+  const dw::TapPairs pairs(g, runs, phases, wv);
   const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   const int64_t n = g.Run();
   for (int64_t i = 0; i < n; i += 32) {
     __m512i lo = _mm512_setzero_si512(), hi = lo;
-    for (int64_t p = 0; p < pairs; ++p) {
-      const __m512i wp = _mm512_set1_epi32(wpair[p]);
-      const __m512i x0 = _mm512_loadu_si512(run[2 * p] + i);
-      const __m512i x1 = _mm512_loadu_si512(run[2 * p + 1] + i);
+    for (int64_t p = 0; p < pairs.count(); ++p) {
+      const __m512i wp = _mm512_set1_epi32(pairs.weight(p));
+      const __m512i x0 = _mm512_loadu_si512(pairs.run(2 * p) + i);
+      const __m512i x1 = _mm512_loadu_si512(pairs.run(2 * p + 1) + i);
       lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(x0, x1), wp);
       hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(x0, x1), wp);
     }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace qcompile {
 namespace dw {
@@ -41,6 +42,42 @@ inline void SumChannel(const Geometry& g, const int64_t* __restrict runs,
 
 using SumChannelFn = void (*)(const Geometry&, const int64_t*, const int16_t*, const int32_t*,
                               int32_t*);
+
+// The taps in pairs, as the vector kernels take them (two runs interleaved against one weight
+// pair): run(2p), run(2p + 1) and weight(p), w0 in the low and w1 in the high int16 of one int32
+// (|w| <= 255 fits int16); an odd count pairs the last tap with itself at weight 0. Tables on the
+// stack for kernels up to 7x7, else on the heap.
+class TapPairs {
+ public:
+  TapPairs(const Geometry& g, const int64_t* runs, const int16_t* phases, const int32_t* wv)
+      : count_((g.taps + 1) / 2) {
+    const bool heap = count_ > kStackPairs;
+    if (heap) run_heap_.resize(static_cast<size_t>(2 * count_)), w_heap_.resize(static_cast<size_t>(count_));
+    run_ = heap ? run_heap_.data() : run_stack_;
+    w_ = heap ? w_heap_.data() : w_stack_;
+    for (int64_t t = 0; t < 2 * count_; ++t) run_[t] = phases + runs[t < g.taps ? t : g.taps - 1];
+    for (int64_t p = 0; p < count_; ++p) {
+      const int32_t w0 = wv[2 * p], w1 = 2 * p + 1 < g.taps ? wv[2 * p + 1] : 0;
+      w_[p] = static_cast<int32_t>((static_cast<uint32_t>(w1) << 16) | (static_cast<uint32_t>(w0) & 0xffffu));
+    }
+  }
+  TapPairs(const TapPairs&) = delete;
+  TapPairs& operator=(const TapPairs&) = delete;
+
+  int64_t count() const { return count_; }
+  const int16_t* run(int64_t t) const { return run_[t]; }
+  int32_t weight(int64_t p) const { return w_[p]; }
+
+ private:
+  static constexpr int64_t kStackPairs = 25;
+  int64_t count_;
+  const int16_t* run_stack_[2 * kStackPairs];
+  int32_t w_stack_[kStackPairs];
+  std::vector<const int16_t*> run_heap_;
+  std::vector<int32_t> w_heap_;
+  const int16_t** run_ = nullptr;
+  int32_t* w_ = nullptr;
+};
 
 }  // namespace dw
 }  // namespace qcompile
