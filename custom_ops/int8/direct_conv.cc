@@ -255,10 +255,11 @@ void PackInput(const DirectRun& r, const TX* x, uint8_t pad_code, uint8_t* xq) {
 constexpr int64_t kMinTaskOutputs = 1 << 12;
 
 // The sums of every output channel, handed to sink(n, m, acc) with acc the channel's flat
-// [OH, Q] outputs (columns OW.. scratch).
-template <typename TX, typename Sink>
+// [OH, Q] outputs (columns OW.. scratch); each parallel task makes its own sink with make_sink()
+// (the place for the task's scratch rows).
+template <typename TX, typename MakeSink>
 void RunDirect(OrtKernelContext* ctx, DirectRun& r, int64_t group, const DirectWeights& weights,
-               const TX* xd, int32_t xzp, const Sink& sink) {
+               const TX* xd, int32_t xzp, const MakeSink& make_sink) {
   const DirectConvVariant& v = *weights.variant;
   dc::Geometry& g = r.g;
   g.CQ = QuadsFor(v, r.cg);
@@ -285,6 +286,7 @@ void RunDirect(OrtKernelContext* ctx, DirectRun& r, int64_t group, const DirectW
         const int64_t task = static_cast<int64_t>(t);
         thread_local std::vector<int32_t> acc;
         acc.resize(static_cast<size_t>(MB * g.run));
+        auto sink = make_sink();
         int32_t init[kAmxBlock];
         for (int64_t blk = task * per_task; blk < std::min(blocks, (task + 1) * per_task); ++blk) {
           for (int64_t j = 0; j < MB; ++j) {
@@ -363,12 +365,13 @@ Ort::Status DirectConvIntegerOp<TX, TW>::Compute(OrtKernelContext* ctx, const Or
     DirectWeights scratch;
     const DirectWeights& weights = WeightsFor(label_, *this, w, int32_t{w_zero_point.Data()[0]}, &scratch);
     const int64_t Q = r.g.Q, OH = r.OH, OW = r.OW, M = r.M;
-    RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]},
-              [&](int64_t n, int64_t m, const int32_t* acc) {
-                int32_t* dst = out + (n * M + m) * OH * OW;
-                for (int64_t oh = 0; oh < OH; ++oh)
-                  std::memcpy(dst + oh * OW, acc + oh * Q, static_cast<size_t>(OW) * sizeof(int32_t));
-              });
+    RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]}, [&] {
+      return [&](int64_t n, int64_t m, const int32_t* acc) {
+        int32_t* dst = out + (n * M + m) * OH * OW;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          std::memcpy(dst + oh * OW, acc + oh * Q, static_cast<size_t>(OW) * sizeof(int32_t));
+      };
+    });
   });
 }
 
@@ -420,21 +423,23 @@ Ort::Status DirectConvRequantizeOp<TX, TW, TY>::Compute(
     const float lo_f = static_cast<float>(steps_.lo - zp), hi_f = static_cast<float>(steps_.hi - zp);
     const float *s = scale.Data(), *b = bias.Data();
     const int64_t Q = r.g.Q, OH = r.OH, OW = r.OW;
-    RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]},
-              [&](int64_t n, int64_t m, const int32_t* acc) {
-                const Codes k{s[m], b[m], ys[m * ys_step], lo_f, hi_f, zp};
-                TY* dst = out + (n * M + m) * YH * YW;
-                if (steps_.pool) {
-                  ChannelCodes<TY>(steps_, pool, YH * YW, zp).Run(k, acc, dst);
-                  return;
-                }
-                // the codes of the flat run, then its rows
-                thread_local std::vector<TY> codes;
-                codes.resize(static_cast<size_t>(r.g.flat));
-                ChannelCodes<TY>(steps_, pool, r.g.flat, zp).Run(k, acc, codes.data());
-                for (int64_t oh = 0; oh < OH; ++oh)
-                  std::memcpy(dst + oh * OW, codes.data() + oh * Q, static_cast<size_t>(OW));
-              });
+    // pooled: a channel's codes go straight to y; else the codes of its flat run, then its rows
+    const int64_t n_codes = steps_.pool ? YH * YW : r.g.flat;
+    RunDirect(ctx, r, group_, weights, x.Data(), int32_t{x_zero_point.Data()[0]}, [&] {
+      return [&, channel = ChannelCodes<TY>(steps_, pool, n_codes, zp),
+              codes = std::vector<TY>(steps_.pool ? 0 : static_cast<size_t>(n_codes))](
+                 int64_t n, int64_t m, const int32_t* acc) mutable {
+        const Codes k{s[m], b[m], ys[m * ys_step], lo_f, hi_f, zp};
+        TY* dst = out + (n * M + m) * YH * YW;
+        if (steps_.pool) {
+          channel.Run(k, acc, dst);
+          return;
+        }
+        channel.Run(k, acc, codes.data());
+        for (int64_t oh = 0; oh < OH; ++oh)
+          std::memcpy(dst + oh * OW, codes.data() + oh * Q, static_cast<size_t>(OW));
+      };
+    });
   });
 }
 

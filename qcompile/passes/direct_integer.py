@@ -14,8 +14,8 @@ or fewer has; others keep ConvInteger. Why: onnxruntime's ConvInteger copies the
 im2col matrix and packs both GEMM operands on every call; the direct kernel reads the input in
 place (a tap is a shifted run of the padded plane, or of one of its phase planes at a stride) with
 AMX or AVX-512 VNNI. It is used only where
-one of those runs (qcompile.runtime.direct_conv_is_fast): its AVX2 kernel measured 0.3-0.8x
-onnxruntime's own int8 conv on this project's machine.
+one of those runs (qcompile.runtime.direct_conv_is_fast): its AVX2 kernel measured 0.34-1.05x
+onnxruntime's own int8 conv on this project's machine (tools/bench_direct_conv.py).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def is_direct_conv_integer(node: ir.Node) -> bool:
     pad = node.attributes.get("auto_pad")
     if pad is not None and pad.as_string() not in ("", "NOTSET"):
         return False
-    # a 1x1 conv is a plain GEMM for onnxruntime too (no im2col): its ConvInteger measured 1.5-2x
-    # faster than the direct kernel there (tools/bench_direct_conv.py), so it stays
+    # a 1x1 conv is a plain GEMM for onnxruntime too (no im2col): the direct kernel measured
+    # 0.66-0.87x its ConvInteger there (tools/bench_direct_conv.py), so it stays
     if w.shape[2] * w.shape[3] == 1:
         return False
     shifted = w.astype(np.int32) - int(wzp.reshape(-1)[0])
@@ -67,8 +67,8 @@ class DirectIntegerPass(NamedPass, ir.passes.InPlacePass):
             if not is_direct_conv_integer(node):
                 continue
             node.op_type, node.domain = "DirectConvInteger", QCOMPILE_DOMAIN
-            # an int8-only model has no other qcompile op: a cleanup may have dropped the import
-            model.opset_imports.setdefault(QCOMPILE_DOMAIN, QCOMPILE_OPSET)
             modified = True
             fuse_requantize(graph, node, "DirectConvRequantize", pooled=True)
+        if modified:  # an int8-only model has no other qcompile op: a cleanup may have dropped the import
+            model.opset_imports.setdefault(QCOMPILE_DOMAIN, QCOMPILE_OPSET)
         return ir.passes.PassResult(model, modified)

@@ -43,20 +43,16 @@ class CompileOptions:
     # layer name -> (implementation, why), chosen before the run (qcompile.costmodel); a layer not
     # named keeps its analysis' default
     choices: dict[str, tuple[str, str]] | None = None
-    # int8 convs (not depthwise) on qcompile::DirectConvInteger (passes/direct_integer.py); None: where
-    # this CPU runs its fast kernels (qcompile.runtime.direct_conv_is_fast)
-    direct_conv: bool | None = None
 
 
 def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManager:
     options = options or CompileOptions()
     rounds = options.max_rewrite_rounds
     packing = [PackActivationsPass()] if options.packed_activations else []
-    direct = options.direct_conv
-    if direct is None:
-        from qcompile.runtime import direct_conv_is_fast
+    # int8 convs on qcompile::DirectConvInteger where this CPU runs its fast kernels
+    # (passes/direct_integer.py; QCOMPILE_DIRECT_CONV)
+    from qcompile.runtime import direct_conv_is_fast
 
-        direct = direct_conv_is_fast()
     return ir.passes.PassManager(
         [
             # 1. Normalise first so the patterns below see initializers, not Constant/Identity chains.
@@ -103,7 +99,7 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    the int8 passes, which all read the layer's sums off a ConvInteger.
             DepthwiseIntegerPass(),
             #    ...and any other int8 conv on its direct kernel, where that is fast here.
-            DirectIntegerPass(direct),
+            DirectIntegerPass(direct_conv_is_fast()),
             #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
             #    reproducing the float chain exactly); after affine folding, which it reproduces.
             *([MultibitThresholdsPass()] if options.packed_activations else []),
