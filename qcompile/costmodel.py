@@ -451,9 +451,10 @@ CALIBRATION_LAYERS = {
 _FAMILIES = {"binary": ("xnor",), "uniform": ("bitserial", "int8", "float", "twin"), "pow2": ("shift",)}
 # bump when the features, the layers, what they compile to or the kernels change (4: depthwise int8
 # layers run DepthwiseConvInteger; 5: faster XnorConv and Requantize kernels; 6: stride-1 int8
-# convs run DirectConvInteger where AMX / AVX-512 VNNI is there): cached constants of another
+# convs run DirectConvInteger where AMX / AVX-512 VNNI is there; 7: dense bit-serial kernels and
+# the op library's own kernel adapter, ~1 us less per custom op): cached constants of another
 # version are re-measured
-CALIBRATION_VERSION = 6
+CALIBRATION_VERSION = 7
 
 
 def _run_seconds(model: onnx.ModelProto, budget_s: float) -> float:

@@ -3,6 +3,8 @@
 For each compiled model: `qcompile.bench.bench_models(compiled, float twin)` (batch 1, 1 thread)
 with the old library and with this checkout's, alternating, --rounds times; writes the
 compiled/float ratios (and the raw timings) to --out. Before/after evidence for a kernel change.
+When the compiler changed too, `--old-model NAME=PATH` gives the model the previous compiler wrote
+(run on the old library; NAME's --model runs on this checkout's).
 
     python -m tools.bench_models_ab --old-lib /tmp/old/libqcompile_ops.so \
         --float RUN/float_reference.onnx --model w1a1=RUN/ste-w1a1/seed0/model.q.onnx --out ab.json
@@ -26,11 +28,20 @@ from qcompile.bench import bench_models
               help="the float twin (plain onnxruntime)")
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=PATH",
               help="a compiled model (repeatable)")
+@click.option("--old-model", "old_models", multiple=True, metavar="NAME=PATH",
+              help="the model NAME as the previous compiler wrote it, for the old library (repeatable)")
 @click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-def main(old_lib: str, float_model: str, models: tuple[str, ...], rounds: int, repeats: int, out: str) -> None:
+def main(old_lib: str, float_model: str, models: tuple[str, ...], old_models: tuple[str, ...], rounds: int,
+         repeats: int, out: str) -> None:
     libs = {"before": old_lib, "after": rt.get_library_path()}
+    before_paths = {}
+    for spec in old_models:
+        name, _, path = spec.partition("=")
+        if not path or not Path(path).is_file():
+            raise click.BadParameter(f"expected NAME=PATH of an existing file, got {spec!r}", param_hint="--old-model")
+        before_paths[name] = path
     current = rt.get_library_path
     report: dict = {"libraries": libs, "float": float_model, "models": {}}
     try:
@@ -42,7 +53,8 @@ def main(old_lib: str, float_model: str, models: tuple[str, ...], rounds: int, r
             for _ in range(rounds):
                 for key, lib in libs.items():
                     rt.get_library_path = lambda lib=lib: lib  # sessions load this build
-                    b = bench_models(path, float_model, threads=(1,), repeats=repeats)[0]
+                    model = before_paths.get(name, path) if key == "before" else path
+                    b = bench_models(model, float_model, threads=(1,), repeats=repeats)[0]
                     runs[key].append(b)
                     click.echo(f"{key:6} {name}: compiled/float {b['compiled_ms'] / b['reference_ms']:.3f}")
             report["models"][name] = {

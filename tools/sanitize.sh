@@ -24,11 +24,17 @@ done
 
 # The op tests: the hostile-input corpus, the padding sweep, the concurrency test and the op
 # suites whose cases run in seconds; the long multi-variant sweeps (test_ops_xnor.py,
-# test_ops_bitserial.py, test_ops_lut.py, test_ops_kernels_emulated.py) are not in the list.
+# test_ops_bitserial.py, test_ops_lut.py, test_ops_kernels_emulated.py) are not in the list, but
+# their dense-kernel and QuantizePack pre-affine cases are.
 tests=(tests/ops/test_ops_hostile_corpus.py tests/ops/test_ops_hostile_pads.py tests/ops/test_ops_hostile_threads.py
        tests/ops/test_ops_xnor_small.py tests/ops/test_ops_qonnx.py tests/ops/test_ops_shift.py
        tests/ops/test_ops_requantize.py tests/ops/test_ops_threshold_pack.py tests/ops/test_ops_depthwise.py
-       tests/ops/test_ops_direct_conv.py)
+       tests/ops/test_ops_direct_conv.py
+       tests/ops/test_ops_bitserial.py::test_bitserial_gemm
+       tests/ops/test_ops_bitserial.py::test_quantize_pack_pre_affine_is_the_mul_and_add_it_replaces
+       tests/ops/test_ops_bitserial_threshold.py::test_bitserial_gemm_threshold
+       tests/ops/test_ops_bitserial_threshold.py::test_bitserial_gemm_threshold_constants
+       tests/ops/test_ops_bitserial_threshold.py::test_bad_constant_thresholds_are_reported_by_the_run)
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=("${tests[@]}")
 

@@ -9,5 +9,9 @@ void bitserial_conv2d_u64__generic(const BitSerialArgs& a, int64_t n, int64_t m0
   BitSerialRow(a, n, m0, m1, oh);
 }
 
+void bitserial_dense_u64__generic(const DensePlaneArgs& a, int64_t n, int64_t b0, int64_t b1) {
+  DenseRow(a, n, b0, b1);
+}
+
 }  // namespace bitserial
 }  // namespace qcompile

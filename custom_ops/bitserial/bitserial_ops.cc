@@ -1,11 +1,13 @@
 #include "bitserial_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "../common/quant_attrs.h"
 #include "../packed_conv/check_geometry.h"
+#include "dense_planes.h"
 
 namespace qcompile {
 
@@ -23,6 +25,12 @@ QuantizePackOp::QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noe
     kernel_ = SelectVariant(bitserial::QuantizePackVariants(), label_, KernelAttr(at)).kernel;
     planes_ = at.Int("planes", 0);
     group_ = at.Int("group", 1);
+    pre_scale_ = at.Float("pre_scale", 1.0f);
+    pre_bias_ = at.Float("pre_bias", 0.0f);
+    if (!std::isfinite(pre_scale_) || !std::isfinite(pre_bias_))
+      Fail(label_, "attributes 'pre_scale' / 'pre_bias': expected finite floats, got ", pre_scale_,
+           " / ", pre_bias_);
+    has_pre_ = pre_scale_ != 1.0f || pre_bias_ != 0.0f;
     if (group_ < 1) Fail(label_, "attribute 'group': expected >= 1, got ", group_);
     zp_int_ = static_cast<int64_t>(zero_point_);
     // Range of v = q - zero_point; two's complement planes iff it reaches below 0 (SPEC).
@@ -72,6 +80,17 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     uint64_t* out = xs.size() == 2 ? y.Allocate({N, XW}) : y.Allocate({N, H, W, XW});
     if (N == 0 || H == 0 || W == 0) return;
     const float* in = x.Data();
+    std::vector<float> pre;  // x * pre_scale + pre_bias, each step rounded as the nodes it replaces
+    if (has_pre_) {
+      const int64_t n = N * C * H * W;
+      pre.resize(static_cast<size_t>(n));
+      const float a = pre_scale_, b = pre_bias_;
+      for (int64_t i = 0; i < n; ++i) {
+        const float t = in[i] * a;  // no FMA: the build turns contraction off
+        pre[static_cast<size_t>(i)] = t + b;
+      }
+      in = pre.data();
+    }
     const bitserial::QuantParams qp{scale_, zero_point_, qmin_, qmax_,
                                     static_cast<int32_t>(zp_int_), static_cast<int32_t>(v_min_),
                                     static_cast<int32_t>(v_max_)};
@@ -85,7 +104,8 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     });
     for (int64_t r = 0; r < rows; ++r)
       if (has_bad[r])
-        Fail(label_, "input X ", ShapeStr(xs), ": value ", bad[r], " quantizes to a code outside [",
+        Fail(label_, "input X ", ShapeStr(xs), ": value ", bad[r],
+             has_pre_ ? " (x * pre_scale + pre_bias)" : "", " quantizes to a code outside [",
              v_min_, ", ", v_max_, "] that ", P, " planes hold (or is NaN)");
   });
 }
@@ -209,8 +229,8 @@ BitSerialGemmOp::BitSerialGemmOp(const OrtApi* api, const OrtKernelInfo* info) n
     planes_.Parse(at, label_);
     planes_.CheckRange(label_, in_features_);
     variant_ = &SelectVariant(bitserial::Variants(), label_, KernelAttr(at));
-    packed::PreparePlaneWeights(info, variant_->kernel, 1,
-                                static_cast<int64_t>(planes_.weight_coeffs.size()), &const_w_);
+    bitserial::PrepareDenseWeights(info, static_cast<int64_t>(planes_.weight_coeffs.size()),
+                                   Words(in_features_), &const_w_);
   });
 }
 
@@ -227,12 +247,14 @@ Ort::Status BitSerialGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     const packed::ConvGeometry& s = a.geo;
     float* out = y.Allocate({s.N, s.M});
     if (s.N == 0) return;
-    a.x = x.Data();
-    a.w = w.Data();
-    a.scale = scale.Data();
-    a.bias = bias.Data();
-    a.y = out;
-    packed::RunPlaneConv(ctx, variant_->kernel, a, const_w_.Get(w.Data(), ws));
+    ScratchArray<int32_t, 1024> d(static_cast<size_t>(s.N * s.M));
+    bitserial::RunDense(ctx, variant_->dense, bitserial::DenseArgsOf(a, x.Data(), d.data()), s.N,
+                        w.Data(), const_w_.Get(w.Data(), ws));
+    const float* sc = scale.Data();
+    const float* bi = bias.Data();
+    for (int64_t n = 0; n < s.N; ++n)  // y = float(D) * scale + bias, as the conv kernels
+      for (int64_t m = 0; m < s.M; ++m)
+        out[n * s.M + m] = static_cast<float>(d[static_cast<size_t>(n * s.M + m)]) * sc[m] + bi[m];
   });
 }
 

@@ -19,6 +19,9 @@ struct QuantizePackOp {
 
   std::string label_, init_error_;
   float scale_ = 1.0f, zero_point_ = 0.0f, qmin_ = 0.0f, qmax_ = 0.0f;
+  // x is first x * pre_scale_ + pre_bias_ (two rounded float ops, as the Mul and Add folded in)
+  float pre_scale_ = 1.0f, pre_bias_ = 0.0f;
+  bool has_pre_ = false;
   int64_t planes_ = 0, group_ = 1, zp_int_ = 0;
   int rounding_ = 0;          // 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO
   bool twos_complement_ = false;

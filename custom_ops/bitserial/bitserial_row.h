@@ -1,4 +1,4 @@
-// The BitSerialConv row kernel, included by bitserial_popcnt.cc and bitserial_generic.cc.
+// The BitSerialConv row kernel and the dense kernel, included by bitserial_popcnt.cc and bitserial_generic.cc.
 //
 //   D = sum over in-bounds taps and the group's words k of
 //       sum_p act_coeffs[p] * ( sum_q weight_coeffs[q] * popcount(A_p & W_q)
@@ -43,6 +43,35 @@ inline void BitSerialRow(const BitSerialArgs& a, int64_t n, int64_t m0, int64_t 
       const int32_t di = static_cast<int32_t>(d);
       a.y[((n * s.M + m) * s.OH + oh) * s.OW + ow] =
           static_cast<float>(di) * a.scale[m] + a.bias[m];
+    }
+  }
+}
+
+// The dense kernel, one channel at a time (DensePlaneArgs).
+inline void DenseRow(const DensePlaneArgs& a, int64_t n, int64_t b0, int64_t b1) {
+  const int64_t P = a.P, Q = a.Q, Kw = a.Kw;
+  const uint64_t* x = a.x + n * P * Kw;
+  int64_t base = 0;  // the weight-offset term, the same for every channel
+  for (int64_t p = 0; p < P; ++p) {
+    int64_t c = 0;
+    for (int64_t k = 0; k < Kw; ++k) c += __builtin_popcountll(x[p * Kw + k]);
+    base += a.act_coeffs[p] * a.weight_offset * c;
+  }
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint64_t* wb = a.wd + b * Q * Kw * kDenseBlock;
+    const int64_t nm = a.M - b * kDenseBlock < kDenseBlock ? a.M - b * kDenseBlock : kDenseBlock;
+    for (int64_t j = 0; j < nm; ++j) {
+      int64_t d = base;
+      for (int64_t p = 0; p < P; ++p) {
+        const uint64_t* xp = x + p * Kw;
+        for (int64_t q = 0; q < Q; ++q) {
+          const uint64_t* wq = wb + q * Kw * kDenseBlock + j;
+          int64_t s = 0;
+          for (int64_t k = 0; k < Kw; ++k) s += __builtin_popcountll(xp[k] & wq[k * kDenseBlock]);
+          d += a.act_coeffs[p] * a.weight_coeffs[q] * s;
+        }
+      }
+      a.d[n * a.M + b * kDenseBlock + j] = static_cast<int32_t>(d);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include "../packed_conv/check_geometry.h"
 #include "../packed_conv/run_planes.h"
 #include "../xnor/packed_maxpool.h"
+#include "dense_planes.h"
 #include "multi_threshold.h"
 
 namespace qcompile {
@@ -27,13 +28,9 @@ struct ExactD {
   }
 };
 
-// Writes the codes of D [N, M, OH, OW] into y [N, OH, OW, YW] (ta's thresholds from thr / dir).
-void WriteCodes(OrtKernelContext* ctx, bitserial::MultiThresholdArgs ta, const int32_t* thr,
-                const int32_t* dir, const float* d, int64_t N, int64_t M, int64_t OH, uint64_t* y) {
-  std::vector<int32_t> flip(static_cast<size_t>(M)), thr_flipped(static_cast<size_t>(M * ta.L));
-  bitserial::FlipThresholds(thr, dir, M, ta.L, flip.data(), thr_flipped.data());
-  ta.flip = flip.data();
-  ta.thr_flipped = thr_flipped.data();
+// Writes the codes of D [N, M, OH, OW] into y [N, OH, OW, YW].
+void WriteCodes(OrtKernelContext* ctx, const bitserial::MultiThresholdArgs& ta, const float* d,
+                int64_t N, int64_t M, int64_t OH, uint64_t* y) {
   const int64_t OW = ta.OW, YW = ta.YW;
   ParallelFor(ctx, static_cast<size_t>(N * OH), [&](size_t i) {
     const int64_t n = static_cast<int64_t>(i) / OH, oh = static_cast<int64_t>(i) % OH;
@@ -58,13 +55,13 @@ void OutCodeAttrs::Parse(const Attrs& at, const std::string& label) {
     Fail(label, "attribute 'out_group': expected >= 1, got ", out_group);
 }
 
-int64_t OutCodeAttrs::Check(const std::string& label, const I32Tensor& thresholds,
-                            const I32Tensor& direction, int64_t M) const {
-  const std::vector<int64_t>& ts = thresholds.Shape();
+int64_t OutCodeAttrs::Check(const std::string& label, const int32_t* t,
+                            const std::vector<int64_t>& ts, const int32_t* dir,
+                            const std::vector<int64_t>& ds, int64_t M) const {
   if (ts.size() != 2 || ts[0] != M || ts[1] < 1 || ts[1] > 255)
     Fail(label, "input thresholds: expected shape [M, L] with M = ", M,
          " (the output channels of W) and 1 <= L <= 255, got ", ShapeStr(ts));
-  CheckVector(label, "direction", direction.Shape(), M, "M of W");
+  CheckVector(label, "direction", ds, M, "M of W");
   if (M % out_group != 0)
     Fail(label, "attribute 'out_group' (", out_group, ") must divide the ", M,
          " output channels");
@@ -75,12 +72,10 @@ int64_t OutCodeAttrs::Check(const std::string& label, const I32Tensor& threshold
   if (out_base < lo || out_base + L > hi)
     Fail(label, "codes out_base + [0, L] = [", out_base, ", ", out_base + L, "] do not fit ",
          out_planes, twos ? " two's complement" : " unsigned", " planes [", lo, ", ", hi, "]");
-  const int32_t* t = thresholds.Data();
-  const int32_t* dir = direction.Data();
   for (int64_t m = 0; m < M; ++m) {
     if (dir[m] != 1 && dir[m] != -1)
       Fail(label, "input direction: expected +1 or -1 per channel, got ", dir[m], " at index ", m,
-           " (shape ", ShapeStr(direction.Shape()), ")");
+           " (shape ", ShapeStr(ds), ")");
     for (int64_t k = 1; k < L; ++k) {
       const int32_t a = t[m * L + k - 1], b = t[m * L + k];
       if (dir[m] > 0 ? b < a : b > a)
@@ -90,6 +85,54 @@ int64_t OutCodeAttrs::Check(const std::string& label, const I32Tensor& threshold
     }
   }
   return L;
+}
+
+void OutCodes::Prepare(const OrtKernelInfo* info, const std::string& label,
+                       const OutCodeAttrs& attrs) {
+  std::vector<int64_t> ts, ds;
+  if (!ConstantInput(info, 2, &t_src_, &ts) || !ConstantInput(info, 3, &d_src_, &ds)) return;
+  try {  // a bad constant is reported by Compute, with the W it was checked against
+    if (ts.size() != 2) return;
+    L_ = attrs.Check(label, t_src_, ts, d_src_, ds, ts[0]);
+  } catch (const std::exception&) {
+    t_src_ = d_src_ = nullptr;
+    return;
+  }
+  M_ = ts[0];
+  t_shape_ = ts;
+  d_shape_ = ds;
+  flip_.resize(static_cast<size_t>(M_));
+  thr_flipped_.resize(static_cast<size_t>(M_ * L_));
+  thr_levels_.resize(static_cast<size_t>(M_ * L_));
+  bitserial::FlipThresholds(t_src_, d_src_, M_, L_, flip_.data(), thr_flipped_.data(),
+                            thr_levels_.data());
+}
+
+bitserial::MultiThresholdArgs OutCodes::Args(const std::string& label, const OutCodeAttrs& attrs,
+                                             const I32Tensor& thresholds,
+                                             const I32Tensor& direction, int64_t M,
+                                             OutCodes* scratch) const {
+  const OutCodes* use = this;
+  if (!(t_src_ && thresholds.Data() == t_src_ && direction.Data() == d_src_ && M == M_ &&
+        thresholds.Shape() == t_shape_ && direction.Shape() == d_shape_)) {
+    scratch->L_ = attrs.Check(label, thresholds.Data(), thresholds.Shape(), direction.Data(),
+                              direction.Shape(), M);
+    scratch->flip_.resize(static_cast<size_t>(M));
+    scratch->thr_flipped_.resize(static_cast<size_t>(M * scratch->L_));
+    scratch->thr_levels_.resize(static_cast<size_t>(M * scratch->L_));
+    bitserial::FlipThresholds(thresholds.Data(), direction.Data(), M, scratch->L_,
+                              scratch->flip_.data(), scratch->thr_flipped_.data(),
+                              scratch->thr_levels_.data());
+    use = scratch;
+  }
+  bitserial::MultiThresholdArgs ta{};
+  ta.thr_flipped = use->thr_flipped_.data();
+  ta.thr_levels = use->thr_levels_.data();
+  ta.flip = use->flip_.data();
+  ta.L = use->L_;
+  ta.out_base = attrs.out_base;
+  ta.P = attrs.out_planes;
+  return ta;
 }
 
 // ---------------------------------------------------------------------------- BitSerialConvThreshold
@@ -112,6 +155,7 @@ BitSerialConvThresholdOp::BitSerialConvThresholdOp(const OrtApi* api,
               packed::PreparePlaneConcatWeights(info, variant_->kernel, attrs_, Q,
                                                 &const_w_concat_);
               lut_.use = lut::EffectiveUse(variant_->kernel.lut_use);
+              codes_.Prepare(info, label_, out_);
             });
 }
 
@@ -125,7 +169,8 @@ Ort::Status BitSerialConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Te
     planes_.Fill(&a);
     a.geo = packed::MakeConvGeometry(label_, attrs_, x.Shape(), ws, a.P, a.Q);
     const packed::ConvGeometry& s = a.geo;
-    const int64_t L = out_.Check(label_, thresholds, direction, s.M);
+    OutCodes scratch;
+    bitserial::MultiThresholdArgs ta = codes_.Args(label_, out_, thresholds, direction, s.M, &scratch);
     const int64_t OG = out_.out_group, Mg_out = s.M / OG, Wg_out = Words(Mg_out);
     const int64_t YW = OG * out_.out_planes * Wg_out;
     uint64_t* out = y.Allocate({s.N, s.OH, s.OW, YW});
@@ -138,9 +183,13 @@ Ort::Status BitSerialConvThresholdOp::Compute(OrtKernelContext* ctx, const U64Te
       packed::RunPlaneConv(ctx, variant_->kernel, a, const_w_.Get(w.Data(), ws),
                            const_w_concat_.Get(w.Data(), ws), &lut_);
     }
-    const bitserial::MultiThresholdArgs ta{nullptr, nullptr, L, out_.out_base, out_.out_planes,
-                                           s.OH * s.OW, OG, Mg_out, Wg_out, s.OW, YW};
-    WriteCodes(ctx, ta, thresholds.Data(), direction.Data(), d.d.data(), s.N, s.M, s.OH, out);
+    ta.plane = s.OH * s.OW;
+    ta.OG = OG;
+    ta.Mg_out = Mg_out;
+    ta.Wg_out = Wg_out;
+    ta.OW = s.OW;
+    ta.YW = YW;
+    WriteCodes(ctx, ta, d.d.data(), s.N, s.M, s.OH, out);
   });
 }
 
@@ -162,9 +211,10 @@ BitSerialGemmThresholdOp::BitSerialGemmThresholdOp(const OrtApi* api,
                 Fail(label_, "attribute 'out_group': a dense output has one group, got ",
                      out_.out_group);
               variant_ = &SelectVariant(bitserial::Variants(), label_, KernelAttr(at));
-              packed::PreparePlaneWeights(info, variant_->kernel, 1,
-                                          static_cast<int64_t>(planes_.weight_coeffs.size()),
-                                          &const_w_);
+              bitserial::PrepareDenseWeights(
+                  info, static_cast<int64_t>(planes_.weight_coeffs.size()), Words(in_features_),
+                  &const_w_);
+              codes_.Prepare(info, label_, out_);
             });
 }
 
@@ -178,18 +228,17 @@ Ort::Status BitSerialGemmThresholdOp::Compute(OrtKernelContext* ctx, const U64Te
     packed::BitSerialArgs a{};
     planes_.FillDense(label_, in_features_, xs, ws, &a);
     const packed::ConvGeometry& s = a.geo;
-    const int64_t L = out_.Check(label_, thresholds, direction, s.M);
+    OutCodes scratch;
+    bitserial::MultiThresholdArgs ta = codes_.Args(label_, out_, thresholds, direction, s.M, &scratch);
     const int64_t Wg_out = Words(s.M), YW = out_.out_planes * Wg_out;
     uint64_t* out = y.Allocate({s.N, YW});
     if (s.N == 0) return;
-    ExactD d;
-    d.Prepare(&a, s.N * s.M);
-    a.x = x.Data();
-    a.w = w.Data();
-    packed::RunPlaneConv(ctx, variant_->kernel, a, const_w_.Get(w.Data(), ws));
-    const bitserial::MultiThresholdArgs ta{nullptr, nullptr, L, out_.out_base, out_.out_planes,
-                                           1, 1, s.M, Wg_out, 1, YW};
-    WriteCodes(ctx, ta, thresholds.Data(), direction.Data(), d.d.data(), s.N, s.M, 1, out);
+    ScratchArray<int32_t, 1024> d(static_cast<size_t>(s.N * s.M));
+    bitserial::RunDense(ctx, variant_->dense, bitserial::DenseArgsOf(a, x.Data(), d.data()), s.N,
+                        w.Data(), const_w_.Get(w.Data(), ws));
+    ta.Wg_out = Wg_out;
+    for (int64_t n = 0; n < s.N; ++n)  // one row is microseconds at most: no tasks
+      bitserial::MultiThresholdDense(ta, d.data() + n * s.M, s.M, out + n * YW);
   });
 }
 

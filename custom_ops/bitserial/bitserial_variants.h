@@ -5,6 +5,7 @@
 
 #include "../common/kernel_select.h"
 #include "../packed_conv/run_planes.h"
+#include "bitserial_kernel.h"
 #include "quantize_pack.h"
 
 namespace qcompile {
@@ -12,7 +13,8 @@ namespace bitserial {
 
 struct BitSerialVariant {
   VariantId id;
-  packed::PlaneKernel kernel;
+  packed::PlaneKernel kernel;  // BitSerialConv, BitSerialConvThreshold
+  DensePlaneFn dense;          // BitSerialGemm, BitSerialGemmThreshold
 };
 
 struct QuantizePackVariant {

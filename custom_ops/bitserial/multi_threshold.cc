@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "../common/bit_gather.h"
+
 namespace qcompile {
 namespace bitserial {
 namespace {
@@ -97,11 +99,35 @@ void MultiThresholdRow(const MultiThresholdArgs& a, const float* d_row, uint64_t
   }
 }
 
+void MultiThresholdDense(const MultiThresholdArgs& a, const int32_t* d, int64_t M, uint64_t* row) {
+  const int64_t P = a.P, L = a.L;
+  const int32_t base = static_cast<int32_t>(a.out_base);
+  for (int64_t k = 0; k * 64 < M; ++k) {
+    const int64_t m0 = k * 64, nb = std::min<int64_t>(64, M - m0);
+    // the codes of channels m0 .. m0+nb-1, as OrCodeBits counts them
+    int32_t v[64];
+    int32_t dm[64];
+    for (int64_t j = 0; j < nb; ++j) dm[j] = d[m0 + j] ^ a.flip[m0 + j];
+    for (int64_t j = 0; j < nb; ++j) v[j] = base;
+    for (int64_t l = 0; l < L; ++l) {
+      const int32_t* t = a.thr_levels + l * M + m0;
+      for (int64_t j = 0; j < nb; ++j) v[j] += static_cast<int32_t>(dm[j] >= t[j]);
+    }
+    for (int64_t p = 0; p < P; ++p) {
+      const uint64_t word = GatherBit(v, nb, static_cast<int>(p));
+      row[p * a.Wg_out + k] = word;
+    }
+  }
+}
+
 void FlipThresholds(const int32_t* thr, const int32_t* dir, int64_t M, int64_t L, int32_t* flip,
-                    int32_t* thr_flipped) {
+                    int32_t* thr_flipped, int32_t* thr_levels) {
   for (int64_t m = 0; m < M; ++m) {
     flip[m] = dir[m] > 0 ? 0 : ~int32_t{0};
-    for (int64_t k = 0; k < L; ++k) thr_flipped[m * L + k] = thr[m * L + k] ^ flip[m];
+    for (int64_t k = 0; k < L; ++k) {
+      thr_flipped[m * L + k] = thr[m * L + k] ^ flip[m];
+      thr_levels[k * M + m] = thr_flipped[m * L + k];
+    }
   }
 }
 

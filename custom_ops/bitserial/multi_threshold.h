@@ -12,6 +12,7 @@ namespace bitserial {
 
 struct MultiThresholdArgs {
   const int32_t* thr_flipped;  // [M, L]: T ^ flip (FlipThresholds)
+  const int32_t* thr_levels;   // [L, M]: the same by level (MultiThresholdDense)
   const int32_t* flip;         // [M]: 0 for direction +1, ~0 for -1
   int64_t L;
   int64_t out_base;    // v = out_base + count
@@ -24,9 +25,15 @@ struct MultiThresholdArgs {
 // (channel m at d_row + m*plane), held exactly as float (|D| <= 2^24).
 void MultiThresholdRow(const MultiThresholdArgs& a, const float* d_row, uint64_t* row);
 
-// flip and thr_flipped ([M], [M, L]) from thresholds [M, L] and directions [M].
+// The codes of one dense output row: channel m's D at d[m] (exact int32), its code's planes
+// into row[p*Wg_out + word] (a.P planes, a.Wg_out words each; OG = 1, one pixel). Reads
+// thr_levels, so that the compares run across channels.
+void MultiThresholdDense(const MultiThresholdArgs& a, const int32_t* d, int64_t M, uint64_t* row);
+
+// flip, thr_flipped and thr_levels ([M], [M, L], [L, M]) from thresholds [M, L] and
+// directions [M].
 void FlipThresholds(const int32_t* thr, const int32_t* dir, int64_t M, int64_t L, int32_t* flip,
-                    int32_t* thr_flipped);
+                    int32_t* thr_flipped, int32_t* thr_levels);
 
 }  // namespace bitserial
 }  // namespace qcompile

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../common/bit_gather.h"
 #include "../common/conv_attrs.h"
 
 namespace qcompile {
@@ -55,12 +56,8 @@ bool PackRow(const QuantPackRows& a, int64_t r, float* bad) {
           const int64_t c0 = g * Cg + k * kWordBits;
           const int64_t nc = std::min<int64_t>(kWordBits, (g + 1) * Cg - c0);
           const int32_t* cw = codes.data() + c0;
-          for (int64_t p = 0; p < P; ++p) {
-            uint64_t word = 0;
-            for (int64_t i = 0; i < nc; ++i)
-              word |= static_cast<uint64_t>((cw[i] >> p) & 1) << i;
-            o[(g * P + p) * Wg + k] = word;
-          }
+          for (int64_t p = 0; p < P; ++p)
+            o[(g * P + p) * Wg + k] = GatherBit(cw, nc, static_cast<int>(p));
         }
       if (any_bad) ReportRow<kMode>(xr, C, 1, qp, bad, &has_bad);
       return has_bad != 0;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ort_api.h"
+#include "tensor.h"
 
 namespace qcompile {
 namespace io {
@@ -51,7 +52,7 @@ constexpr ArgInfo Classify() {
   // OrtKernelContext is incomplete, so it is sorted out before is_base_of looks at a type.
   if constexpr (std::is_same_v<std::remove_cv_t<Pointee>, OrtKernelContext>)
     return {Dir::kNone, false};
-  else if constexpr (!std::is_base_of_v<Ort::Custom::ArgBase, std::remove_cv_t<Pointee>>)
+  else if constexpr (!std::is_base_of_v<TensorArg, std::remove_cv_t<Pointee>>)
     return {Dir::kNone, false};
   else
     return {std::is_const_v<Pointee> ? Dir::kInput : Dir::kOutput, optional};

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ort_api.h"
+#include "tensor.h"
 
 namespace qcompile {
 
@@ -144,10 +145,10 @@ inline std::string OpLabel(const OrtApi* api, const OrtKernelInfo* info, const c
 }
 
 // The tensor types of the ops' Compute signatures.
-using F32Tensor = Ort::Custom::Tensor<float>;
-using I32Tensor = Ort::Custom::Tensor<int32_t>;
-using U8Tensor = Ort::Custom::Tensor<uint8_t>;
-using U64Tensor = Ort::Custom::Tensor<uint64_t>;
+using F32Tensor = Tensor<float>;
+using I32Tensor = Tensor<int32_t>;
+using U8Tensor = Tensor<uint8_t>;
+using U64Tensor = Tensor<uint64_t>;
 
 inline int64_t NumElements(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -209,6 +210,25 @@ bool ConstantInput(const OrtKernelInfo* info, size_t index, const T** data, std:
   *data = v.GetTensorData<T>();
   return true;
 }
+
+// A run's scratch array: on the stack up to kInline elements (the one-row layers of small
+// models, where a heap allocation per run is a measurable share), on the heap beyond. Not
+// initialised.
+template <typename T, size_t kInline>
+class ScratchArray {
+ public:
+  explicit ScratchArray(size_t n) {
+    if (n > kInline) heap_.resize(n);
+    data_ = n > kInline ? heap_.data() : inline_;
+  }
+  T* data() { return data_; }
+  T& operator[](size_t i) { return data_[i]; }
+
+ private:
+  T inline_[kInline];
+  std::vector<T> heap_;
+  T* data_;
+};
 
 // Runs body(i) for i in [0, total) on ORT's intra-op pool. body must not throw.
 template <typename Body>

@@ -6,5 +6,4 @@
 
 #define ORT_API_MANUAL_INIT
 #include "onnxruntime_cxx_api.h"
-#include "onnxruntime_lite_custom_op.h"
 #undef ORT_API_MANUAL_INIT

@@ -19,7 +19,7 @@
 #include "../shift/shift_ops.h"
 #include "../packed_conv/run_binary.h"
 #include "../xnor/xnor_ops.h"
-#include "io_characteristics.h"
+#include "kernel_adapter.h"
 #include "kernel_select.h"
 #include "ort_api.h"
 
@@ -28,65 +28,11 @@
 namespace qcompile {
 namespace {
 
-constexpr const char* kCpu = "CPUExecutionProvider";
-
-// An optional input written as '' within a node's inputs (Trunc's 6th, say) is counted by
-// onnxruntime but has no value, and the lite wrapper dereferences that null value before Compute
-// runs. This guard sits in front of the wrapper and refuses such a node with a clean error.
-template <typename Op>
-struct EmptyInputGuard {
-  static inline const char* op_name = "";
-  static inline OrtStatusPtr (*compute_v2)(void*, OrtKernelContext*) = nullptr;
-  static inline void (*compute)(void*, OrtKernelContext*) = nullptr;
-
-  static OrtStatusPtr Check(OrtKernelContext* ctx) {
-    const OrtApi& api = Ort::GetApi();
-    size_t count = 0;
-    if (OrtStatusPtr s = api.KernelContext_GetInputCount(ctx, &count)) return s;
-    for (size_t i = 0; i < count; ++i) {
-      const OrtValue* value = nullptr;
-      if (OrtStatusPtr s = api.KernelContext_GetInput(ctx, i, &value)) return s;
-      if (value == nullptr) {
-        const std::string msg = std::string(op_name) + ": input " + std::to_string(i) +
-                                " is omitted (''); give it a tensor or drop the trailing inputs";
-        return api.CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str());
-      }
-    }
-    return nullptr;
-  }
-  static OrtStatusPtr RunV2(void* kernel, OrtKernelContext* ctx) {
-    if (OrtStatusPtr s = Check(ctx)) return s;
-    return compute_v2(kernel, ctx);
-  }
-  static void Run(void* kernel, OrtKernelContext* ctx) {
-    if (OrtStatusPtr s = Check(ctx)) {
-      std::string msg = Ort::GetApi().GetErrorMessage(s);
-      Ort::GetApi().ReleaseStatus(s);
-      ORT_CXX_API_THROW(std::move(msg), ORT_INVALID_ARGUMENT);
-    }
-    compute(kernel, ctx);
-  }
-  static void Install(OrtCustomOp* op, const char* name) {
-    op_name = name;
-    if (op->KernelComputeV2) {
-      compute_v2 = op->KernelComputeV2;
-      op->KernelComputeV2 = &RunV2;
-    }
-    if (op->KernelCompute) {
-      compute = op->KernelCompute;
-      op->KernelCompute = &Run;
-    }
-  }
-};
-
-// A lite custom op whose required inputs and outputs onnxruntime enforces (io_characteristics.h)
-// and whose omitted optional inputs are refused before the lite wrapper reads them.
+// An op of the table: its types, required inputs and outputs (io_characteristics.h) and runs
+// bound by kernel_adapter.h, which also refuses an omitted optional input ('') with a clean error.
 template <typename Op>
 OrtCustomOp* MakeOp(const char* name) {
-  OrtCustomOp* op = Ort::Custom::CreateLiteCustomOp<Op>(name, kCpu);
-  io::DeclareCharacteristics<Op>(op);
-  EmptyInputGuard<Op>::Install(op, name);
-  return op;
+  return new AdaptedOp<Op>(name);
 }
 
 struct Registry {

@@ -160,11 +160,11 @@ DepthwiseConvIntegerOp<TX, TW>::DepthwiseConvIntegerOp(const OrtApi* api,
 
 template <typename TX, typename TW>
 Ort::Status DepthwiseConvIntegerOp<TX, TW>::Compute(OrtKernelContext* ctx,
-                                                    const Ort::Custom::Tensor<TX>& x,
-                                                    const Ort::Custom::Tensor<TW>& w,
-                                                    const Ort::Custom::Tensor<TX>& x_zero_point,
-                                                    const Ort::Custom::Tensor<TW>& w_zero_point,
-                                                    Ort::Custom::Tensor<int32_t>& y) {
+                                                    const Tensor<TX>& x,
+                                                    const Tensor<TW>& w,
+                                                    const Tensor<TX>& x_zero_point,
+                                                    const Tensor<TW>& w_zero_point,
+                                                    Tensor<int32_t>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const DepthwiseRun r = PlanDepthwise(label_, attrs_, group_, x.Shape(), w.Shape(),
@@ -198,11 +198,11 @@ DepthwiseConvRequantizeOp<TX, TW, TY>::DepthwiseConvRequantizeOp(const OrtApi* a
 
 template <typename TX, typename TW, typename TY>
 Ort::Status DepthwiseConvRequantizeOp<TX, TW, TY>::Compute(
-    OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x, const Ort::Custom::Tensor<TW>& w,
-    const Ort::Custom::Tensor<TX>& x_zero_point, const Ort::Custom::Tensor<TW>& w_zero_point,
-    const Ort::Custom::Tensor<float>& scale, const Ort::Custom::Tensor<float>& bias,
-    const Ort::Custom::Tensor<float>& y_scale, const Ort::Custom::Tensor<TY>& y_zero_point,
-    Ort::Custom::Tensor<TY>& y) {
+    OrtKernelContext* ctx, const Tensor<TX>& x, const Tensor<TW>& w,
+    const Tensor<TX>& x_zero_point, const Tensor<TW>& w_zero_point,
+    const Tensor<float>& scale, const Tensor<float>& bias,
+    const Tensor<float>& y_scale, const Tensor<TY>& y_zero_point,
+    Tensor<TY>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const DepthwiseRun r = PlanDepthwise(label_, attrs_, group_, x.Shape(), w.Shape(),

@@ -305,7 +305,7 @@ void RunDirect(OrtKernelContext* ctx, DirectRun& r, int64_t group, const DirectW
 // The prepared constant weights, or w prepared now into *scratch.
 template <typename TW>
 const DirectWeights& WeightsFor(const std::string& label, const DirectConvState& s,
-                                const Ort::Custom::Tensor<TW>& w, int32_t w_zp, DirectWeights* scratch) {
+                                const Tensor<TW>& w, int32_t w_zp, DirectWeights* scratch) {
   const DirectWeights& c = s.const_w_;
   if (c.src == w.Data() && c.shape == w.Shape() && c.w_zp == w_zp) return c;
   PrepareWeights(label, w.Data(), w.Shape(), s.group_, w_zp, s.kernel_, scratch);
@@ -351,11 +351,11 @@ DirectConvIntegerOp<TX, TW>::DirectConvIntegerOp(const OrtApi* api, const OrtKer
 }
 
 template <typename TX, typename TW>
-Ort::Status DirectConvIntegerOp<TX, TW>::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x,
-                                                 const Ort::Custom::Tensor<TW>& w,
-                                                 const Ort::Custom::Tensor<TX>& x_zero_point,
-                                                 const Ort::Custom::Tensor<TW>& w_zero_point,
-                                                 Ort::Custom::Tensor<int32_t>& y) {
+Ort::Status DirectConvIntegerOp<TX, TW>::Compute(OrtKernelContext* ctx, const Tensor<TX>& x,
+                                                 const Tensor<TW>& w,
+                                                 const Tensor<TX>& x_zero_point,
+                                                 const Tensor<TW>& w_zero_point,
+                                                 Tensor<int32_t>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     DirectRun r = PlanDirect(label_, attrs_, group_, x.Shape(), w.Shape(), x_zero_point.Shape(),
@@ -392,11 +392,11 @@ DirectConvRequantizeOp<TX, TW, TY>::DirectConvRequantizeOp(const OrtApi* api,
 
 template <typename TX, typename TW, typename TY>
 Ort::Status DirectConvRequantizeOp<TX, TW, TY>::Compute(
-    OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x, const Ort::Custom::Tensor<TW>& w,
-    const Ort::Custom::Tensor<TX>& x_zero_point, const Ort::Custom::Tensor<TW>& w_zero_point,
-    const Ort::Custom::Tensor<float>& scale, const Ort::Custom::Tensor<float>& bias,
-    const Ort::Custom::Tensor<float>& y_scale, const Ort::Custom::Tensor<TY>& y_zero_point,
-    Ort::Custom::Tensor<TY>& y) {
+    OrtKernelContext* ctx, const Tensor<TX>& x, const Tensor<TW>& w,
+    const Tensor<TX>& x_zero_point, const Tensor<TW>& w_zero_point,
+    const Tensor<float>& scale, const Tensor<float>& bias,
+    const Tensor<float>& y_scale, const Tensor<TY>& y_zero_point,
+    Tensor<TY>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     DirectRun r = PlanDirect(label_, attrs_, group_, x.Shape(), w.Shape(), x_zero_point.Shape(),

@@ -77,9 +77,9 @@ struct DirectConvIntegerOp : DirectConvState {
   DirectConvIntegerOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   // x [N, C, H, W]; w [M, C / group, KH, KW]; x_zero_point, w_zero_point scalars
   // -> int32 [N, M, OH, OW].
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x,
-                      const Ort::Custom::Tensor<TW>& w, const Ort::Custom::Tensor<TX>& x_zero_point,
-                      const Ort::Custom::Tensor<TW>& w_zero_point, Ort::Custom::Tensor<int32_t>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<TX>& x,
+                      const Tensor<TW>& w, const Tensor<TX>& x_zero_point,
+                      const Tensor<TW>& w_zero_point, Tensor<int32_t>& y);
 
   std::string label_, init_error_;
 };
@@ -90,12 +90,12 @@ struct DirectConvIntegerOp : DirectConvState {
 template <typename TX, typename TW, typename TY>
 struct DirectConvRequantizeOp : DirectConvState {
   DirectConvRequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<TX>& x,
-                      const Ort::Custom::Tensor<TW>& w, const Ort::Custom::Tensor<TX>& x_zero_point,
-                      const Ort::Custom::Tensor<TW>& w_zero_point,
-                      const Ort::Custom::Tensor<float>& scale, const Ort::Custom::Tensor<float>& bias,
-                      const Ort::Custom::Tensor<float>& y_scale,
-                      const Ort::Custom::Tensor<TY>& y_zero_point, Ort::Custom::Tensor<TY>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<TX>& x,
+                      const Tensor<TW>& w, const Tensor<TX>& x_zero_point,
+                      const Tensor<TW>& w_zero_point,
+                      const Tensor<float>& scale, const Tensor<float>& bias,
+                      const Tensor<float>& y_scale,
+                      const Tensor<TY>& y_zero_point, Tensor<TY>& y);
 
   std::string label_, init_error_;
   RequantizeSteps steps_;

@@ -193,12 +193,12 @@ RequantizeOp<T>::RequantizeOp(const OrtApi* api, const OrtKernelInfo* info) noex
 }
 
 template <typename T>
-Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<int32_t>& acc,
-                                     const Ort::Custom::Tensor<float>& scale,
-                                     const Ort::Custom::Tensor<float>& bias,
-                                     const Ort::Custom::Tensor<float>& y_scale,
-                                     const Ort::Custom::Tensor<T>& y_zero_point,
-                                     Ort::Custom::Tensor<T>& y) {
+Ort::Status RequantizeOp<T>::Compute(OrtKernelContext* ctx, const Tensor<int32_t>& acc,
+                                     const Tensor<float>& scale,
+                                     const Tensor<float>& bias,
+                                     const Tensor<float>& y_scale,
+                                     const Tensor<T>& y_zero_point,
+                                     Tensor<T>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& shape = acc.Shape();

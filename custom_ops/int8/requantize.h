@@ -72,11 +72,11 @@ struct RequantizeOp {
   // acc int32 with M channels along `axis`; scale, bias [M]; y_scale scalar or [M] (per channel);
   // y_zero_point scalar ->
   // codes of acc's shape (pooled: [N, M, OH, OW]).
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<int32_t>& acc,
-                      const Ort::Custom::Tensor<float>& scale,
-                      const Ort::Custom::Tensor<float>& bias,
-                      const Ort::Custom::Tensor<float>& y_scale,
-                      const Ort::Custom::Tensor<T>& y_zero_point, Ort::Custom::Tensor<T>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<int32_t>& acc,
+                      const Tensor<float>& scale,
+                      const Tensor<float>& bias,
+                      const Tensor<float>& y_scale,
+                      const Tensor<T>& y_zero_point, Tensor<T>& y);
 
   std::string label_, init_error_;
   int64_t axis_ = 1;  // the channel axis of acc (attribute axis; negative from the end)

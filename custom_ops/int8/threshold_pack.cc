@@ -17,10 +17,10 @@ ThresholdPackOp::ThresholdPackOp(const OrtApi* api, const OrtKernelInfo* info) n
   });
 }
 
-Ort::Status ThresholdPackOp::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<int32_t>& d,
-                                     const Ort::Custom::Tensor<int32_t>& threshold,
-                                     const Ort::Custom::Tensor<int32_t>& direction,
-                                     Ort::Custom::Tensor<uint64_t>& y) {
+Ort::Status ThresholdPackOp::Compute(OrtKernelContext* ctx, const Tensor<int32_t>& d,
+                                     const Tensor<int32_t>& threshold,
+                                     const Tensor<int32_t>& direction,
+                                     Tensor<uint64_t>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& ds = d.Shape();

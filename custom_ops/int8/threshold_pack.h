@@ -15,10 +15,10 @@ namespace qcompile {
 struct ThresholdPackOp {
   ThresholdPackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   // D int32 [N, M, H, W]; threshold, direction int32 [M] -> bits uint64 [N, H, W, G * Wg].
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<int32_t>& d,
-                      const Ort::Custom::Tensor<int32_t>& threshold,
-                      const Ort::Custom::Tensor<int32_t>& direction,
-                      Ort::Custom::Tensor<uint64_t>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<int32_t>& d,
+                      const Tensor<int32_t>& threshold,
+                      const Tensor<int32_t>& direction,
+                      Tensor<uint64_t>& y);
 
   std::string label_, init_error_;
   int64_t out_group_ = 1;

@@ -65,9 +65,9 @@ BipolarQuantOp::BipolarQuantOp(const OrtApi* api, const OrtKernelInfo* info) noe
   }
 }
 
-Ort::Status BipolarQuantOp::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                                    const Ort::Custom::Tensor<float>& scale,
-                                    Ort::Custom::Tensor<float>& y) {
+Ort::Status BipolarQuantOp::Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                                    const Tensor<float>& scale,
+                                    Tensor<float>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& xs = x.Shape();
@@ -111,11 +111,11 @@ QuantOp<kName>::QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
 }
 
 template <const char* kName>
-Ort::Status QuantOp<kName>::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                                    const Ort::Custom::Tensor<float>& scale,
-                                    const Ort::Custom::Tensor<float>& zeropt,
-                                    const Ort::Custom::Tensor<float>& bitwidth,
-                                    Ort::Custom::Tensor<float>& y) {
+Ort::Status QuantOp<kName>::Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                                    const Tensor<float>& scale,
+                                    const Tensor<float>& zeropt,
+                                    const Tensor<float>& bitwidth,
+                                    Tensor<float>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& xs = x.Shape();

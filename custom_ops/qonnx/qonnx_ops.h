@@ -13,8 +13,8 @@ namespace qcompile {
 
 struct BipolarQuantOp {
   BipolarQuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                      const Ort::Custom::Tensor<float>& scale, Ort::Custom::Tensor<float>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                      const Tensor<float>& scale, Tensor<float>& y);
 
   std::string label_, init_error_;
 };
@@ -23,10 +23,10 @@ struct BipolarQuantOp {
 template <const char* kName>
 struct QuantOp {
   QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                      const Ort::Custom::Tensor<float>& scale,
-                      const Ort::Custom::Tensor<float>& zeropt,
-                      const Ort::Custom::Tensor<float>& bitwidth, Ort::Custom::Tensor<float>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                      const Tensor<float>& scale,
+                      const Tensor<float>& zeropt,
+                      const Tensor<float>& bitwidth, Tensor<float>& y);
 
   std::string label_, init_error_;
   int64_t signed_ = 1, narrow_ = 0;

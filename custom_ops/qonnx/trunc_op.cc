@@ -87,7 +87,7 @@ void TruncV1(OrtKernelContext* ctx, const std::vector<int64_t>& xs,
   });
 }
 
-float ScalarInput(const std::string& op, const char* name, const Ort::Custom::Tensor<float>& t) {
+float ScalarInput(const std::string& op, const char* name, const Tensor<float>& t) {
   if (NumElements(t.Shape()) != 1)
     Fail(op, "input ", name, ": expected a scalar (one element), got shape ", ShapeStr(t.Shape()));
   const float b = t.Data()[0];
@@ -137,20 +137,20 @@ TruncOp::TruncOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
   }
 }
 
-Ort::Status TruncOp::Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                             const Ort::Custom::Tensor<float>& scale,
-                             const Ort::Custom::Tensor<float>& zeropt,
-                             const Ort::Custom::Tensor<float>& input_bit_width,
-                             const Ort::Custom::Tensor<float>& in4,
-                             std::optional<const Ort::Custom::Tensor<float>*> in5,
-                             Ort::Custom::Tensor<float>& y) {
+Ort::Status TruncOp::Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                             const Tensor<float>& scale,
+                             const Tensor<float>& zeropt,
+                             const Tensor<float>& input_bit_width,
+                             const Tensor<float>& in4,
+                             std::optional<const Tensor<float>*> in5,
+                             Tensor<float>& y) {
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& xs = x.Shape();
     const float bits_in = ScalarInput(label_, "input_bit_width", input_bit_width);
     const bool v2 = in5.has_value() && *in5 != nullptr;
     if (v2) {
-      const Ort::Custom::Tensor<float>& out_scale = in4;
+      const Tensor<float>& out_scale = in4;
       const float bits_out = ScalarInput(label_, "output_bit_width", **in5);
       const std::vector<int64_t> strides[3] = {
           BroadcastStrides(label_, "scale", xs, scale.Shape()),

@@ -19,13 +19,13 @@ struct TruncOp {
   TruncOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
   // v2: (X, scale, zeropt, input_bit_width, output_scale, output_bit_width);
   // v1: (X, scale, zeropt, input_bit_width, output_bit_width).
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                      const Ort::Custom::Tensor<float>& scale,
-                      const Ort::Custom::Tensor<float>& zeropt,
-                      const Ort::Custom::Tensor<float>& input_bit_width,
-                      const Ort::Custom::Tensor<float>& in4,
-                      std::optional<const Ort::Custom::Tensor<float>*> in5,
-                      Ort::Custom::Tensor<float>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                      const Tensor<float>& scale,
+                      const Tensor<float>& zeropt,
+                      const Tensor<float>& input_bit_width,
+                      const Tensor<float>& in4,
+                      std::optional<const Tensor<float>*> in5,
+                      Tensor<float>& y);
 
   std::string label_, init_error_;
   int64_t signed_ = 1, narrow_ = 0;

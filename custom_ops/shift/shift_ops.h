@@ -56,8 +56,8 @@ struct ShiftConstWeights {
 
 struct Pow2QuantOp {
   Pow2QuantOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                      Ort::Custom::Tensor<float>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                      Tensor<float>& y);
 
   std::string label_, init_error_;
   shift::ActQuant quant_;
@@ -65,10 +65,10 @@ struct Pow2QuantOp {
 
 struct ShiftConvOp {
   ShiftConvOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                      const Ort::Custom::Tensor<uint8_t>& w,
-                      const Ort::Custom::Tensor<float>& scale,
-                      const Ort::Custom::Tensor<float>& bias, Ort::Custom::Tensor<float>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                      const Tensor<uint8_t>& w,
+                      const Tensor<float>& scale,
+                      const Tensor<float>& bias, Tensor<float>& y);
   void RunConvInt8(OrtKernelContext* ctx, const shift::ConvShape& s, const int8_t* a,
                    const uint8_t* w, const std::vector<int64_t>& ws, const float* sc,
                    const float* bi, float* out) const;
@@ -82,10 +82,10 @@ struct ShiftConvOp {
 
 struct ShiftGemmOp {
   ShiftGemmOp(const OrtApi* api, const OrtKernelInfo* info) noexcept;
-  Ort::Status Compute(OrtKernelContext* ctx, const Ort::Custom::Tensor<float>& x,
-                      const Ort::Custom::Tensor<uint8_t>& w,
-                      const Ort::Custom::Tensor<float>& scale,
-                      const Ort::Custom::Tensor<float>& bias, Ort::Custom::Tensor<float>& y);
+  Ort::Status Compute(OrtKernelContext* ctx, const Tensor<float>& x,
+                      const Tensor<uint8_t>& w,
+                      const Tensor<float>& scale,
+                      const Tensor<float>& bias, Tensor<float>& y);
   void RunGemmInt8(OrtKernelContext* ctx, int64_t N, int64_t K, int64_t M, const int8_t* a,
                    const uint8_t* w, const std::vector<int64_t>& ws, const float* sc,
                    const float* bi, float* out) const;

@@ -58,8 +58,13 @@ def act_codes(x, *, scale, zero_point, bitwidth, signed, narrow, rounding_mode) 
 
 
 def quantize_pack(x, *, scale, zero_point=0.0, bitwidth, signed=0, narrow=0, rounding_mode="ROUND",
-                  planes=None, group=1) -> np.ndarray:
-    """QuantizePack: float -> packed planes ([N,H,W,G*P*Wg] or [N,P*Kw])."""
+                  planes=None, group=1, pre_scale=1.0, pre_bias=0.0) -> np.ndarray:
+    """QuantizePack: float -> packed planes ([N,H,W,G*P*Wg] or [N,P*Kw]). With pre_scale /
+    pre_bias, x is first x * pre_scale + pre_bias, two float32 operations each rounded (the Mul
+    and Add / Sub nodes the compiler folded in)."""
+    if pre_scale != 1.0 or pre_bias != 0.0:
+        x = np.asarray(x, np.float32) * np.float32(pre_scale)
+        x = x + np.float32(pre_bias)
     v = act_codes(x, scale=scale, zero_point=zero_point, bitwidth=bitwidth, signed=signed, narrow=narrow,
                   rounding_mode=rounding_mode)
     qmin, qmax = int_range(bitwidth, signed, narrow)

@@ -71,11 +71,13 @@ class QuantizePack(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
     def _run(self, x, scale=None, zero_point=0.0, bitwidth=None, signed=0, narrow=0, rounding_mode="ROUND",
-             planes=None, group=1):
+             planes=None, group=1, pre_scale=1.0, pre_bias=0.0):
         mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else (rounding_mode or "ROUND")
         return (bitserial.quantize_pack(x, scale=scale, zero_point=zero_point or 0.0, bitwidth=int(bitwidth),
                                         signed=int(signed or 0), narrow=int(narrow or 0), rounding_mode=mode,
-                                        planes=planes, group=int(group or 1)),)
+                                        planes=planes, group=int(group or 1),
+                                        pre_scale=1.0 if pre_scale is None else float(pre_scale),
+                                        pre_bias=0.0 if pre_bias is None else float(pre_bias)),)
 
 
 class BitSerialConv(OpRun):

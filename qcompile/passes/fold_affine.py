@@ -3,6 +3,7 @@
   XnorOp(.., s, b) -> BatchNormalization(gamma, beta, mean, var, eps)
         => XnorOp(.., s*k, b*k + (beta - mean*k)),  k = gamma / sqrt(var + eps)
   XnorOp -> Mul(c) => XnorOp(.., s*c, b*c);   XnorOp -> Add(c) => XnorOp(.., s, b + c)
+  XnorOp -> Sub(c) => XnorOp(.., s, b - c);   XnorOp -> Div(c) => XnorOp(.., s/c, b/c)
 
 Only a per-output-channel constant folds (scalar, [M], [M,1,1] or [1,M,1,1] for conv outputs);
 the result differs from the reference only by float rounding (k is computed in float64 once).
@@ -123,15 +124,66 @@ class FoldAdd(_FoldIntoXnor):
         return "Add operand is not a per-channel constant" if t is None else (np.ones(m), t)
 
 
+# Ops between a lowered op and the next layer's quantizer that MultibitThresholdsPass folds exactly.
+_CODE_CHAIN_OPS = {"Mul", "Add", "Sub", "Div", "Relu", "Clip", "MaxPool", "BatchNormalization"}
+_QUANTIZERS = {"Quant", "QuantizePack", "BipolarQuant", "BinarizePack"}
+
+
+def _feeds_a_quantizer(value: ir.Value) -> bool:
+    """Whether value runs through single-use elementwise ops into a quantizer. Sub and Div fold
+    only into a float tail (the classifier's normalisation): before a quantizer the threshold
+    pass folds them exactly, which these float64 folds would not be."""
+    for _ in range(64):
+        uses = value.uses()
+        if len(uses) != 1:
+            return False
+        node = uses[0].node
+        if node.op_type in _QUANTIZERS:
+            return True
+        if node.op_type not in _CODE_CHAIN_OPS or not node.outputs:
+            return False
+        value = node.outputs[0]
+    return False
+
+
+class FoldSub(_FoldIntoXnor):
+    """y - c, as y + (-c) (the same float32 result)."""
+
+    def pattern(self, op, xp, w, s, b, c):
+        return op.Sub(self._xnor(op, xp, w, s, b), c, _outputs=["out"])
+
+    def coefficients(self, node, m):
+        if _feeds_a_quantizer(node.outputs[0]):
+            return "Sub before a quantizer: left to the exact threshold folding"
+        t = _per_channel(const_array(node.inputs[1]), m, self.xnor_op.endswith("Conv"))
+        return "Sub operand is not a per-channel constant" if t is None else (np.ones(m), -t)
+
+
+class FoldDiv(_FoldIntoXnor):
+    """y / c, as y * (1/c) (1/c in float64: the result differs by float rounding, as for BatchNorm)."""
+
+    def pattern(self, op, xp, w, s, b, c):
+        return op.Div(self._xnor(op, xp, w, s, b), c, _outputs=["out"])
+
+    def coefficients(self, node, m):
+        if _feeds_a_quantizer(node.outputs[0]):
+            return "Div before a quantizer: left to the exact threshold folding"
+        c = _per_channel(const_array(node.inputs[1]), m, self.xnor_op.endswith("Conv"))
+        if c is None or not np.all(np.isfinite(c)) or np.any(c == 0):
+            return "Div operand is not a finite, non-zero per-channel constant"
+        return 1.0 / c, np.zeros(m)
+
+
 def affine_folding_rules() -> pattern.RewriteRuleSet:
     rules = []
     for xnor_op in XNOR_OPS:
-        for cls, affine in ((FoldBatchNorm, "BatchNormalization"), (FoldMul, "Mul"), (FoldAdd, "Add")):
+        for cls, affine in ((FoldBatchNorm, "BatchNormalization"), (FoldMul, "Mul"), (FoldAdd, "Add"),
+                            (FoldSub, "Sub"), (FoldDiv, "Div")):
             rules.append(cls.rule(xnor_op, affine))
     return pattern.RewriteRuleSet(rules, commute=True)
 
 
 class FoldAffineIntoLoweredPass(RuleSetPass):
-    """BatchNorm / Mul / Add after a lowered op fold into its per-channel scale and bias."""
+    """BatchNorm / Mul / Add / Sub / Div after a lowered op fold into its per-channel scale and bias."""
 
     make_rules = staticmethod(affine_folding_rules)

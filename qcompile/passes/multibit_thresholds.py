@@ -2,7 +2,7 @@
 
 After lowering and affine folding, a bit-serial layer feeding another one reads
 
-    BitSerialConv/Gemm (float y = float(D)*s + b) -> [Mul/Add/Div by per-channel constants]
+    BitSerialConv/Gemm (float y = float(D)*s + b) -> [Mul/Add/Sub/Div by per-channel constants]
         -> [Relu/Clip] -> [Quant] -> [MaxPool] -> ... -> QuantizePack (the next layer's planes)
 
 This pass replaces the chain by
@@ -21,7 +21,7 @@ Exactness. The output code is a function f_m(D) of the integer dot product alone
 m. Its values on every reachable D (the range the layer's constant weights allow: each term
 w*a with a in the activation planes' range, 0 for padding) are computed here by the numpy twins of
 the very float32 ops the compiled graph ran (BitSerialConv's one multiply and one add, IEEE Mul /
-Add / Div / Relu / Clip, QONNX Quant, QuantizePack's rounding) -- so the thresholds reproduce the
+Add / Sub / Div / Relu / Clip, QONNX Quant, QuantizePack's rounding) -- so the thresholds reproduce the
 compiled float chain bit for bit on every input, not an approximation of it. Each op is monotone in
 its input (float rounding is monotone), so f_m is too; it is checked on the whole range and the
 rewrite refused when it is not. Level k is reached for D >= T[m, k] (non-decreasing f_m) or
@@ -58,7 +58,7 @@ EXACT_FLOAT_D = 2**24
 # node metadata: the reference quantizer whose codes (v = q - zero point) the node writes
 CODES_KEY = "qcompile.codes"
 BITSERIAL_OPS = {"BitSerialConv": "BitSerialConvThreshold", "BitSerialGemm": "BitSerialGemmThreshold"}
-_STEP_OPS = ("Mul", "Add", "Div", "Relu", "Clip", "MaxPool", "Reshape", "Flatten")
+_STEP_OPS = ("Mul", "Add", "Sub", "Div", "Relu", "Clip", "MaxPool", "Reshape", "Flatten")
 _LAYOUT_OPS = ("Reshape", "Flatten")
 _QUANT_OPS = ("Quant", "IntQuant")
 
@@ -112,7 +112,7 @@ def _pool_refusal(node: ir.Node) -> str:
 
 
 def _step_refusal(node: ir.Node, m: int, conv: bool) -> str:
-    if node.op_type in ("Mul", "Add", "Div"):
+    if node.op_type in ("Mul", "Add", "Sub", "Div"):
         c = _per_channel(const_array(node.inputs[1]), m, conv)
         if c is None:
             return f"{node.op_type} by something other than a per-channel float constant"
@@ -185,9 +185,10 @@ def _flatten_refusal(chain: Chain, m: int) -> str:
 
 def _apply(node: ir.Node, x: np.ndarray, m: int, conv: bool, ch: int) -> np.ndarray:
     """One step of the chain on channel `ch`'s float32 values x, exactly as onnxruntime computes it."""
-    if node.op_type in ("Mul", "Add", "Div"):
+    if node.op_type in ("Mul", "Add", "Sub", "Div"):
         c = _per_channel(const_array(node.inputs[1]), m, conv)[ch]
-        return {"Mul": np.multiply, "Add": np.add, "Div": np.divide}[node.op_type](x, c, dtype=np.float32)
+        ops = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}
+        return ops[node.op_type](x, c, dtype=np.float32)
     if node.op_type == "Relu":
         return np.maximum(x, np.float32(0))
     if node.op_type == "Clip":
@@ -273,7 +274,7 @@ def pool_uses_min(chain: Chain) -> np.ndarray:
     after = chain.steps[chain.steps.index(chain.pool) + 1:]
     sign = np.ones(m)
     for node in after:
-        if node.op_type in ("Mul", "Div"):  # Add, Relu, Clip and Quant (scale > 0) do not decrease
+        if node.op_type in ("Mul", "Div"):  # Add, Sub, Relu, Clip and Quant (scale > 0) do not decrease
             sign *= np.sign(_per_channel(const_array(node.inputs[1]), m, chain.rank4(node)))
     return sign < 0
 

@@ -13,6 +13,7 @@ from qcompile.passes.cleanup import CleanupPass
 from qcompile.passes.depthwise_integer import DepthwiseIntegerPass
 from qcompile.passes.direct_integer import DirectIntegerPass
 from qcompile.passes.fold_affine import FoldAffineIntoLoweredPass
+from qcompile.passes.fold_input_affine import FoldInputAffineIntoQuantizePackPass
 from qcompile.passes.fold_int8_epilogue import FoldAffineIntoInt8Pass
 from qcompile.passes.fold_quantizers import FoldWeightQuantizersPass
 from qcompile.passes.hoist_quantizers import HoistQuantizersPass, WeightQuantizersAfterTransposePass
@@ -103,6 +104,10 @@ def build_pipeline(options: CompileOptions | None = None) -> ir.passes.PassManag
             #    A bit-serial layer feeding another one writes its packed codes (multi-thresholds
             #    reproducing the float chain exactly); after affine folding, which it reproduces.
             *([MultibitThresholdsPass()] if options.packed_activations else []),
+            #    A scalar Mul / Add / Sub left in front of a QuantizePack (the model's input
+            #    scaling) becomes its exact pre_scale / pre_bias; after the threshold folding,
+            #    which reads such chains between bit-serial layers.
+            FoldInputAffineIntoQuantizePackPass(rounds),
             # 8. Remove what the rewrites left dead, merge duplicate BinarizePack nodes, sort.
             CleanupPass(),
         ],

@@ -92,6 +92,43 @@ def test_quantize_pack(bitwidth, signed, narrow, zp, mode, planes, shape, group,
     assert p.dtype == np.uint64 and np.array_equal(p, want)
 
 
+@pytest.mark.parametrize("pre_scale,pre_bias", [(2.0, -1.0), (1.0, 0.3), (-0.7, 0.0), (3.1, 1e-7)])
+@pytest.mark.parametrize("shape", [(1, 784), (2, 70, 3, 4)])
+@pytest.mark.parametrize("variant", QUANTIZE_VARIANTS)
+def test_quantize_pack_pre_affine_is_the_mul_and_add_it_replaces(pre_scale, pre_bias, shape, variant):
+    """pre_scale / pre_bias give bit for bit the codes of onnxruntime's Mul -> Add -> QuantizePack,
+    including values whose rounded x * a + b lands exactly on a half step."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    # x * a + b = 0.125 (a tie at scale 0.25) for the first values, where a is exact
+    x.flat[:3] = (np.float32([0.125, -0.375, 0.625]) - np.float32(pre_bias)) / np.float32(pre_scale)
+    q = dict(scale=0.25, zero_point=0.0, bitwidth=3, signed=1, narrow=0, rounding_mode="ROUND")
+    fused = _session("QuantizePack", [("X", F32)], U64, 2, variant, **q, pre_scale=pre_scale, pre_bias=pre_bias)
+    (got,) = fused.run(None, {"X": x})
+    nodes = [
+        helper.make_node("Mul", ["X", "a"], ["t"]),
+        helper.make_node("Add", ["t", "b"], ["u"]),
+        helper.make_node("QuantizePack", ["u"], ["Y"], domain="qcompile", **q),
+    ]
+    inits = [onnx.numpy_helper.from_array(np.float32(v).reshape(()), n) for v, n in ((pre_scale, "a"), (pre_bias, "b"))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", F32, None)],
+                              [helper.make_tensor_value_info("Y", U64, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("qcompile", 1)])
+    model.ir_version = 8
+    (want,) = runtime.InferenceSession(with_kernel(model.SerializeToString(), variant)).run(None, {"X": x})
+    assert np.array_equal(got, want)
+    assert np.array_equal(got, bitserial.quantize_pack(x, **q, pre_scale=pre_scale, pre_bias=pre_bias))
+
+
+def test_quantize_pack_pre_affine_errors():
+    sess = _session("QuantizePack", [("X", F32)], U64, scale=0.5, bitwidth=4, signed=1, planes=2, pre_scale=4.0)
+    with pytest.raises(Exception, match=r"QuantizePack.*value 4 \(x \* pre_scale \+ pre_bias\) quantizes"):
+        sess.run(None, {"X": np.array([[0.0, 1.0]], np.float32)})
+    sess = _session("QuantizePack", [("X", F32)], U64, scale=0.5, bitwidth=4, pre_bias=float("inf"))
+    with pytest.raises(Exception, match=r"QuantizePack.*'pre_scale' / 'pre_bias': expected finite"):
+        sess.run(None, {"X": np.zeros((1, 2), np.float32)})
+
+
 @pytest.mark.parametrize("variant", QUANTIZE_VARIANTS)
 def test_quantize_pack_errors(variant):
     zeros = {"X": np.zeros((1, 2), np.float32)}

@@ -240,3 +240,49 @@ def test_plane_maxpool_errors():
         sess.run(None, {**feeds, "or_mask": np.zeros(4, np.uint64)})
     with pytest.raises(Exception, match=r"attribute 'signed': expected 0 or 1, got 2"):
         _session("PlaneMaxPool", types, U64, kernel_shape=[2, 2], planes=2, signed=2).run(None, feeds)
+
+
+# ------------------------------------------------------------ dense kernels: constants, tasks
+
+@pytest.mark.parametrize("n,k,m", [(1, 784, 256), (8, 1024, 256), (3, 200, 70)])
+@pytest.mark.parametrize("aprec,wprec", [PRECISIONS[0], PRECISIONS[3]], ids=lambda p: f"{p[0]}{p[1]}")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_bitserial_gemm_threshold_constants(n, k, m, aprec, wprec, threads, variant):
+    """W, thresholds and direction as constants (laid out and checked once, when the session is
+    created), on MLP-sized layers; (8, 1024, 256) is big enough to run as parallel tasks. The
+    thresholds of a second session fed as inputs must give the same codes."""
+    rng = np.random.default_rng(k + m + n)
+    abits, asigned = aprec
+    acts = _operands(rng, (n, k), abits, asigned)
+    _, wp, wcoeffs, woff = _weights(rng, (m, k), wprec)
+    xp = bitserial.quantize_pack(acts.astype(np.float32), scale=1.0, bitwidth=abits, signed=int(asigned))
+    dense = dict(in_features=k, act_coeffs=_act_coeffs(abits, asigned), weight_coeffs=wcoeffs, weight_offset=woff)
+    d = bitserial.bitserial_gemm_int(xp, wp, **dense)
+    t, direction = _thresholds(rng, d, 3)
+    attrs = dict(out_base=-2, out_planes=2)
+    want = multibit_threshold.bitserial_gemm_threshold(xp, wp, t, direction, **attrs, **dense)
+    inits = [onnx.numpy_helper.from_array(a, name) for a, name in ((wp, "W"), (t, "thresholds"), (direction, "direction"))]
+    sess = _session("BitSerialGemmThreshold", TYPES_T, U64, threads, variant, inits, **dense, **attrs)
+    (y,) = sess.run(None, {"X": xp})
+    assert np.array_equal(y, want)
+    (y2,) = sess.run(None, {"X": xp})  # a second run on the prepared constants
+    assert np.array_equal(y2, want)
+    sess_in = _session("BitSerialGemmThreshold", TYPES_T, U64, threads, variant, inits[:1], **dense, **attrs)
+    (y3,) = sess_in.run(None, {"X": xp, "thresholds": t, "direction": direction})
+    assert np.array_equal(y3, want)
+
+
+def test_bad_constant_thresholds_are_reported_by_the_run():
+    """A constant threshold table that is not monotone is refused with the message a fed one gets."""
+    rng = np.random.default_rng(1)
+    acts = _operands(rng, (1, 64), 2, False)
+    _, wp, wcoeffs, woff = _weights(rng, (4, 64), PRECISIONS[0][1])
+    xp = bitserial.quantize_pack(acts.astype(np.float32), scale=1.0, bitwidth=2, signed=0)
+    dense = dict(in_features=64, act_coeffs=_act_coeffs(2, False), weight_coeffs=wcoeffs, weight_offset=woff)
+    t = np.array([[3, 1], [0, 1], [0, 1], [0, 1]], np.int32)
+    direction = np.ones(4, np.int32)
+    inits = [onnx.numpy_helper.from_array(a, name) for a, name in ((wp, "W"), (t, "thresholds"), (direction, "direction"))]
+    sess = _session("BitSerialGemmThreshold", TYPES_T, U64, 1, None, inits, **dense, out_base=0, out_planes=2)
+    with pytest.raises(Exception, match=r"thresholds: channel 0 must be non-decreasing"):
+        sess.run(None, {"X": xp})
