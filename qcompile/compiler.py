@@ -18,6 +18,7 @@ from qcompile.base.metadata import FOLDED_KEY, LAYER_KEY
 from qcompile.errors import BitWidthError, ModelLoadError, QCompileError, UnsupportedError
 from qcompile.fileio import check_writable_output
 from qcompile.modelio import check_proto, load_proto, save_atomic
+from qcompile.passes.fuse_dense_chain import FUSED_LAYERS_KEY, FuseDenseChainPass
 from qcompile.passes.pipeline import CompileOptions, compile_pipeline, run_frontend
 from qcompile.passes.report import CompileReport
 from qcompile.verify import VerifyReport, verify
@@ -418,12 +419,19 @@ def _lower(proto, layers, choices, original, ptq_report, wbits, abits, check_par
             raise root from None
         cause = exc.__cause__.__cause__ if exc.__cause__ is not None and exc.__cause__.__cause__ else exc.__cause__
         raise QCompileError(f"{exc.__cause__ or exc}: {type(cause).__name__}: {cause} (please report this)") from exc
+    rows = layer_rows(proto, layers, run.model, run.report, choices)
+    # after the table, which shows each layer as the op it became: dense bit-serial chains run as
+    # one BitSerialMlp node (passes/fuse_dense_chain.py)
+    if FuseDenseChainPass()(run.model).modified:
+        fused = {name for n in run.model.graph for name in n.metadata_props.get(FUSED_LAYERS_KEY, "").split(",")}
+        for row in rows:
+            if row.name in fused:
+                row.op_after += " in BitSerialMlp"
     compiled = ir.serde.serialize_model(run.model)
     from qcompile import __version__
 
     compiled.producer_name, compiled.producer_version = "qcompile", __version__
-    result = CompileResult(compiled, layer_rows(proto, layers, run.model, run.report, choices), wbits, abits,
-                           report=run.report)
+    result = CompileResult(compiled, rows, wbits, abits, report=run.report)
     result.ptq, result.reference = ptq_report, proto if ptq_report is not None else original
     result.input_bytes = original.ByteSize()
     result.output_bytes = compiled.ByteSize()

@@ -108,7 +108,64 @@ def choose_impls(layers: list[Layer], layer_models: dict[str, onnx.ModelProto] |
             choices[layer.name] = Choice(_fastest(layer.options, seconds), kind, seconds, kind)
         else:
             choices[layer.name] = Choice(layer.impl, "default")
+    _credit_dense_chains(layers, choices, sources, overrides, overall)
     return choices
+
+
+# A chain of dense bit-serial layers runs as one BitSerialMlp node (passes/fuse_dense_chain.py):
+# only its first layer pays the per-node cost that the estimates put on every layer (the "dense
+# overhead" constant). Scored per layer, the 64-wide layers of Brevitas's tfc went float
+# (estimated 10.3 us bit-serial against 8.3 us float each), though the fused chain runs them in a
+# fraction of one node's cost.
+_CHAIN_HOPS = 8  # nodes between two chained layers: quantizer, BatchNorm, activation, reshape
+
+
+def _feeds(a: Layer, b: Layer) -> bool:
+    """Whether a's output reaches b's node through single-use nodes only (the chain the fused op replaces)."""
+    value = a.node.outputs[0]
+    for _ in range(_CHAIN_HOPS):
+        uses = value.uses()
+        if len(uses) != 1 or value.is_graph_output():
+            return False
+        node = uses[0].node
+        if node is b.node:
+            return True
+        if not node.outputs:
+            return False
+        value = node.outputs[0]
+    return False
+
+
+def _credit_dense_chains(layers: list[Layer], choices: dict[str, Choice], sources: list, overrides: dict,
+                         overall: str | None) -> None:
+    """Runs of estimated dense layers that each feed the next go bit-serial together when that is
+    estimated cheaper as one fused node than the per-layer choices."""
+    est = next((s for s in sources if isinstance(s, EstimatedCosts)), None)
+    if est is None or overall is not None or "bitserial" not in est.constants:
+        return
+    node_cost = est.constants["bitserial"][1]  # the dense per-node overhead
+    run: list[Layer] = []
+
+    def settle() -> None:
+        if len(run) < 2:
+            return
+        cs = [choices[layer.name] for layer in run]
+        chain = sum(c.seconds["bitserial"] for c in cs) - (len(run) - 1) * node_cost
+        if all(c.impl == "bitserial" for c in cs) or chain >= sum(c.seconds[c.impl] for c in cs):
+            return
+        for layer, c in zip(run, cs, strict=True):
+            choices[layer.name] = Choice("bitserial", "estimated, one BitSerialMlp", c.seconds, c.timed_by)
+
+    for layer in layers:
+        c = choices.get(layer.name)
+        ok = (c is not None and c.why == "estimated" and layer.op_type != "Conv" and layer.name not in overrides
+              and "bitserial" in c.seconds and c.impl in c.seconds)
+        if ok and run and _feeds(run[-1], layer):
+            run.append(layer)
+            continue
+        settle()
+        run = [layer] if ok else []
+    settle()
 
 
 # Estimates closer than this (20%) are a tie, which goes to the exact option: the model's error

@@ -134,6 +134,7 @@ KERNEL_OPS = (
     "BitSerialGemm",
     "BitSerialConvThreshold",
     "BitSerialGemmThreshold",
+    "BitSerialMlp",
     "ShiftConv",
     "ShiftGemm",
     "DepthwiseConvInteger",

@@ -107,6 +107,7 @@ def base_specs() -> list[Spec]:
 
     conv_t, conv_d = levels(8)
     dense_t, dense_d = levels(4)
+    mlp_t, mlp_d = levels(8)
     return [
         Spec("BinarizePack", QC, {"X": f(2, 5, 3, 3)}, {"group": 1}, [TensorProto.UINT64]),
         Spec("XnorConv", QC, {"X": _bits(r, (1, 5, 5, 1), 5), "W": _bits(r, (8, 3, 3, 1), 5),
@@ -136,6 +137,13 @@ def base_specs() -> list[Spec]:
                                             "thresholds": dense_t, "direction": dense_d},
              {"in_features": 100, "act_coeffs": [1, 2], "weight_coeffs": [1, -2], "out_planes": 2},
              [TensorProto.UINT64], constant=("W",)),
+        # two layers, 100 -> 8 -> 4: W = 8*2*2 + 4*2*1 words, 8 channels x 3 thresholds
+        Spec("BitSerialMlp", QC, {"X": f(2, 100), "W": _bits(r, (40,), 64), "thresholds": mlp_t.reshape(-1),
+                                  "direction": mlp_d, "scale": ones(4), "bias": f(4)},
+             {"scale": 0.5, "bitwidth": 2, "signed": 1, "features": [100, 8, 4], "act_coeffs": [1, -2, 1, -2],
+              "act_planes": [2, 2], "weight_coeffs": [1, -2, 1, -2], "weight_planes": [2, 2],
+              "weight_offset": [0, 0], "levels": [3], "out_base": [-2]},
+             [TensorProto.FLOAT], constant=("W", "thresholds", "direction")),
         Spec("PlaneMaxPool", QC, {"X": _bits(r, (1, 4, 4, 4), 70), "or_mask": _bits(r, (2,), 70)},
              {"kernel_shape": [2, 2], "strides": [2, 2], "planes": 2, "group": 1, "signed": 1},
              [TensorProto.UINT64]),
@@ -353,7 +361,7 @@ def cases() -> list[Case]:
 
 
 KERNEL_OPS = {"XnorConv", "XnorConvThreshold", "XnorGemm", "QuantizePack", "BitSerialConv",
-              "BitSerialGemm", "BitSerialConvThreshold", "BitSerialGemmThreshold", "ShiftConv", "ShiftGemm",
+              "BitSerialGemm", "BitSerialConvThreshold", "BitSerialGemmThreshold", "BitSerialMlp", "ShiftConv", "ShiftGemm",
               "DepthwiseConvInteger", "DepthwiseConvRequantize", "DirectConvInteger", "DirectConvRequantize",
               "Requantize"}
 

@@ -34,7 +34,8 @@ tests=(tests/ops/test_ops_hostile_corpus.py tests/ops/test_ops_hostile_pads.py t
        tests/ops/test_ops_bitserial.py::test_quantize_pack_pre_affine_is_the_mul_and_add_it_replaces
        tests/ops/test_ops_bitserial_threshold.py::test_bitserial_gemm_threshold
        tests/ops/test_ops_bitserial_threshold.py::test_bitserial_gemm_threshold_constants
-       tests/ops/test_ops_bitserial_threshold.py::test_bad_constant_thresholds_are_reported_by_the_run)
+       tests/ops/test_ops_bitserial_threshold.py::test_bad_constant_thresholds_are_reported_by_the_run
+       tests/ops/test_ops_bitserial_mlp.py)
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=("${tests[@]}")
 

@@ -13,43 +13,77 @@ namespace qcompile {
 
 // ---------------------------------------------------------------------------- QuantizePack
 
+void PackQuantizer::Parse(const Attrs& at, const std::string& label, const std::string& kernel_name) {
+  const UniformQuantAttrs u = ParseUniformQuant(at, label, "", "", 65536.0f);
+  scale = u.scale;
+  zero_point = u.zero_point;
+  qmin = u.qmin;
+  qmax = u.qmax;
+  rounding = static_cast<int>(u.rounding);
+  kernel = SelectVariant(bitserial::QuantizePackVariants(), label, kernel_name).kernel;
+  planes = at.Int("planes", 0);
+  pre_scale = at.Float("pre_scale", 1.0f);
+  pre_bias = at.Float("pre_bias", 0.0f);
+  if (!std::isfinite(pre_scale) || !std::isfinite(pre_bias))
+    Fail(label, "attributes 'pre_scale' / 'pre_bias': expected finite floats, got ", pre_scale,
+         " / ", pre_bias);
+  has_pre = pre_scale != 1.0f || pre_bias != 0.0f;
+  zp_int = static_cast<int64_t>(zero_point);
+  // Range of v = q - zero_point; two's complement planes iff it reaches below 0 (SPEC).
+  const int64_t lo = static_cast<int64_t>(qmin) - zp_int;
+  const int64_t hi = static_cast<int64_t>(qmax) - zp_int;
+  twos_complement = lo < 0;
+  int64_t needed = 1;
+  if (!twos_complement) {
+    while ((int64_t{1} << needed) - 1 < hi) ++needed;
+  } else {
+    while (!(-(int64_t{1} << (needed - 1)) <= lo && hi <= (int64_t{1} << (needed - 1)) - 1))
+      ++needed;
+  }
+  if (planes == 0) planes = needed;
+  if (planes < 1 || planes > packed::kMaxPlanes)
+    Fail(label, "attribute 'planes': expected 1..", packed::kMaxPlanes, " (0: as needed), got ",
+         planes);
+  v_min = twos_complement ? -(int64_t{1} << (planes - 1)) : 0;
+  v_max = twos_complement ? (int64_t{1} << (planes - 1)) - 1 : (int64_t{1} << planes) - 1;
+}
+
+void PackQuantizer::Pack(OrtKernelContext* ctx, const std::string& label, const float* in,
+                         const std::vector<int64_t>& xs, int64_t N, int64_t C, int64_t H,
+                         int64_t W, int64_t G, uint64_t* out) const {
+  const int64_t rows = N * H;
+  std::vector<float> pre;  // x * pre_scale + pre_bias, each step rounded as the nodes it replaces
+  if (has_pre) {
+    const int64_t n = N * C * H * W;
+    pre.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const float t = in[i] * pre_scale;  // no FMA: the build turns contraction off
+      pre[static_cast<size_t>(i)] = t + pre_bias;
+    }
+    in = pre.data();
+  }
+  const bitserial::QuantParams qp{scale, zero_point, qmin, qmax, static_cast<int32_t>(zp_int),
+                                  static_cast<int32_t>(v_min), static_cast<int32_t>(v_max)};
+  // Per row (n, h): the first value that cannot be encoded, reported after the loop.
+  ScratchArray<float, 64> bad(static_cast<size_t>(rows));
+  ScratchArray<char, 64> has_bad(static_cast<size_t>(rows));
+  const bitserial::QuantPackRows rows_args{in, out, C, H, W, G, planes, qp, kernel};
+  ParallelFor(ctx, static_cast<size_t>(rows), [&](size_t r) {
+    has_bad[r] = bitserial::QuantizePackRow(rows_args, rounding, static_cast<int64_t>(r), &bad[r]);
+  });
+  for (int64_t r = 0; r < rows; ++r)
+    if (has_bad[static_cast<size_t>(r)])
+      Fail(label, "input X ", ShapeStr(xs), ": value ", bad[static_cast<size_t>(r)],
+           has_pre ? " (x * pre_scale + pre_bias)" : "", " quantizes to a code outside [", v_min,
+           ", ", v_max, "] that ", planes, " planes hold (or is NaN)");
+}
+
 QuantizePackOp::QuantizePackOp(const OrtApi* api, const OrtKernelInfo* info) noexcept {
   Construct(api, info, "qcompile::QuantizePack", &label_, &init_error_, [&](const Attrs& at) {
     CheckNodeArity(api, info, label_, 1, 1);
-    const UniformQuantAttrs u = ParseUniformQuant(at, label_, "", "", 65536.0f);
-    scale_ = u.scale;
-    zero_point_ = u.zero_point;
-    qmin_ = u.qmin;
-    qmax_ = u.qmax;
-    rounding_ = static_cast<int>(u.rounding);  // 0 ROUND, 1 CEIL, 2 FLOOR, 3 ROUND_TO_ZERO
-    kernel_ = SelectVariant(bitserial::QuantizePackVariants(), label_, KernelAttr(at)).kernel;
-    planes_ = at.Int("planes", 0);
+    quant_.Parse(at, label_, KernelAttr(at));
     group_ = at.Int("group", 1);
-    pre_scale_ = at.Float("pre_scale", 1.0f);
-    pre_bias_ = at.Float("pre_bias", 0.0f);
-    if (!std::isfinite(pre_scale_) || !std::isfinite(pre_bias_))
-      Fail(label_, "attributes 'pre_scale' / 'pre_bias': expected finite floats, got ", pre_scale_,
-           " / ", pre_bias_);
-    has_pre_ = pre_scale_ != 1.0f || pre_bias_ != 0.0f;
     if (group_ < 1) Fail(label_, "attribute 'group': expected >= 1, got ", group_);
-    zp_int_ = static_cast<int64_t>(zero_point_);
-    // Range of v = q - zero_point; two's complement planes iff it reaches below 0 (SPEC).
-    const int64_t lo = static_cast<int64_t>(qmin_) - zp_int_;
-    const int64_t hi = static_cast<int64_t>(qmax_) - zp_int_;
-    twos_complement_ = lo < 0;
-    int64_t needed = 1;
-    if (!twos_complement_) {
-      while ((int64_t{1} << needed) - 1 < hi) ++needed;
-    } else {
-      while (!(-(int64_t{1} << (needed - 1)) <= lo && hi <= (int64_t{1} << (needed - 1)) - 1))
-        ++needed;
-    }
-    if (planes_ == 0) planes_ = needed;
-    if (planes_ < 1 || planes_ > packed::kMaxPlanes)
-      Fail(label_, "attribute 'planes': expected 1..", packed::kMaxPlanes,
-           " (0: as needed), got ", planes_);
-    v_min_ = twos_complement_ ? -(int64_t{1} << (planes_ - 1)) : 0;
-    v_max_ = twos_complement_ ? (int64_t{1} << (planes_ - 1)) - 1 : (int64_t{1} << planes_) - 1;
   });
 }
 
@@ -57,20 +91,18 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
   return GuardCompute(label_, [&] {
     if (!init_error_.empty()) throw OpError(init_error_);
     const std::vector<int64_t>& xs = x.Shape();
-    const int64_t P = planes_;
-    int64_t N, C, H, W, G, rows;
+    const int64_t P = quant_.planes;
+    int64_t N, C, H, W, G;
     if (xs.size() == 2) {
       if (group_ != 1)
         Fail(label_, "attribute 'group': rank-2 input X ", ShapeStr(xs), " requires group 1, got ",
              group_);
       N = xs[0], C = xs[1], H = 1, W = 1, G = 1;
-      rows = N;
     } else if (xs.size() == 4) {
       N = xs[0], C = xs[1], H = xs[2], W = xs[3], G = group_;
       if (C % G != 0)
         Fail(label_, "attribute 'group' (", G, ") must divide the channels of input X ",
              ShapeStr(xs));
-      rows = N * H;
     } else {
       Fail(label_, "input X: expected rank 2 [N, K] or rank 4 [N, C, H, W], got shape ",
            ShapeStr(xs));
@@ -79,34 +111,7 @@ Ort::Status QuantizePackOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, U
     const int64_t Cg = C / G, Wg = Words(Cg), XW = G * P * Wg;
     uint64_t* out = xs.size() == 2 ? y.Allocate({N, XW}) : y.Allocate({N, H, W, XW});
     if (N == 0 || H == 0 || W == 0) return;
-    const float* in = x.Data();
-    std::vector<float> pre;  // x * pre_scale + pre_bias, each step rounded as the nodes it replaces
-    if (has_pre_) {
-      const int64_t n = N * C * H * W;
-      pre.resize(static_cast<size_t>(n));
-      const float a = pre_scale_, b = pre_bias_;
-      for (int64_t i = 0; i < n; ++i) {
-        const float t = in[i] * a;  // no FMA: the build turns contraction off
-        pre[static_cast<size_t>(i)] = t + b;
-      }
-      in = pre.data();
-    }
-    const bitserial::QuantParams qp{scale_, zero_point_, qmin_, qmax_,
-                                    static_cast<int32_t>(zp_int_), static_cast<int32_t>(v_min_),
-                                    static_cast<int32_t>(v_max_)};
-    // Per row (n, h): the first value that cannot be encoded, reported after the loop.
-    std::vector<float> bad(static_cast<size_t>(rows), 0.0f);
-    std::vector<char> has_bad(static_cast<size_t>(rows), 0);
-    const bitserial::QuantPackRows rows_args{in, out, C, H, W, G, P, qp, kernel_};
-    ParallelFor(ctx, static_cast<size_t>(rows), [&](size_t r) {
-      const int64_t row = static_cast<int64_t>(r);
-      has_bad[r] = bitserial::QuantizePackRow(rows_args, rounding_, row, &bad[r]);
-    });
-    for (int64_t r = 0; r < rows; ++r)
-      if (has_bad[r])
-        Fail(label_, "input X ", ShapeStr(xs), ": value ", bad[r],
-             has_pre_ ? " (x * pre_scale + pre_bias)" : "", " quantizes to a code outside [",
-             v_min_, ", ", v_max_, "] that ", P, " planes hold (or is NaN)");
+    quant_.Pack(ctx, label_, x.Data(), xs, N, C, H, W, G, out);
   });
 }
 
@@ -116,6 +121,10 @@ void PlaneAttrs::Parse(const Attrs& at, const std::string& label) {
   act_coeffs = at.Ints("act_coeffs", {});
   weight_coeffs = at.Ints("weight_coeffs", {});
   weight_offset = at.Int("weight_offset", 0);
+  Validate(label);
+}
+
+void PlaneAttrs::Validate(const std::string& label) const {
   auto check = [&](const char* name, const std::vector<int64_t>& v) {
     if (v.empty() || static_cast<int64_t>(v.size()) > packed::kMaxPlanes)
       Fail(label, "attribute '", name, "': expected 1..", packed::kMaxPlanes, " ints, got ",

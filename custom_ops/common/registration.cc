@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "../bitserial/bitserial_mlp.h"
 #include "../bitserial/bitserial_ops.h"
 #include "../bitserial/bitserial_threshold_ops.h"
 #include "../int8/depthwise_conv.h"
@@ -56,6 +57,7 @@ Registry& BuildRegistry() {
     r->ops.emplace_back(MakeOp<BitSerialConvThresholdOp>("BitSerialConvThreshold"));
     r->ops.emplace_back(MakeOp<BitSerialGemmThresholdOp>("BitSerialGemmThreshold"));
     r->ops.emplace_back(MakeOp<PlaneMaxPoolOp>("PlaneMaxPool"));
+    r->ops.emplace_back(MakeOp<BitSerialMlpOp>("BitSerialMlp"));
     r->ops.emplace_back(MakeOp<Pow2QuantOp>("Pow2Quant"));
     r->ops.emplace_back(MakeOp<ShiftConvOp>("ShiftConv"));
     r->ops.emplace_back(MakeOp<ShiftGemmOp>("ShiftGemm"));
@@ -160,7 +162,7 @@ const VariantList* VariantsOf(const char* op_type) {
     for (const char* op : {"XnorConv", "XnorConvThreshold", "XnorGemm"})
       (*m)[op] = ListOf(xnor::Variants());
     for (const char* op : {"BitSerialConv", "BitSerialGemm", "BitSerialConvThreshold",
-                           "BitSerialGemmThreshold"})
+                           "BitSerialGemmThreshold", "BitSerialMlp"})
       (*m)[op] = ListOf(bitserial::Variants());
     (*m)["QuantizePack"] = ListOf(bitserial::QuantizePackVariants());
     for (const char* op : {"ShiftConv", "ShiftGemm"}) (*m)[op] = ListOf(ShiftVariants());

@@ -123,6 +123,24 @@ class BitSerialGemmThreshold(OpRun):
             weight_offset=int(weight_offset or 0)),)
 
 
+class BitSerialMlp(OpRun):
+    op_domain = QCOMPILE_DOMAIN
+
+    def _run(self, x, w, thresholds, direction, scale_in, bias_in, features=None, act_coeffs=None, act_planes=None,
+             weight_coeffs=None, weight_planes=None, weight_offset=None, levels=None, out_base=None, scale=None,
+             zero_point=0.0, bitwidth=None, signed=0, narrow=0, rounding_mode="ROUND", planes=None, pre_scale=1.0,
+             pre_bias=0.0):
+        mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else (rounding_mode or "ROUND")
+        return (multibit_threshold.bitserial_mlp(
+            x, w, thresholds, direction, scale_in, bias_in, features=list(features), act_coeffs=list(act_coeffs),
+            act_planes=list(act_planes), weight_coeffs=list(weight_coeffs), weight_planes=list(weight_planes),
+            weight_offset=list(weight_offset), levels=list(levels or []), out_base=list(out_base or []),
+            scale=scale, zero_point=zero_point or 0.0, bitwidth=int(bitwidth), signed=int(signed or 0),
+            narrow=int(narrow or 0), rounding_mode=mode, planes=planes,
+            pre_scale=1.0 if pre_scale is None else float(pre_scale),
+            pre_bias=0.0 if pre_bias is None else float(pre_bias)),)
+
+
 class PlaneMaxPool(OpRun):
     op_domain = QCOMPILE_DOMAIN
 
@@ -269,7 +287,7 @@ class Trunc(OpRun):
 
 
 OPS = [BinarizePack, XnorConv, XnorConvThreshold, PackedMaxPool, XnorGemm, QuantizePack, BitSerialConv,
-       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, PlaneMaxPool, Pow2Quant, Requantize, DepthwiseConvInteger,
+       BitSerialGemm, BitSerialConvThreshold, BitSerialGemmThreshold, BitSerialMlp, PlaneMaxPool, Pow2Quant, Requantize, DepthwiseConvInteger,
        DepthwiseConvRequantize, DirectConvInteger, DirectConvRequantize, ThresholdPack, ShiftConv, ShiftGemm, BipolarQuant, Quant, IntQuant,
        Trunc]
 

@@ -78,6 +78,38 @@ def bitserial_gemm_threshold(xp, wp, thresholds, direction, *, out_base: int, ou
     return pack_code_planes(threshold_codes(d, thresholds, direction, out_base), int(out_planes), signed)
 
 
+def bitserial_mlp(x, w, thresholds, direction, out_scale, out_bias, *, features, act_coeffs, act_planes, weight_coeffs,
+                  weight_planes, weight_offset, levels=(), out_base=(), **quant) -> np.ndarray:
+    """BitSerialMlp: QuantizePack(x; quant), then each layer l of the chain on the concatenated
+    W / thresholds / direction (BitSerialGemmThreshold but the last, BitSerialGemm with out_scale
+    and out_bias, the op's inputs 4 and 5, for the last); float32 [N, features[-1]]."""
+    from qcompile.ops.bitserial import bitserial_gemm, quantize_pack
+    from qcompile.ops.packing import words_for
+
+    h = quantize_pack(np.asarray(x, np.float32), **quant)
+    w, thresholds, direction = np.asarray(w).reshape(-1), np.asarray(thresholds).reshape(-1), np.asarray(direction).reshape(-1)
+    layers = len(features) - 1
+    a_at = q_at = w_at = t_at = d_at = 0
+    for lyr in range(layers):
+        k, m = int(features[lyr]), int(features[lyr + 1])
+        p, q = int(act_planes[lyr]), int(weight_planes[lyr])
+        dense = dict(in_features=k, act_coeffs=list(act_coeffs[a_at:a_at + p]),
+                     weight_coeffs=list(weight_coeffs[q_at:q_at + q]), weight_offset=int(weight_offset[lyr]))
+        a_at, q_at = a_at + p, q_at + q
+        words = m * q * words_for(k)
+        wl = w[w_at:w_at + words].reshape(m, q * words_for(k))
+        w_at += words
+        if lyr + 1 == layers:
+            return bitserial_gemm(h, wl, np.asarray(out_scale, np.float32), np.asarray(out_bias, np.float32), **dense)
+        lv = int(levels[lyr])
+        tl = thresholds[t_at:t_at + m * lv].reshape(m, lv)
+        dl = direction[d_at:d_at + m]
+        t_at, d_at = t_at + m * lv, d_at + m
+        h = bitserial_gemm_threshold(h, wl, tl, dl, out_base=int(out_base[lyr]), out_planes=int(act_planes[lyr + 1]),
+                                     **dense)
+    raise ValueError("BitSerialMlp needs at least one layer (two feature counts)")
+
+
 def plane_maxpool(xp: np.ndarray, or_mask: np.ndarray, *, planes: int, group: int = 1, signed: int = 0,
                   kernel_shape: Sequence[int], strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
                   dilations: Sequence[int] = (1, 1)) -> np.ndarray:

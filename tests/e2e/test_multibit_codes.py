@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from qcompile.compiler import compile as compile_model
+from qcompile.passes.fuse_dense_chain import FuseDenseChainPass
 from qcompile.passes.multibit_thresholds import CODES_KEY, MultibitThresholdsPass
 from qcompile.runtime import InferenceSession
 from qcompile.tie_check import adjust_for_ties
@@ -65,8 +66,11 @@ def without_pass(ref, monkeypatch):
 @pytest.mark.parametrize("cfg,float_fed", [("cnv_2w2a", 1), ("cnv_1w2a", 1), ("tfc_2w2a", 1), ("sfc_2w2a", 1)])
 def test_bnn_pynq_layers_exchange_codes(bnn, monkeypatch, cfg, float_fed):
     ref = bnn(cfg)
-    # bit-serial layers (the cost model may pick int8 for some by default): their codes pass on
-    result = compile_model(ref, None, check_parity=True, impl=["bitserial"])
+    # bit-serial layers (the cost model may pick int8 for some by default): their codes pass on;
+    # seen with the dense chains left as separate nodes (fused, they run as one BitSerialMlp)
+    with monkeypatch.context() as m:
+        m.setattr(FuseDenseChainPass, "call", lambda self, model: ir.passes.PassResult(model, False))
+        result = compile_model(ref, None, check_parity=True, impl=["bitserial"])
     assert result.parity.passed, result.parity.to_json()
     comp = result.model
     paths = feeders(comp)
@@ -87,6 +91,16 @@ def test_bnn_pynq_layers_exchange_codes(bnn, monkeypatch, cfg, float_fed):
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), seed
         report = verify(ref, comp, {name: x})
         assert report.passed and report.outputs[0].differing_top1 == 0, report.to_json()
+    # and fused (the default), the same output bit for bit
+    fused = compile_model(ref, None, check_parity=True, impl=["bitserial"])
+    assert fused.parity.passed
+    ops = [n.op_type for n in fused.model.graph.node]
+    if cfg in ("tfc_2w2a", "sfc_2w2a"):
+        assert ops == ["BitSerialMlp"], ops
+    fused_sess = InferenceSession(fused.model.SerializeToString())
+    x = np.random.default_rng(9).standard_normal(shape).astype(np.float32)
+    got, want = fused_sess.run(None, {name: x})[0], new_sess.run(None, {name: x})[0]
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 # ------------------------------------------------------------------ ties judged from codes

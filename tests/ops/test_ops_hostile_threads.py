@@ -56,7 +56,7 @@ def _feeds(base: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
 def test_eight_threads_one_session_match_one_thread():
     model, base = _all_ops_model()
     sess_ops = {n.op_type for n in onnx.load_from_string(model).graph.node}
-    assert sess_ops == {s.op for s in hostile_ops.base_specs()} and len(sess_ops) == 24
+    assert sess_ops == {s.op for s in hostile_ops.base_specs()} and len(sess_ops) == 25
     shared = runtime.InferenceSession(model, threads=2)  # ORT's pool inside each run too
     single = runtime.InferenceSession(model, threads=1)
     work = [[_feeds(base, 1000 * t + r) for r in range(ROUNDS)] for t in range(THREADS)]

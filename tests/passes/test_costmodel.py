@@ -122,7 +122,7 @@ def test_cli_impl_override_and_its_error(tmp_path, monkeypatch):
     assert ok.exit_code == 0, ok.output
     comp = onnx.load(tmp_path / "m.q.onnx")
     assert [n.op_type for n in comp.graph.node].count("ConvInteger") == 1
-    assert "BitSerialGemm" in [n.op_type for n in comp.graph.node]
+    assert "BitSerialMlp" in [n.op_type for n in comp.graph.node]  # QuantizePack -> BitSerialGemm, fused
     bad = CliRunner().invoke(main, [str(path), "--impl", "conv=xnor"])
     assert bad.exit_code != 0 and "can run as bitserial, int8, float only" in bad.output
     assert "Traceback" not in bad.output

@@ -53,8 +53,8 @@ def test_input_scaling_and_the_tail_fold_with_parity():
     ref = _mlp()
     out = compile_model(ref, None, check_parity=True, tune=False, impl=("bitserial",))
     assert out.parity.passed
-    assert op_types(out.model) == ["QuantizePack", "BitSerialGemmThreshold", "BitSerialGemm"]
-    attrs = _attrs(out.model, "QuantizePack")
+    assert op_types(out.model) == ["BitSerialMlp"]  # the chain, fused, with its input quantizer
+    attrs = _attrs(out.model, "BitSerialMlp")
     assert (attrs["pre_scale"], attrs["pre_bias"]) == (2.0, -1.0)
     # the codes are exact; only the tail's 1/3 folded into scale * D rounds (verify.RTOL)
     assert verify(ref, out.model).passed
@@ -66,7 +66,7 @@ def test_a_div_before_the_quantizer_stays_and_says_why():
     assert modified == [False]  # no QuantizePack yet: nothing to fold into
     out = compile_model(ref, None, check_parity=True, tune=False, impl=("bitserial",))
     assert "Div" in op_types(out.model)
-    assert "pre_scale" not in _attrs(out.model, "QuantizePack")
+    assert "pre_scale" not in _attrs(out.model, "BitSerialMlp")
 
 
 def test_a_scaled_input_used_twice_does_not_fold():
@@ -78,7 +78,7 @@ def test_a_scaled_input_used_twice_does_not_fold():
     z = g.op("Add", [y, g.op("ReduceSum", [t], keepdims=1)], name="side")
     ref = g.model({"x": [1, 64]}, [z])
     out = compile_model(ref, None, check_parity=True, tune=False, impl=("bitserial",))
-    assert "Mul" in op_types(out.model) and "pre_scale" not in _attrs(out.model, "QuantizePack")
+    assert "Mul" in op_types(out.model) and "pre_scale" not in _attrs(out.model, "BitSerialMlp")
     assert out.parity.passed
 
 
@@ -99,7 +99,7 @@ def test_a_sub_between_layers_folds_into_the_thresholds_exactly():
     into the exact integer thresholds, like an Add."""
     ref = _mlp(mid=(("Sub", 0.3), ("Div", 1.5)))
     out = compile_model(ref, None, check_parity=True, tune=False, impl=("bitserial",))
-    assert op_types(out.model) == ["QuantizePack", "BitSerialGemmThreshold", "BitSerialGemm"]
+    assert op_types(out.model) == ["BitSerialMlp"]
     reasons = {r.reason for r in out.report.by_rule("FoldSubIntoBitSerialGemm")}
     assert "Sub before a quantizer: left to the exact threshold folding" in reasons
     assert out.parity.passed
