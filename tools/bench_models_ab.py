@@ -53,6 +53,7 @@ def main(old_lib: str, float_model: str, models: tuple[str, ...], old_models: tu
             for _ in range(rounds):
                 for key, lib in libs.items():
                     rt.get_library_path = lambda lib=lib: lib  # sessions load this build
+                    rt._library.cache_clear()  # and the variant queries ask it, not the last one
                     model = before_paths.get(name, path) if key == "before" else path
                     b = bench_models(model, float_model, threads=(1,), repeats=repeats)[0]
                     runs[key].append(b)
@@ -63,6 +64,7 @@ def main(old_lib: str, float_model: str, models: tuple[str, ...], old_models: tu
             }
     finally:
         rt.get_library_path = current
+        rt._library.cache_clear()
     Path(out).write_text(json.dumps(report, indent=2) + "\n")
     click.echo(f"wrote {out}")
 
