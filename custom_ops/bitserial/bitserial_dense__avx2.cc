@@ -35,12 +35,7 @@ void bitserial_dense_u64__avx2(const DensePlaneArgs& a, int64_t n, int64_t b0, i
                                        1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
-  int64_t base = 0;  // the weight-offset term, the same for every channel
-  for (int64_t p = 0; p < P; ++p) {
-    int64_t c = 0;
-    for (int64_t k = 0; k < Kw; ++k) c += __builtin_popcountll(x[p * Kw + k]);
-    base += a.act_coeffs[p] * a.weight_offset * c;
-  }
+  const int64_t base = a.offset_term[n];
   for (int64_t b = b0; b < b1; ++b) {
     const uint64_t* wb = a.wd + b * Q * Kw * kDenseBlock;
     __m256i d0 = _mm256_set1_epi64x(base), d1 = d0;

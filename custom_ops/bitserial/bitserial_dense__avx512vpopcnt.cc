@@ -14,12 +14,7 @@ void bitserial_dense_u64__avx512vpopcnt(const DensePlaneArgs& a, int64_t n, int6
                                         int64_t b1) {
   const int64_t P = a.P, Q = a.Q, Kw = a.Kw;
   const uint64_t* x = a.x + n * P * Kw;
-  int64_t base = 0;  // the weight-offset term, the same for every channel
-  for (int64_t p = 0; p < P; ++p) {
-    int64_t c = 0;
-    for (int64_t k = 0; k < Kw; ++k) c += __builtin_popcountll(x[p * Kw + k]);
-    base += a.act_coeffs[p] * a.weight_offset * c;
-  }
+  const int64_t base = a.offset_term[n];
   for (int64_t b = b0; b < b1; ++b) {
     const uint64_t* wb = a.wd + b * Q * Kw * kDenseBlock;
     __m512i d = _mm512_set1_epi64(base);

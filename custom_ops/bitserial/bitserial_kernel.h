@@ -35,6 +35,9 @@ struct DensePlaneArgs {
   const uint64_t* x;   // [N, P*Kw]: plane p of row n at x + (n*P + p)*Kw
   const uint64_t* wd;  // DenseBlockedWeights: [ceil(M/8)][Q][Kw][8], zero words past M
   int32_t* d;          // [N, M]
+  // [N]: row n's weight-offset term, weight_offset * sum_p act_coeffs[p] * popcount(X_p), the
+  // same for every channel (set by the driver, RunDense)
+  const int64_t* offset_term = nullptr;
 };
 
 // D[n, m] for the channels of blocks [b0, b1) (8 channels each; the last may be partial).

@@ -51,12 +51,7 @@ inline void BitSerialRow(const BitSerialArgs& a, int64_t n, int64_t m0, int64_t 
 inline void DenseRow(const DensePlaneArgs& a, int64_t n, int64_t b0, int64_t b1) {
   const int64_t P = a.P, Q = a.Q, Kw = a.Kw;
   const uint64_t* x = a.x + n * P * Kw;
-  int64_t base = 0;  // the weight-offset term, the same for every channel
-  for (int64_t p = 0; p < P; ++p) {
-    int64_t c = 0;
-    for (int64_t k = 0; k < Kw; ++k) c += __builtin_popcountll(x[p * Kw + k]);
-    base += a.act_coeffs[p] * a.weight_offset * c;
-  }
+  const int64_t base = a.offset_term[n];
   for (int64_t b = b0; b < b1; ++b) {
     const uint64_t* wb = a.wd + b * Q * Kw * kDenseBlock;
     const int64_t nm = a.M - b * kDenseBlock < kDenseBlock ? a.M - b * kDenseBlock : kDenseBlock;

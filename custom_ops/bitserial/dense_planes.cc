@@ -45,6 +45,18 @@ void RunDense(OrtKernelContext* ctx, DensePlaneFn fn, DensePlaneArgs a, int64_t 
     laid_out = DenseBlockedWeights(w, a.M, a.Q, a.Kw);
     a.wd = laid_out.data();
   }
+  ScratchArray<int64_t, 64> offset_term(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) {  // the weight-offset term of each row, for every channel
+    int64_t t = 0;
+    for (int64_t p = 0; a.weight_offset != 0 && p < a.P; ++p) {
+      int64_t c = 0;
+      const uint64_t* xp = a.x + (n * a.P + p) * a.Kw;
+      for (int64_t k = 0; k < a.Kw; ++k) c += __builtin_popcountll(xp[k]);
+      t += a.act_coeffs[p] * a.weight_offset * c;
+    }
+    offset_term[static_cast<size_t>(n)] = t;
+  }
+  a.offset_term = offset_term.data();
   const int64_t blocks = (a.M + kDenseBlock - 1) / kDenseBlock;
   const int64_t items = N * blocks;  // (row, block) pairs
   const int64_t steps = std::max<int64_t>(1, a.P * a.Q * a.Kw);
