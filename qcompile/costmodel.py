@@ -143,7 +143,7 @@ def _credit_dense_chains(layers: list[Layer], choices: dict[str, Choice], source
     est = next((s for s in sources if isinstance(s, EstimatedCosts)), None)
     if est is None or overall is not None or "bitserial" not in est.constants:
         return
-    node_cost = est.constants["bitserial"][1]  # the dense per-node overhead
+    node_cost = est.constants["bitserial"][FEATURES.index("dense overhead")]
     run: list[Layer] = []
 
     def settle() -> None:

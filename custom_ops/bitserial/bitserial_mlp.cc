@@ -1,7 +1,6 @@
 #include "bitserial_mlp.h"
 
 #include "dense_planes.h"
-#include "multi_threshold.h"
 
 namespace qcompile {
 namespace {
@@ -111,9 +110,7 @@ void BitSerialMlpOp::Prepare(const uint64_t* w, const int32_t* t, const int32_t*
                              Prepared* out) const {
   const size_t L = layers_.size();
   out->w.assign(L, packed::PreparedWeights{});
-  out->flip.assign(L, {});
-  out->thr_flipped.assign(L, {});
-  out->thr_levels.assign(L, {});
+  out->thresholds.assign(L - 1, bitserial::ThresholdTables{});
   for (size_t l = 0; l < L; ++l) {
     const Layer& ly = layers_[l];
     const int64_t Q = static_cast<int64_t>(ly.planes.weight_coeffs.size());
@@ -124,11 +121,7 @@ void BitSerialMlpOp::Prepare(const uint64_t* w, const int32_t* t, const int32_t*
     const int32_t* dl = d + ly.d_at;
     const std::string where = label_ + " layer " + std::to_string(l);
     ly.out.Check(where, tl, {ly.M, ly.levels}, dl, {ly.M}, ly.M);
-    out->flip[l].resize(static_cast<size_t>(ly.M));
-    out->thr_flipped[l].resize(static_cast<size_t>(ly.M * ly.levels));
-    out->thr_levels[l].resize(static_cast<size_t>(ly.M * ly.levels));
-    bitserial::FlipThresholds(tl, dl, ly.M, ly.levels, out->flip[l].data(),
-                              out->thr_flipped[l].data(), out->thr_levels[l].data());
+    out->thresholds[l].Build(tl, dl, ly.M, ly.levels);
   }
   out->w_src = w;
   out->t_src = t;
@@ -178,21 +171,14 @@ Ort::Status BitSerialMlpOp::Compute(OrtKernelContext* ctx, const F32Tensor& x, c
       ScratchArray<int32_t, 1024> d(static_cast<size_t>(N * ly.M));
       bitserial::RunDense(ctx, variant_->dense, bitserial::DenseArgsOf(args, cur, d.data()), N,
                           nullptr, &p->w[l]);
-      if (l + 1 == layers_.size()) {
-        const float* sc = scale.Data();
-        const float* bi = bias.Data();
-        for (int64_t n = 0; n < N; ++n)  // y = float(D) * scale + bias, as BitSerialGemm
-          for (int64_t m = 0; m < ly.M; ++m)
-            out[n * ly.M + m] = static_cast<float>(d[static_cast<size_t>(n * ly.M + m)]) * sc[m] + bi[m];
+      if (l + 1 == layers_.size()) {  // the float output, as BitSerialGemm
+        bitserial::DenseScaleBias(d.data(), N, ly.M, scale.Data(), bias.Data(), out);
         break;
       }
       const int64_t Wg_out = Words(ly.M), YW = ly.out.out_planes * Wg_out;
       std::vector<uint64_t> next(static_cast<size_t>(N * YW));
       bitserial::MultiThresholdArgs ta{};
-      ta.thr_flipped = p->thr_flipped[l].data();
-      ta.thr_levels = p->thr_levels[l].data();
-      ta.flip = p->flip[l].data();
-      ta.L = ly.levels;
+      p->thresholds[l].Fill(&ta);
       ta.out_base = ly.out.out_base;
       ta.P = ly.out.out_planes;
       ta.Wg_out = Wg_out;

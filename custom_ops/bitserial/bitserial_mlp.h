@@ -12,6 +12,7 @@
 #include "bitserial_ops.h"
 #include "bitserial_threshold_ops.h"
 #include "bitserial_variants.h"
+#include "multi_threshold.h"
 
 namespace qcompile {
 
@@ -34,7 +35,7 @@ struct BitSerialMlpOp {
     const int32_t* t_src = nullptr;
     const int32_t* d_src = nullptr;
     std::vector<packed::PreparedWeights> w;
-    std::vector<std::vector<int32_t>> flip, thr_flipped, thr_levels;
+    std::vector<bitserial::ThresholdTables> thresholds;  // the hidden layers'
   };
   void Prepare(const uint64_t* w, const int32_t* t, const int32_t* d, Prepared* out) const;
 

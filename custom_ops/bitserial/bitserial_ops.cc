@@ -259,11 +259,7 @@ Ort::Status BitSerialGemmOp::Compute(OrtKernelContext* ctx, const U64Tensor& x, 
     ScratchArray<int32_t, 1024> d(static_cast<size_t>(s.N * s.M));
     bitserial::RunDense(ctx, variant_->dense, bitserial::DenseArgsOf(a, x.Data(), d.data()), s.N,
                         w.Data(), const_w_.Get(w.Data(), ws));
-    const float* sc = scale.Data();
-    const float* bi = bias.Data();
-    for (int64_t n = 0; n < s.N; ++n)  // y = float(D) * scale + bias, as the conv kernels
-      for (int64_t m = 0; m < s.M; ++m)
-        out[n * s.M + m] = static_cast<float>(d[static_cast<size_t>(n * s.M + m)]) * sc[m] + bi[m];
+    bitserial::DenseScaleBias(d.data(), s.N, s.M, scale.Data(), bias.Data(), out);
   });
 }
 

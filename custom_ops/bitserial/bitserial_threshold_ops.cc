@@ -91,9 +91,10 @@ void OutCodes::Prepare(const OrtKernelInfo* info, const std::string& label,
                        const OutCodeAttrs& attrs) {
   std::vector<int64_t> ts, ds;
   if (!ConstantInput(info, 2, &t_src_, &ts) || !ConstantInput(info, 3, &d_src_, &ds)) return;
+  int64_t L = 0;
   try {  // a bad constant is reported by Compute, with the W it was checked against
     if (ts.size() != 2) return;
-    L_ = attrs.Check(label, t_src_, ts, d_src_, ds, ts[0]);
+    L = attrs.Check(label, t_src_, ts, d_src_, ds, ts[0]);
   } catch (const std::exception&) {
     t_src_ = d_src_ = nullptr;
     return;
@@ -101,11 +102,7 @@ void OutCodes::Prepare(const OrtKernelInfo* info, const std::string& label,
   M_ = ts[0];
   t_shape_ = ts;
   d_shape_ = ds;
-  flip_.resize(static_cast<size_t>(M_));
-  thr_flipped_.resize(static_cast<size_t>(M_ * L_));
-  thr_levels_.resize(static_cast<size_t>(M_ * L_));
-  bitserial::FlipThresholds(t_src_, d_src_, M_, L_, flip_.data(), thr_flipped_.data(),
-                            thr_levels_.data());
+  tables_.Build(t_src_, d_src_, M_, L);
 }
 
 bitserial::MultiThresholdArgs OutCodes::Args(const std::string& label, const OutCodeAttrs& attrs,
@@ -115,21 +112,13 @@ bitserial::MultiThresholdArgs OutCodes::Args(const std::string& label, const Out
   const OutCodes* use = this;
   if (!(t_src_ && thresholds.Data() == t_src_ && direction.Data() == d_src_ && M == M_ &&
         thresholds.Shape() == t_shape_ && direction.Shape() == d_shape_)) {
-    scratch->L_ = attrs.Check(label, thresholds.Data(), thresholds.Shape(), direction.Data(),
-                              direction.Shape(), M);
-    scratch->flip_.resize(static_cast<size_t>(M));
-    scratch->thr_flipped_.resize(static_cast<size_t>(M * scratch->L_));
-    scratch->thr_levels_.resize(static_cast<size_t>(M * scratch->L_));
-    bitserial::FlipThresholds(thresholds.Data(), direction.Data(), M, scratch->L_,
-                              scratch->flip_.data(), scratch->thr_flipped_.data(),
-                              scratch->thr_levels_.data());
+    const int64_t L = attrs.Check(label, thresholds.Data(), thresholds.Shape(), direction.Data(),
+                                  direction.Shape(), M);
+    scratch->tables_.Build(thresholds.Data(), direction.Data(), M, L);
     use = scratch;
   }
   bitserial::MultiThresholdArgs ta{};
-  ta.thr_flipped = use->thr_flipped_.data();
-  ta.thr_levels = use->thr_levels_.data();
-  ta.flip = use->flip_.data();
-  ta.L = use->L_;
+  use->tables_.Fill(&ta);
   ta.out_base = attrs.out_base;
   ta.P = attrs.out_planes;
   return ta;

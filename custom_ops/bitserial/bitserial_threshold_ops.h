@@ -41,8 +41,8 @@ class OutCodes {
   const int32_t* t_src_ = nullptr;
   const int32_t* d_src_ = nullptr;
   std::vector<int64_t> t_shape_, d_shape_;
-  int64_t M_ = 0, L_ = 0;
-  std::vector<int32_t> flip_, thr_flipped_, thr_levels_;
+  int64_t M_ = 0;
+  bitserial::ThresholdTables tables_;
 };
 
 struct BitSerialConvThresholdOp {

@@ -77,5 +77,12 @@ void RunDense(OrtKernelContext* ctx, DensePlaneFn fn, DensePlaneArgs a, int64_t 
   });
 }
 
+void DenseScaleBias(const int32_t* d, int64_t N, int64_t M, const float* scale, const float* bias,
+                    float* y) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t m = 0; m < M; ++m)
+      y[n * M + m] = static_cast<float>(d[n * M + m]) * scale[m] + bias[m];  // no FMA (build flags)
+}
+
 }  // namespace bitserial
 }  // namespace qcompile

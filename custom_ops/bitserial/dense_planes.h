@@ -32,5 +32,10 @@ inline DensePlaneArgs DenseArgsOf(const packed::BitSerialArgs& a, const uint64_t
 void RunDense(OrtKernelContext* ctx, DensePlaneFn fn, DensePlaneArgs a, int64_t N,
               const uint64_t* w, const packed::PreparedWeights* prepared);
 
+// y [N, M] = float(D) * scale[m] + bias[m]: BitSerialGemm's float output, one rounded multiply
+// and one rounded add per value, as the conv kernels write it.
+void DenseScaleBias(const int32_t* d, int64_t N, int64_t M, const float* scale, const float* bias,
+                    float* y);
+
 }  // namespace bitserial
 }  // namespace qcompile

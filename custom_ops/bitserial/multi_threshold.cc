@@ -131,5 +131,20 @@ void FlipThresholds(const int32_t* thr, const int32_t* dir, int64_t M, int64_t L
   }
 }
 
+void ThresholdTables::Build(const int32_t* thr, const int32_t* dir, int64_t M, int64_t levels) {
+  L = levels;
+  flip.resize(static_cast<size_t>(M));
+  thr_flipped.resize(static_cast<size_t>(M * L));
+  thr_levels.resize(static_cast<size_t>(M * L));
+  FlipThresholds(thr, dir, M, L, flip.data(), thr_flipped.data(), thr_levels.data());
+}
+
+void ThresholdTables::Fill(MultiThresholdArgs* a) const {
+  a->thr_flipped = thr_flipped.data();
+  a->thr_levels = thr_levels.data();
+  a->flip = flip.data();
+  a->L = L;
+}
+
 }  // namespace bitserial
 }  // namespace qcompile

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace qcompile {
 namespace bitserial {
@@ -34,6 +35,16 @@ void MultiThresholdDense(const MultiThresholdArgs& a, const int32_t* d, int64_t 
 // directions [M].
 void FlipThresholds(const int32_t* thr, const int32_t* dir, int64_t M, int64_t L, int32_t* flip,
                     int32_t* thr_flipped, int32_t* thr_levels);
+
+// The three tables of FlipThresholds, owned: what the threshold epilogues read.
+struct ThresholdTables {
+  int64_t L = 0;
+  std::vector<int32_t> flip, thr_flipped, thr_levels;
+  // From thresholds [M, L] and directions [M] (already checked).
+  void Build(const int32_t* thr, const int32_t* dir, int64_t M, int64_t levels);
+  // a's thr_flipped, thr_levels, flip and L from these tables.
+  void Fill(MultiThresholdArgs* a) const;
+};
 
 }  // namespace bitserial
 }  // namespace qcompile

@@ -60,9 +60,9 @@ void PreparePlaneWeights(const OrtKernelInfo* info, const PlaneKernel& k, int64_
   std::vector<int64_t> ws;
   if (!ConstantInput(info, 1, &wdata, &ws)) return;
   // Compute checks the shape; only a shape it can accept is laid out here.
-  if ((ws.size() != 2 && ws.size() != 4) || ws[0] < 1 || ws[0] % group != 0) return;
+  if (ws.size() != 4 || ws[0] < 1 || ws[0] % group != 0) return;
   if (ws.back() < Q || ws.back() % Q != 0) return;
-  const int64_t taps = ws.size() == 4 ? ws[1] * ws[2] : 1;
+  const int64_t taps = ws[1] * ws[2];
   out->Set(wdata, ws, PlaneMajorWeights(wdata, ws[0], group, taps, Q, ws.back() / Q));
 }
 

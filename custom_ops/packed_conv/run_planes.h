@@ -28,7 +28,8 @@ struct PlaneKernel {
   bool (*lut_faster)(const ConvGeometry&);
 };
 
-// Constant W (input 1, [M, KH, KW, Q*Wg] or [M, Q*Kw]) laid out for a split kernel.
+// Constant W (input 1, [M, KH, KW, Q*Wg]) laid out for a split kernel (the dense ops have their
+// own layout: bitserial/dense_planes.h).
 void PreparePlaneWeights(const OrtKernelInfo* info, const PlaneKernel& k, int64_t group,
                          int64_t Q, PreparedWeights* out);
 // The same W tap-concatenated, when the convolution qualifies and W has no pad bit set.

@@ -121,8 +121,9 @@ def fuse(graph: ir.Graph, pack: ir.Node, layers: list[ir.Node]) -> ir.Node:
               ir.AttrInt64s("weight_coeffs", wgt), ir.AttrInt64s("weight_planes", wgt_n),
               ir.AttrInt64s("weight_offset", offsets), ir.AttrInt64s("levels", levels),
               ir.AttrInt64s("out_base", bases)]
-    if "kernel" in last.attributes or any("kernel" in layer.attributes for layer in layers):
-        attrs.append(next(layer.attributes["kernel"] for layer in layers if "kernel" in layer.attributes))
+    kernel = next((layer.attributes["kernel"] for layer in layers if "kernel" in layer.attributes), None)
+    if kernel is not None:  # one value on all the layers that have one (chain_from)
+        attrs.append(kernel)
 
     def init(array: np.ndarray, suffix: str) -> ir.Value:
         value = ir.Value(name=f"{name}/mlp_{suffix}", const_value=ir.tensor(array))
